@@ -1,0 +1,48 @@
+# ngx_omnibus_module: make | make run | make test | make bench
+NGINX_SRC  ?= /usr/share/nginx/src
+BUILD      := build
+NGINX_BIN  ?= /usr/sbin/nginx
+MODULE     := objs/ngx_omnibus_module.so
+CC_OPT     := -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror
+
+# Debian packages the build, the tests and `make run` need.
+PKGS := nginx nginx-dev libyajl-dev libhiredis-dev libpq-dev librdkafka-dev \
+        perl libjson-xs-perl prometheus curl
+
+SOURCES := ngx_omnibus_module.c $(wildcard src/*.c src/*.h)
+
+.PHONY: all deps run test bench clean
+
+all: $(MODULE)
+
+deps:
+	@./scripts/deps.sh $(PKGS)
+
+# configure once per change of the module's build script
+$(BUILD)/nginx/objs/Makefile: config Makefile
+	@test -d $(NGINX_SRC)/auto || $(MAKE) --no-print-directory deps
+	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD)
+	cp -a $(NGINX_SRC) $(BUILD)/nginx
+	cd $(BUILD)/nginx && ./configure --with-compat \
+	    --with-cc-opt='$(CC_OPT)' --add-dynamic-module=$(CURDIR) \
+	    > configure.log 2>&1 || { tail -30 configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/nginx/objs/Makefile $(SOURCES)
+	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
+	mkdir -p objs
+	cp $(BUILD)/nginx/objs/ngx_omnibus_module.so $(MODULE)
+
+run: deps $(MODULE)
+	mkdir -p $(BUILD)/run/logs
+	sed 's|@MODULE@|$(CURDIR)/$(MODULE)|' conf/omnibus.conf \
+	    > $(BUILD)/run/nginx.conf
+	$(NGINX_BIN) -p $(CURDIR)/$(BUILD)/run -c nginx.conf -g 'daemon off;'
+
+test: deps $(MODULE)
+	prove -r -I t/lib t/
+
+bench: deps $(MODULE)
+	./bench/run.sh
+
+clean:
+	rm -rf $(BUILD) objs

@@ -1,0 +1,449 @@
+
+/*
+ * ngx_omnibus_module: module definition, directives and process hooks.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_omnibus.h"
+
+
+static ngx_int_t ngx_omnibus_postconfiguration(ngx_conf_t *cf);
+static void *ngx_omnibus_create_main_conf(ngx_conf_t *cf);
+static void *ngx_omnibus_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_omnibus_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_omnibus_handler_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_omnibus_dedup_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_omnibus_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_omnibus_init_process(ngx_cycle_t *cycle);
+static void ngx_omnibus_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_omnibus_commands[] = {
+
+    { ngx_string("omnibus_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_omnibus_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omnibus_publish"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_omnibus_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_omnibus_loc_conf_t, publish),
+      NULL },
+
+    { ngx_string("omnibus_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_omnibus_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_omnibus_loc_conf_t, admin),
+      NULL },
+
+    { ngx_string("omnibus_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_omnibus_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_omnibus_loc_conf_t, health),
+      NULL },
+
+    { ngx_string("omnibus_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_omnibus_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_omnibus_loc_conf_t, metrics),
+      NULL },
+
+    { ngx_string("omnibus_topic"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_omnibus_loc_conf_t, topic),
+      NULL },
+
+    { ngx_string("omnibus_priority"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_omnibus_loc_conf_t, priority),
+      NULL },
+
+    { ngx_string("omnibus_idempotency_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_omnibus_loc_conf_t, idempotency_key),
+      NULL },
+
+    { ngx_string("omnibus_dedup"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_omnibus_dedup_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omnibus_max_message_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_omnibus_loc_conf_t, max_message_size),
+      NULL },
+
+    { ngx_string("omnibus_json"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_omnibus_loc_conf_t, json),
+      NULL },
+
+    { ngx_string("omnibus_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_omnibus_rate_limit_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_omnibus_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_omnibus_postconfiguration,         /* postconfiguration */
+
+    ngx_omnibus_create_main_conf,          /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_omnibus_create_loc_conf,           /* create location configuration */
+    ngx_omnibus_merge_loc_conf             /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_omnibus_module = {
+    NGX_MODULE_V1,
+    &ngx_omnibus_module_ctx,               /* module context */
+    ngx_omnibus_commands,                  /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_omnibus_init_module,               /* init module */
+    ngx_omnibus_init_process,              /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_omnibus_exit_process,              /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_omnibus_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_omnibus_publish_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_omnibus_body_init(cf);
+}
+
+
+static void *
+ngx_omnibus_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_omnibus_main_conf_t  *omcf;
+
+    omcf = ngx_pcalloc(cf->pool, sizeof(ngx_omnibus_main_conf_t));
+    if (omcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&omcf->zones, cf->pool, 2,
+                       sizeof(ngx_omnibus_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return omcf;
+}
+
+
+static void *
+ngx_omnibus_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_omnibus_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_omnibus_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->publish = NULL;
+     *     conf->admin = NULL;
+     *     conf->health = NULL;
+     *     conf->topic = NULL;
+     *     conf->priority = NULL;
+     *     conf->idempotency_key = NULL;
+     */
+
+    conf->ready = NGX_CONF_UNSET;
+    conf->metrics = NGX_CONF_UNSET;
+    conf->dedup = NGX_CONF_UNSET_UINT;
+    conf->max_message_size = NGX_CONF_UNSET_SIZE;
+    conf->json = NGX_CONF_UNSET;
+    conf->limit = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static ngx_http_complex_value_t *
+ngx_omnibus_default_value(ngx_conf_t *cf, char *value)
+{
+    ngx_str_t                          v;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (cv == NULL) {
+        return NULL;
+    }
+
+    v.data = (u_char *) value;
+    v.len = ngx_strlen(value);
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &v;
+    ccv.complex_value = cv;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NULL;
+    }
+
+    return cv;
+}
+
+
+static char *
+ngx_omnibus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_omnibus_loc_conf_t *prev = parent;
+    ngx_omnibus_loc_conf_t *conf = child;
+
+    if (conf->topic == NULL) {
+        conf->topic = prev->topic;
+    }
+
+    if (conf->priority == NULL) {
+        conf->priority = prev->priority;
+    }
+
+    if (conf->idempotency_key == NULL) {
+        conf->idempotency_key = prev->idempotency_key;
+    }
+
+    ngx_conf_merge_uint_value(conf->dedup, prev->dedup,
+                              NGX_OMNIBUS_DEDUP_KEY);
+    ngx_conf_merge_size_value(conf->max_message_size,
+                              prev->max_message_size, 1024 * 1024);
+    ngx_conf_merge_value(conf->json, prev->json, 1);
+    ngx_conf_merge_ptr_value(conf->limit, prev->limit, NULL);
+    ngx_conf_merge_value(conf->ready, prev->ready, 0);
+    ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
+
+    if (conf->publish == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    /* defaults are compiled once, where a publish location needs them */
+
+    if (conf->priority == NULL) {
+        conf->priority = ngx_omnibus_default_value(cf, "$http_x_priority");
+        if (conf->priority == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf->idempotency_key == NULL) {
+        conf->idempotency_key = ngx_omnibus_default_value(cf,
+                                                    "$http_idempotency_key");
+        if (conf->idempotency_key == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* omnibus_publish, omnibus_admin, omnibus_health, omnibus_metrics */
+
+static char *
+ngx_omnibus_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_omnibus_loc_conf_t *olcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_omnibus_zone_t        *zone, **field;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != NULL) {
+        return "is duplicate: the location already has a content handler";
+    }
+
+    value = cf->args->elts;
+
+    if (cmd->offset == offsetof(ngx_omnibus_loc_conf_t, metrics)) {
+        olcf->metrics = 1;
+        clcf->handler = ngx_omnibus_metrics_handler;
+        return NGX_CONF_OK;
+    }
+
+    zone = ngx_omnibus_zone_lookup(cf, &value[1]);
+    if (zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown omnibus zone \"%V\" (declare it with "
+                           "omnibus_zone before use)", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    field = (ngx_omnibus_zone_t **) ((char *) olcf + cmd->offset);
+    *field = zone;
+
+    if (cmd->offset == offsetof(ngx_omnibus_loc_conf_t, publish)) {
+        clcf->handler = ngx_omnibus_publish_handler;
+
+        /*
+         * omnibus_max_message_size owns the size decision, so that an
+         * oversized message gets the JSON 413 instead of the core's page
+         */
+        if (clcf->client_max_body_size == NGX_CONF_UNSET) {
+            clcf->client_max_body_size = 0;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (cmd->offset == offsetof(ngx_omnibus_loc_conf_t, admin)) {
+        clcf->handler = ngx_omnibus_admin_handler;
+        return NGX_CONF_OK;
+    }
+
+    clcf->handler = ngx_omnibus_health_handler;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strcmp(value[2].data, "ready") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", expected \"ready\"",
+                               &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        olcf->ready = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_omnibus_dedup_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_omnibus_loc_conf_t *olcf = conf;
+
+    ngx_str_t  *value;
+
+    if (olcf->dedup != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        olcf->dedup = NGX_OMNIBUS_DEDUP_OFF;
+
+    } else if (ngx_strcmp(value[1].data, "key") == 0) {
+        olcf->dedup = NGX_OMNIBUS_DEDUP_KEY;
+
+    } else if (ngx_strcmp(value[1].data, "content") == 0) {
+        olcf->dedup = NGX_OMNIBUS_DEDUP_CONTENT;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\", expected "
+                           "\"off\", \"key\" or \"content\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_omnibus_init_module(ngx_cycle_t *cycle)
+{
+    ngx_core_conf_t          *ccf;
+    ngx_omnibus_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_omnibus_module);
+    if (omcf == NULL || omcf->zones.nelts == 0) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    ngx_omnibus_workers = ccf->master ? (ngx_uint_t) ccf->worker_processes
+                                      : 1;
+
+    /* wake-up channels must exist before fork to be shared */
+    return ngx_omnibus_notify_init_module(cycle, omcf);
+}
+
+
+static ngx_int_t
+ngx_omnibus_init_process(ngx_cycle_t *cycle)
+{
+    ngx_omnibus_main_conf_t  *omcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_omnibus_module);
+    if (omcf == NULL || omcf->zones.nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_omnibus_notify_init_process(cycle, omcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_omnibus_dispatch_init_process(cycle, omcf);
+}
+
+
+static void
+ngx_omnibus_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_omnibus_dispatch_exit_process();
+    ngx_omnibus_notify_exit_process();
+}

@@ -1,0 +1,399 @@
+
+/*
+ * ngx_omnibus_module: a sharded message bus inside NGINX.
+ *
+ * Data flow: publish (body -> topic -> ring -> dedup/ratelimit) -> queue
+ * (shared memory) -> notify (owner worker) -> dispatch -> retain ring.
+ */
+
+
+#ifndef _NGX_OMNIBUS_H_INCLUDED_
+#define _NGX_OMNIBUS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <ngx_md5.h>
+
+
+#define NGX_OMNIBUS_MAX_SHARDS        256
+#define NGX_OMNIBUS_VNODES            160
+#define NGX_OMNIBUS_TOPIC_MAX         255
+#define NGX_OMNIBUS_KEY_MAX           255
+#define NGX_OMNIBUS_CTYPE_MAX         255
+#define NGX_OMNIBUS_ID_LEN            36
+#define NGX_OMNIBUS_JSON_DEPTH        64
+#define NGX_OMNIBUS_TOPIC_STATS       128
+#define NGX_OMNIBUS_AGE_BUCKETS       12
+
+#define NGX_OMNIBUS_HIGH_PRIORITY     5
+#define NGX_OMNIBUS_WAKE_SLOTS        256
+
+
+/* rejection reasons, in the order of the metric labels */
+enum {
+    NGX_OMNIBUS_REJ_INVALID_JSON = 0,
+    NGX_OMNIBUS_REJ_INVALID_TOPIC,
+    NGX_OMNIBUS_REJ_INVALID_PRIORITY,
+    NGX_OMNIBUS_REJ_EMPTY,
+    NGX_OMNIBUS_REJ_METHOD,
+    NGX_OMNIBUS_REJ_TOO_LARGE,
+    NGX_OMNIBUS_REJ_BACKPRESSURE,
+    NGX_OMNIBUS_REJ_RATE_LIMITED,
+    NGX_OMNIBUS_REJ_ZONE_FULL,
+    NGX_OMNIBUS_REJ_INVALID_KEY,
+    NGX_OMNIBUS_REJ_INVALID_CTYPE,
+    NGX_OMNIBUS_REJ_MAX
+};
+
+
+/*
+ * A queued message lives in slab chunks: the head holds the metadata and
+ * the first bytes, continuation segments hold the rest.  Splitting avoids
+ * the power-of-two rounding that would double a 1 KiB message.
+ */
+
+typedef struct ngx_omnibus_seg_s  ngx_omnibus_seg_t;
+
+struct ngx_omnibus_seg_s {
+    ngx_omnibus_seg_t          *next;
+    uint32_t                    len;
+    u_char                      data[1];
+};
+
+
+typedef struct {
+    ngx_queue_t                 queue;       /* shard queue or retain ring */
+    uint64_t                    seq;
+    uint64_t                    born;        /* wall clock, ms */
+    ngx_omnibus_seg_t          *more;
+    uint32_t                    len;         /* payload bytes */
+    uint32_t                    head_len;    /* payload bytes in the head */
+    uint16_t                    shard;
+    u_char                      topic_len;
+    u_char                      ctype_len;
+    u_char                      key_len;
+    u_char                      priority;
+    u_char                      id[NGX_OMNIBUS_ID_LEN];
+    u_char                      data[1];     /* topic ctype key payload */
+} ngx_omnibus_msg_t;
+
+
+typedef struct {
+    ngx_queue_t                 high;
+    ngx_queue_t                 normal;
+    ngx_queue_t                 retain;
+    ngx_uint_t                  queued;      /* high + normal */
+    ngx_uint_t                  high_queued;
+    ngx_uint_t                  retained;
+    uint64_t                    seq;
+    ngx_uint_t                  paused;
+    ngx_uint_t                  backpressure;
+    ngx_uint_t                  concurrency;
+    ngx_atomic_t                published;
+    ngx_atomic_t                dispatched;
+} ngx_omnibus_shard_t;
+
+
+typedef struct {
+    uint32_t                    hash;
+    ngx_atomic_t                count;
+    u_char                      len;
+    u_char                      topic[NGX_OMNIBUS_TOPIC_MAX];
+} ngx_omnibus_topic_stat_t;
+
+
+typedef struct {
+    ngx_atomic_t                bucket[NGX_OMNIBUS_AGE_BUCKETS];
+    ngx_atomic_t                count;
+    ngx_atomic_t                sum_us;
+} ngx_omnibus_histogram_t;
+
+
+/* the head of every node of an identity index */
+typedef struct {
+    ngx_rbtree_node_t           node;
+    ngx_queue_t                 queue;       /* LRU, newest at the head */
+    u_char                      identity[16];
+} ngx_omnibus_node_t;
+
+
+typedef struct {
+    ngx_uint_t                  cap_shards;
+    ngx_uint_t                  nshards;
+    ngx_atomic_t                ring_version;
+    uint64_t                    instance;    /* id prefix: creation ms */
+    uint32_t                    instance_rand;
+
+    /* the zone's parameters as of the last (re)load */
+    ngx_uint_t                  queue_size;
+    ngx_uint_t                  retain;
+    ngx_uint_t                  bp_high;     /* messages */
+    ngx_uint_t                  bp_low;
+
+    ngx_rbtree_t                dedup;
+    ngx_rbtree_node_t           dedup_sentinel;
+    ngx_queue_t                 dedup_lru;
+    ngx_uint_t                  dedup_entries;
+
+    ngx_rbtree_t                limits;
+    ngx_rbtree_node_t           limits_sentinel;
+    ngx_queue_t                 limits_lru;
+
+    time_t                      nomem_logged;
+
+    /* a worker with a wake-up in flight: publishers need not write again */
+    ngx_atomic_t                wake[NGX_OMNIBUS_WAKE_SLOTS];
+
+    ngx_atomic_t                published;
+    ngx_atomic_t                deduplicated;
+    ngx_atomic_t                unrouted;
+    ngx_atomic_t                evicted_retained;
+    ngx_atomic_t                rejected[NGX_OMNIBUS_REJ_MAX];
+    ngx_atomic_t                topic_other;
+
+    ngx_omnibus_histogram_t     age;
+    ngx_omnibus_topic_stat_t    topics[NGX_OMNIBUS_TOPIC_STATS];
+
+    ngx_omnibus_shard_t         shards[1];
+} ngx_omnibus_sh_t;
+
+
+typedef struct {
+    uint32_t                    hash;
+    uint32_t                    shard;
+} ngx_omnibus_point_t;
+
+
+/* the worker's copy of the ring, rebuilt when ring_version moves */
+typedef struct {
+    ngx_atomic_uint_t           version;
+    ngx_uint_t                  npoints;
+    ngx_omnibus_point_t        *points;
+    struct {
+        uint32_t                hash;
+        uint32_t                shard;   /* shard + 1, 0 = empty */
+    }                          *cache;
+} ngx_omnibus_ring_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_shm_zone_t             *shm_zone;
+    ngx_slab_pool_t            *shpool;
+    ngx_omnibus_sh_t           *sh;
+
+    ngx_uint_t                  shards;
+    ngx_uint_t                  min_shards;
+    ngx_uint_t                  max_shards;
+    ngx_uint_t                  queue_size;
+    ngx_uint_t                  concurrency;
+    ngx_uint_t                  dlq_size;
+    ngx_uint_t                  retain;
+    time_t                      dedup_ttl;
+    ngx_uint_t                  bp_high;     /* percent */
+    ngx_uint_t                  bp_low;
+
+    ngx_omnibus_ring_t          ring;
+    ngx_event_t                 dispatch;    /* posted to drain our shards */
+} ngx_omnibus_zone_t;
+
+
+typedef struct {
+    ngx_array_t                 zones;       /* ngx_omnibus_zone_t * */
+    int                        *wake_fds;    /* one per worker slot */
+    ngx_uint_t                  nwake;
+} ngx_omnibus_main_conf_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t   *key;
+    ngx_uint_t                  rate;        /* requests per window */
+    ngx_msec_t                  window;
+} ngx_omnibus_limit_conf_t;
+
+
+enum {
+    NGX_OMNIBUS_DEDUP_OFF = 0,
+    NGX_OMNIBUS_DEDUP_KEY,
+    NGX_OMNIBUS_DEDUP_CONTENT
+};
+
+
+typedef struct {
+    ngx_omnibus_zone_t         *publish;
+    ngx_omnibus_zone_t         *admin;
+    ngx_omnibus_zone_t         *health;
+    ngx_flag_t                  ready;
+    ngx_flag_t                  metrics;
+
+    ngx_http_complex_value_t   *topic;
+    ngx_http_complex_value_t   *priority;
+    ngx_http_complex_value_t   *idempotency_key;
+    ngx_uint_t                  dedup;
+    size_t                      max_message_size;
+    ngx_flag_t                  json;
+    ngx_omnibus_limit_conf_t   *limit;
+} ngx_omnibus_loc_conf_t;
+
+
+/* what one publish request carries from phase to phase */
+typedef struct {
+    ngx_omnibus_zone_t         *zone;
+    ngx_str_t                   topic;
+    ngx_str_t                   key;
+    ngx_str_t                   ctype;
+    ngx_uint_t                  priority;
+    ngx_uint_t                  shard;
+
+    u_char                     *body;        /* the collected body */
+    size_t                      len;
+    size_t                      size;
+    unsigned                    collecting:1;
+    unsigned                    too_large:1;
+    unsigned                    batch:1;
+
+    u_char                      id[NGX_OMNIBUS_ID_LEN];
+    unsigned                    has_id:1;
+} ngx_omnibus_ctx_t;
+
+
+/* one message offered to the queue */
+typedef struct {
+    ngx_str_t                   topic;
+    ngx_str_t                   ctype;
+    ngx_str_t                   key;         /* idempotency key as given */
+    ngx_str_t                   payload;
+    u_char                      dedup[16];   /* md5 of the dedup identity */
+    unsigned                    dedup_on:1;
+    ngx_uint_t                  priority;
+    ngx_uint_t                  shard;
+} ngx_omnibus_offer_t;
+
+
+typedef enum {
+    NGX_OMNIBUS_QUEUED = 0,
+    NGX_OMNIBUS_DUPLICATE,
+    NGX_OMNIBUS_BACKPRESSURE,
+    NGX_OMNIBUS_ZONE_FULL
+} ngx_omnibus_enqueue_rc_e;
+
+
+/* output: a growing chain of buffers from the request pool */
+typedef struct {
+    ngx_http_request_t         *r;
+    ngx_chain_t                *first;
+    ngx_chain_t                *last;
+    off_t                       len;
+    ngx_int_t                   error;
+} ngx_omnibus_out_t;
+
+
+extern ngx_module_t  ngx_omnibus_module;
+extern ngx_uint_t    ngx_omnibus_workers;
+
+
+/* zone */
+char *ngx_omnibus_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_omnibus_zone_t *ngx_omnibus_zone_lookup(ngx_conf_t *cf, ngx_str_t *name);
+void *ngx_omnibus_zone_alloc_locked(ngx_omnibus_zone_t *zone, size_t size);
+void ngx_omnibus_zone_nomem(ngx_omnibus_zone_t *zone, ngx_log_t *log);
+ngx_uint_t ngx_omnibus_shard_owner(ngx_uint_t shard);
+
+/* messages */
+ngx_omnibus_msg_t *ngx_omnibus_msg_alloc_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_offer_t *offer);
+void ngx_omnibus_msg_free_locked(ngx_slab_pool_t *shpool,
+    ngx_omnibus_msg_t *msg);
+u_char *ngx_omnibus_msg_copy_payload(u_char *dst, ngx_omnibus_msg_t *msg);
+
+/* topics */
+ngx_int_t ngx_omnibus_topic_valid(ngx_str_t *topic);
+uint32_t ngx_omnibus_topic_hash(u_char *p, size_t len);
+
+/* ring */
+ngx_int_t ngx_omnibus_ring_init(ngx_conf_t *cf, ngx_omnibus_zone_t *zone);
+ngx_uint_t ngx_omnibus_ring_shard(ngx_omnibus_zone_t *zone, ngx_str_t *topic);
+
+/* json */
+ngx_int_t ngx_omnibus_json_valid(u_char *p, size_t len, ngx_str_t *err);
+u_char *ngx_omnibus_json_escape(u_char *dst, u_char *src, size_t len);
+size_t ngx_omnibus_json_escaped_len(u_char *src, size_t len);
+
+/* limits */
+char *ngx_omnibus_rate_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_omnibus_rate_limit(ngx_http_request_t *r,
+    ngx_omnibus_zone_t *zone, ngx_omnibus_limit_conf_t *lc,
+    time_t *retry_after);
+void ngx_omnibus_dedup_identity(ngx_omnibus_offer_t *offer, ngx_uint_t mode);
+ngx_int_t ngx_omnibus_dedup_find_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_offer_t *offer, u_char *id);
+ngx_int_t ngx_omnibus_dedup_insert_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_offer_t *offer, u_char *id);
+
+/* identity index */
+ngx_omnibus_node_t *ngx_omnibus_index_lookup(ngx_rbtree_t *tree,
+    u_char *identity);
+void ngx_omnibus_index_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+void ngx_omnibus_index_insert(ngx_rbtree_t *tree, ngx_queue_t *lru,
+    ngx_omnibus_node_t *n, u_char *identity);
+void ngx_omnibus_index_delete(ngx_omnibus_zone_t *zone, ngx_rbtree_t *tree,
+    ngx_omnibus_node_t *n);
+
+/* body */
+ngx_int_t ngx_omnibus_body_init(ngx_conf_t *cf);
+
+/* publish */
+ngx_int_t ngx_omnibus_publish_handler(ngx_http_request_t *r);
+ngx_int_t ngx_omnibus_publish_variables(ngx_conf_t *cf);
+
+/* queue */
+ngx_omnibus_enqueue_rc_e ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_offer_t *offer, u_char *id, ngx_log_t *log);
+ngx_int_t ngx_omnibus_queue_refuses(ngx_omnibus_zone_t *zone,
+    ngx_uint_t shard);
+ngx_omnibus_msg_t *ngx_omnibus_dequeue_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard);
+void ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg);
+ngx_uint_t ngx_omnibus_evict_retained_locked(ngx_omnibus_zone_t *zone);
+
+/* notify */
+ngx_int_t ngx_omnibus_notify_init_module(ngx_cycle_t *cycle,
+    ngx_omnibus_main_conf_t *omcf);
+ngx_int_t ngx_omnibus_notify_init_process(ngx_cycle_t *cycle,
+    ngx_omnibus_main_conf_t *omcf);
+void ngx_omnibus_notify_exit_process(void);
+void ngx_omnibus_notify(ngx_omnibus_zone_t *zone, ngx_uint_t shard);
+void ngx_omnibus_notify_taken(ngx_omnibus_zone_t *zone);
+
+/* dispatch */
+ngx_int_t ngx_omnibus_dispatch_init_process(ngx_cycle_t *cycle,
+    ngx_omnibus_main_conf_t *omcf);
+void ngx_omnibus_dispatch_exit_process(void);
+void ngx_omnibus_dispatch_all(void);
+
+/* reply */
+void ngx_omnibus_out_init(ngx_omnibus_out_t *out, ngx_http_request_t *r);
+void ngx_omnibus_out_printf(ngx_omnibus_out_t *out, const char *fmt, ...);
+void ngx_omnibus_out_json_str(ngx_omnibus_out_t *out, u_char *p, size_t len);
+ngx_int_t ngx_omnibus_out_send(ngx_omnibus_out_t *out, ngx_uint_t status,
+    const char *ctype);
+ngx_int_t ngx_omnibus_reply_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, time_t retry_after);
+
+/* admin, health, metrics */
+ngx_int_t ngx_omnibus_admin_handler(ngx_http_request_t *r);
+ngx_int_t ngx_omnibus_health_handler(ngx_http_request_t *r);
+ngx_int_t ngx_omnibus_metrics_handler(ngx_http_request_t *r);
+void ngx_omnibus_histogram_observe(ngx_omnibus_histogram_t *h,
+    ngx_msec_t ms);
+
+extern ngx_uint_t  ngx_omnibus_age_bounds_ms[NGX_OMNIBUS_AGE_BUCKETS];
+
+
+#endif /* _NGX_OMNIBUS_H_INCLUDED_ */

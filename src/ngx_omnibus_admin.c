@@ -1,0 +1,234 @@
+
+/*
+ * The admin API, relative to its location: GET / for the zone's status,
+ * POST shards/<i>/pause and shards/<i>/resume.  Guard the location like
+ * any other (allow/deny, auth_request).
+ */
+
+
+#include "ngx_omnibus.h"
+
+
+static ngx_int_t ngx_omnibus_admin_status(ngx_http_request_t *r,
+    ngx_omnibus_zone_t *zone);
+static ngx_int_t ngx_omnibus_admin_pause(ngx_http_request_t *r,
+    ngx_omnibus_zone_t *zone, ngx_str_t *path);
+
+
+static ngx_int_t
+ngx_omnibus_admin_method(ngx_http_request_t *r, ngx_uint_t allowed,
+    char *allow)
+{
+    ngx_table_elt_t  *h;
+
+    if (r->method & allowed) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    h->value.data = (u_char *) allow;
+    h->value.len = ngx_strlen(allow);
+
+    return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_ALLOWED,
+                                   "method_not_allowed",
+                                   "this admin resource does not take "
+                                   "that method", 0);
+}
+
+
+ngx_int_t
+ngx_omnibus_admin_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  path;
+    ngx_omnibus_loc_conf_t    *olcf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* the resource path below the location prefix */
+
+    path = r->uri;
+
+    if (path.len >= clcf->name.len
+        && ngx_strncmp(path.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        path.data += clcf->name.len;
+        path.len -= clcf->name.len;
+    }
+
+    while (path.len && path.data[0] == '/') {
+        path.data++;
+        path.len--;
+    }
+
+    if (path.len == 0) {
+        rc = ngx_omnibus_admin_method(r, NGX_HTTP_GET|NGX_HTTP_HEAD,
+                                      "GET, HEAD");
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_omnibus_admin_status(r, olcf->admin);
+    }
+
+    if (path.len > 7 && ngx_strncmp(path.data, "shards/", 7) == 0) {
+        rc = ngx_omnibus_admin_method(r, NGX_HTTP_POST, "POST");
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        path.data += 7;
+        path.len -= 7;
+
+        return ngx_omnibus_admin_pause(r, olcf->admin, &path);
+    }
+
+    return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                   "no such admin resource", 0);
+}
+
+
+/* <i>/pause or <i>/resume */
+
+static ngx_int_t
+ngx_omnibus_admin_pause(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
+    ngx_str_t *path)
+{
+    u_char             *slash;
+    ngx_int_t           i;
+    ngx_uint_t          pause;
+    ngx_str_t           verb;
+    ngx_omnibus_out_t   out;
+
+    slash = ngx_strlchr(path->data, path->data + path->len, '/');
+    if (slash == NULL) {
+        goto not_found;
+    }
+
+    verb.data = slash + 1;
+    verb.len = path->data + path->len - verb.data;
+
+    if (verb.len == 5 && ngx_strncmp(verb.data, "pause", 5) == 0) {
+        pause = 1;
+
+    } else if (verb.len == 6 && ngx_strncmp(verb.data, "resume", 6) == 0) {
+        pause = 0;
+
+    } else {
+        goto not_found;
+    }
+
+    i = ngx_atoi(path->data, slash - path->data);
+
+    if (i == NGX_ERROR || (ngx_uint_t) i >= zone->sh->nshards) {
+        return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                       "no such shard", 0);
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    zone->sh->shards[i].paused = pause;
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (!pause) {
+        ngx_omnibus_notify(zone, i);
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "omnibus zone \"%V\": shard %i %s by the admin API",
+                  &zone->name, i, pause ? "paused" : "resumed");
+
+    ngx_omnibus_out_init(&out, r);
+    ngx_omnibus_out_printf(&out, "{\"shard\":%i,\"paused\":%s}\n", i,
+                           pause ? "true" : "false");
+
+    return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
+
+not_found:
+
+    return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                   "no such admin resource", 0);
+}
+
+
+static ngx_int_t
+ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t            i, n, pages, pfree;
+    ngx_omnibus_sh_t     *sh;
+    ngx_omnibus_out_t     out;
+    ngx_omnibus_shard_t  *shard, *snap;
+
+    sh = zone->sh;
+
+    /* a consistent snapshot, written out after the lock is released */
+
+    snap = ngx_palloc(r->pool, sh->cap_shards * sizeof(ngx_omnibus_shard_t));
+    if (snap == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    n = sh->nshards;
+    ngx_memcpy(snap, sh->shards, sh->cap_shards * sizeof(ngx_omnibus_shard_t));
+    pfree = zone->shpool->pfree;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    pages = (zone->shpool->end - zone->shpool->start) / ngx_pagesize;
+
+    ngx_omnibus_out_init(&out, r);
+
+    ngx_omnibus_out_printf(&out, "{\"zone\":");
+    ngx_omnibus_out_json_str(&out, zone->name.data, zone->name.len);
+    ngx_omnibus_out_printf(&out,
+                           ",\"size\":%uz,\"bytes_used\":%ui,"
+                           "\"bytes_free\":%ui,\"ring_version\":%uA,"
+                           "\"workers\":%ui,\"min_shards\":%ui,"
+                           "\"max_shards\":%ui,\"queue_size\":%ui,"
+                           "\"retain\":%ui,",
+                           zone->shm_zone->shm.size,
+                           (pages - pfree) * ngx_pagesize,
+                           pfree * ngx_pagesize, sh->ring_version,
+                           ngx_omnibus_workers, zone->min_shards,
+                           zone->max_shards, sh->queue_size, sh->retain);
+    ngx_omnibus_out_printf(&out,
+                           "\"published\":%uA,\"deduplicated\":%uA,"
+                           "\"unrouted\":%uA,\"shards\":[",
+                           sh->published, sh->deduplicated, sh->unrouted);
+
+    for (i = 0; i < n; i++) {
+        shard = &snap[i];
+
+        ngx_omnibus_out_printf(&out,
+                               "%s{\"index\":%ui,\"queued\":%ui,"
+                               "\"high_queued\":%ui,\"retained\":%ui,"
+                               "\"paused\":%s,\"backpressure\":%s,"
+                               "\"owner\":%ui,\"concurrency\":%ui,"
+                               "\"published\":%uA,\"dispatched\":%uA}",
+                               i ? "," : "", i, shard->queued,
+                               shard->high_queued, shard->retained,
+                               shard->paused ? "true" : "false",
+                               shard->backpressure ? "true" : "false",
+                               ngx_omnibus_shard_owner(i),
+                               shard->concurrency, shard->published,
+                               shard->dispatched);
+    }
+
+    ngx_omnibus_out_printf(&out, "]}\n");
+
+    return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
+}

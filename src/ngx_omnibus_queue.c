@@ -1,0 +1,228 @@
+
+/*
+ * Per-shard queues in the zone: two bounded FIFOs (high and normal
+ * priority) with watermark hysteresis, and the retain ring that keeps
+ * dispatched messages for subscribers that resume.
+ */
+
+
+#include "ngx_omnibus.h"
+
+
+static void ngx_omnibus_count_topic_locked(ngx_omnibus_sh_t *sh,
+    ngx_str_t *topic);
+
+
+ngx_int_t
+ngx_omnibus_queue_refuses(ngx_omnibus_zone_t *zone, ngx_uint_t shard)
+{
+    /* read unlocked: the request phase only needs a recent answer */
+    return zone->sh->shards[shard].backpressure ? NGX_DECLINED : NGX_OK;
+}
+
+
+ngx_omnibus_enqueue_rc_e
+ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
+    u_char *id, ngx_log_t *log)
+{
+    ngx_time_t           *tp;
+    ngx_omnibus_sh_t     *sh;
+    ngx_omnibus_msg_t    *msg;
+    ngx_omnibus_shard_t  *shard;
+
+    sh = zone->sh;
+    shard = &sh->shards[offer->shard];
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (offer->dedup_on
+        && ngx_omnibus_dedup_find_locked(zone, offer, id) == NGX_OK)
+    {
+        sh->deduplicated++;
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_OMNIBUS_DUPLICATE;
+    }
+
+    if (shard->backpressure || shard->queued >= sh->queue_size) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_OMNIBUS_BACKPRESSURE;
+    }
+
+    msg = ngx_omnibus_msg_alloc_locked(zone, offer);
+    if (msg == NULL) {
+        goto nomem;
+    }
+
+    tp = ngx_timeofday();
+
+    msg->seq = ++shard->seq;
+    msg->born = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    /* ids sort by sequence within a shard of one zone instance */
+    ngx_sprintf(msg->id, "%012xL%08xD-%04xD-%010xL",
+                sh->instance, sh->instance_rand, (uint32_t) offer->shard,
+                msg->seq);
+    ngx_memcpy(id, msg->id, NGX_OMNIBUS_ID_LEN);
+
+    if (offer->dedup_on
+        && ngx_omnibus_dedup_insert_locked(zone, offer, id) != NGX_OK)
+    {
+        shard->seq--;
+        ngx_omnibus_msg_free_locked(zone->shpool, msg);
+        goto nomem;
+    }
+
+    if (offer->priority >= NGX_OMNIBUS_HIGH_PRIORITY) {
+        ngx_queue_insert_tail(&shard->high, &msg->queue);
+        shard->high_queued++;
+
+    } else {
+        ngx_queue_insert_tail(&shard->normal, &msg->queue);
+    }
+
+    if (++shard->queued >= sh->bp_high) {
+        shard->backpressure = 1;
+    }
+
+    shard->published++;
+    sh->published++;
+
+    ngx_omnibus_count_topic_locked(sh, &offer->topic);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_omnibus_notify(zone, offer->shard);
+
+    return NGX_OMNIBUS_QUEUED;
+
+nomem:
+
+    ngx_omnibus_zone_nomem(zone, log);
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_OMNIBUS_ZONE_FULL;
+}
+
+
+static void
+ngx_omnibus_count_topic_locked(ngx_omnibus_sh_t *sh, ngx_str_t *topic)
+{
+    uint32_t                   h;
+    ngx_uint_t                 i, slot;
+    ngx_omnibus_topic_stat_t  *ts;
+
+    /* open addressing; once the table is full new topics count as _other */
+
+    h = ngx_omnibus_topic_hash(topic->data, topic->len);
+
+    for (i = 0; i < NGX_OMNIBUS_TOPIC_STATS; i++) {
+        slot = (h + i) % NGX_OMNIBUS_TOPIC_STATS;
+        ts = &sh->topics[slot];
+
+        if (ts->len == 0) {
+            ts->hash = h;
+            ts->len = (u_char) topic->len;
+            ngx_memcpy(ts->topic, topic->data, topic->len);
+            ts->count = 1;
+            return;
+        }
+
+        if (ts->hash == h && ts->len == topic->len
+            && ngx_memcmp(ts->topic, topic->data, topic->len) == 0)
+        {
+            ts->count++;
+            return;
+        }
+    }
+
+    sh->topic_other++;
+}
+
+
+ngx_omnibus_msg_t *
+ngx_omnibus_dequeue_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard)
+{
+    ngx_queue_t        *q;
+    ngx_omnibus_msg_t  *msg;
+
+    if (!ngx_queue_empty(&shard->high)) {
+        q = ngx_queue_head(&shard->high);
+        shard->high_queued--;
+
+    } else if (!ngx_queue_empty(&shard->normal)) {
+        q = ngx_queue_head(&shard->normal);
+
+    } else {
+        return NULL;
+    }
+
+    ngx_queue_remove(q);
+    msg = ngx_queue_data(q, ngx_omnibus_msg_t, queue);
+
+    if (--shard->queued <= zone->sh->bp_low) {
+        shard->backpressure = 0;
+    }
+
+    return msg;
+}
+
+
+void
+ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg)
+{
+    ngx_queue_t        *q;
+    ngx_omnibus_msg_t  *old;
+
+    ngx_queue_insert_tail(&shard->retain, &msg->queue);
+    shard->retained++;
+
+    while (shard->retained > zone->sh->retain) {
+        q = ngx_queue_head(&shard->retain);
+        ngx_queue_remove(q);
+        shard->retained--;
+
+        old = ngx_queue_data(q, ngx_omnibus_msg_t, queue);
+        ngx_omnibus_msg_free_locked(zone->shpool, old);
+    }
+}
+
+
+/* frees the oldest retained message of the fullest ring; 0 if none */
+
+ngx_uint_t
+ngx_omnibus_evict_retained_locked(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t            i;
+    ngx_queue_t          *q;
+    ngx_omnibus_sh_t     *sh;
+    ngx_omnibus_shard_t  *shard, *fullest;
+
+    sh = zone->sh;
+    fullest = NULL;
+
+    for (i = 0; i < sh->cap_shards; i++) {
+        shard = &sh->shards[i];
+
+        if (shard->retained && (fullest == NULL
+                                || shard->retained > fullest->retained))
+        {
+            fullest = shard;
+        }
+    }
+
+    if (fullest == NULL) {
+        return 0;
+    }
+
+    q = ngx_queue_head(&fullest->retain);
+    ngx_queue_remove(q);
+    fullest->retained--;
+    sh->evicted_retained++;
+
+    ngx_omnibus_msg_free_locked(zone->shpool,
+                                ngx_queue_data(q, ngx_omnibus_msg_t, queue));
+
+    return 1;
+}

@@ -1,0 +1,489 @@
+
+/*
+ * The bus zone: omnibus_zone parsing, shared memory layout, adoption of a
+ * zone kept over a reload, and allocation that makes room by evicting
+ * retained messages before giving up.
+ */
+
+
+#include "ngx_omnibus.h"
+
+
+static ngx_int_t ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data);
+static char *ngx_omnibus_zone_param(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
+    ngx_str_t *value);
+static ngx_int_t ngx_omnibus_parse_percent(u_char *p, size_t len);
+
+
+ngx_uint_t  ngx_omnibus_workers = 1;
+
+
+char *
+ngx_omnibus_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_omnibus_main_conf_t *omcf = conf;
+
+    size_t               min;
+    ssize_t              size;
+    ngx_str_t           *value, s;
+    ngx_uint_t           i;
+    ngx_omnibus_zone_t  *zone, **zp;
+
+    value = cf->args->elts;
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_omnibus_zone_t));
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    zone->shards = 8;
+    zone->min_shards = 2;
+    zone->max_shards = 16;
+    zone->queue_size = 10000;
+    zone->concurrency = 4;
+    zone->dedup_ttl = 3600;
+    zone->dlq_size = 10000;
+    zone->retain = 1000;
+    zone->bp_high = 80;
+    zone->bp_low = 50;
+
+    size = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            zone->name.data = s.data;
+            zone->name.len = 0;
+
+            while (zone->name.len < s.len
+                   && s.data[zone->name.len] != ':')
+            {
+                zone->name.len++;
+            }
+
+            if (zone->name.len == 0 || zone->name.len + 1 >= s.len) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone \"%V\", expected "
+                                   "zone=NAME:SIZE", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            s.data += zone->name.len + 1;
+            s.len -= zone->name.len + 1;
+
+            size = ngx_parse_size(&s);
+            if (size == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_omnibus_zone_param(cf, zone, &value[i]) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (zone->name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"zone=NAME:SIZE\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (zone->max_shards > NGX_OMNIBUS_MAX_SHARDS
+        || zone->min_shards == 0
+        || zone->min_shards > zone->shards
+        || zone->shards > zone->max_shards)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "omnibus zone \"%V\": shards must satisfy "
+                           "1 <= min_shards <= shards <= max_shards <= %d",
+                           &zone->name, NGX_OMNIBUS_MAX_SHARDS);
+        return NGX_CONF_ERROR;
+    }
+
+    if (zone->bp_low >= zone->bp_high || zone->bp_high > 100) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "omnibus zone \"%V\": backpressure must be "
+                           "HIGH%%:LOW%% with LOW < HIGH <= 100",
+                           &zone->name);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the layout plus room for a few messages per shard */
+    min = sizeof(ngx_omnibus_sh_t)
+          + zone->max_shards * (sizeof(ngx_omnibus_shard_t) + 4 * 1024)
+          + 16 * ngx_pagesize;
+
+    if ((size_t) size < min) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "omnibus zone \"%V\" is too small for "
+                           "max_shards=%ui: %z bytes, needs at least %uz",
+                           &zone->name, zone->max_shards, size, min);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_omnibus_zone_lookup(cf, &zone->name) != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate omnibus zone \"%V\"", &zone->name);
+        return NGX_CONF_ERROR;
+    }
+
+    zone->shm_zone = ngx_shared_memory_add(cf, &zone->name, size,
+                                           &ngx_omnibus_module);
+    if (zone->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (zone->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "shared memory zone \"%V\" is already used by "
+                           "another module", &zone->name);
+        return NGX_CONF_ERROR;
+    }
+
+    zone->shm_zone->init = ngx_omnibus_zone_init;
+    zone->shm_zone->data = zone;
+
+    zp = ngx_array_push(&omcf->zones);
+    if (zp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zp = zone;
+
+    if (ngx_omnibus_ring_init(cf, zone) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_omnibus_zone_param(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
+    ngx_str_t *value)
+{
+    u_char      *colon;
+    ngx_int_t    n, high, low;
+    ngx_str_t    v;
+    ngx_uint_t   i;
+
+    static struct {
+        ngx_str_t    name;
+        size_t       offset;
+        ngx_int_t    min;
+        ngx_int_t    max;
+    } params[] = {
+        { ngx_string("shards="), offsetof(ngx_omnibus_zone_t, shards),
+          1, NGX_OMNIBUS_MAX_SHARDS },
+        { ngx_string("min_shards="), offsetof(ngx_omnibus_zone_t, min_shards),
+          1, NGX_OMNIBUS_MAX_SHARDS },
+        { ngx_string("max_shards="), offsetof(ngx_omnibus_zone_t, max_shards),
+          1, NGX_OMNIBUS_MAX_SHARDS },
+        { ngx_string("queue_size="), offsetof(ngx_omnibus_zone_t, queue_size),
+          1, 100000000 },
+        { ngx_string("concurrency="),
+          offsetof(ngx_omnibus_zone_t, concurrency), 1, 1024 },
+        { ngx_string("dlq_size="), offsetof(ngx_omnibus_zone_t, dlq_size),
+          1, 100000000 },
+        { ngx_string("retain="), offsetof(ngx_omnibus_zone_t, retain),
+          0, 100000000 },
+    };
+
+    for (i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        if (value->len <= params[i].name.len
+            || ngx_strncmp(value->data, params[i].name.data,
+                           params[i].name.len)
+               != 0)
+        {
+            continue;
+        }
+
+        n = ngx_atoi(value->data + params[i].name.len,
+                     value->len - params[i].name.len);
+
+        if (n == NGX_ERROR || n < params[i].min || n > params[i].max) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\": expected a number from "
+                               "%i to %i", value, params[i].min,
+                               params[i].max);
+            return NGX_CONF_ERROR;
+        }
+
+        *(ngx_uint_t *) ((char *) zone + params[i].offset) = n;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "dedup_ttl=", 10) == 0) {
+        v.data = value->data + 10;
+        v.len = value->len - 10;
+
+        zone->dedup_ttl = ngx_parse_time(&v, 1);
+        if (zone->dedup_ttl == (time_t) NGX_ERROR || zone->dedup_ttl == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\": expected a time such as "
+                               "3600s or 1h", value);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "backpressure=", 13) == 0) {
+        v.data = value->data + 13;
+        v.len = value->len - 13;
+
+        colon = ngx_strlchr(v.data, v.data + v.len, ':');
+        if (colon == NULL) {
+            goto invalid_bp;
+        }
+
+        high = ngx_omnibus_parse_percent(v.data, colon - v.data);
+        low = ngx_omnibus_parse_percent(colon + 1,
+                                        v.data + v.len - colon - 1);
+        if (high == NGX_ERROR || low == NGX_ERROR) {
+            goto invalid_bp;
+        }
+
+        zone->bp_high = high;
+        zone->bp_low = low;
+
+        return NGX_CONF_OK;
+
+    invalid_bp:
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"%V\": expected backpressure=HIGH%%:LOW%%",
+                           value);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid omnibus_zone parameter \"%V\"", value);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_omnibus_parse_percent(u_char *p, size_t len)
+{
+    ngx_int_t  n;
+
+    if (len < 2 || p[len - 1] != '%') {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atoi(p, len - 1);
+    if (n == NGX_ERROR || n > 100) {
+        return NGX_ERROR;
+    }
+
+    return n;
+}
+
+
+ngx_omnibus_zone_t *
+ngx_omnibus_zone_lookup(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_uint_t                i;
+    ngx_omnibus_zone_t      **zones;
+    ngx_omnibus_main_conf_t  *omcf;
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_omnibus_module);
+    zones = omcf->zones.elts;
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        if (zones[i]->name.len == name->len
+            && ngx_strncmp(zones[i]->name.data, name->data, name->len) == 0)
+        {
+            return zones[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* a reload may change limits; the queues themselves stay as they are */
+
+static void
+ngx_omnibus_zone_apply(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t         i, n;
+    ngx_omnibus_sh_t  *sh;
+
+    sh = zone->sh;
+
+    sh->queue_size = zone->queue_size;
+    sh->retain = zone->retain;
+    sh->bp_high = ngx_max(zone->queue_size * zone->bp_high / 100, 1);
+    sh->bp_low = zone->queue_size * zone->bp_low / 100;
+
+    n = ngx_min(ngx_max(sh->nshards, zone->min_shards), zone->max_shards);
+
+    if (n != sh->nshards) {
+        sh->nshards = n;
+        sh->ring_version++;
+    }
+
+    for (i = 0; i < sh->cap_shards; i++) {
+        if (sh->shards[i].concurrency == 0) {
+            sh->shards[i].concurrency = zone->concurrency;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_omnibus_zone_t *ozone = data;
+
+    size_t                len;
+    ngx_uint_t            i;
+    ngx_time_t           *tp;
+    ngx_slab_pool_t      *shpool;
+    ngx_omnibus_sh_t     *sh;
+    ngx_omnibus_zone_t   *zone;
+    ngx_omnibus_shard_t  *shard;
+
+    zone = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (ozone) {
+        zone->sh = ozone->sh;
+        zone->shpool = ozone->shpool;
+
+        if (zone->max_shards > zone->sh->cap_shards) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "omnibus zone \"%V\" was created with "
+                          "max_shards=%ui and keeps its queued messages "
+                          "over a reload: max_shards cannot grow to %ui "
+                          "without a new zone name or size",
+                          &zone->name, zone->sh->cap_shards,
+                          zone->max_shards);
+            return NGX_ERROR;
+        }
+
+        ngx_shmtx_lock(&shpool->mutex);
+
+        /* the pointers point into this load of the module */
+        zone->sh->dedup.insert = ngx_omnibus_index_rbtree_insert;
+        zone->sh->limits.insert = ngx_omnibus_index_rbtree_insert;
+
+        ngx_omnibus_zone_apply(zone);
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        return NGX_OK;
+    }
+
+    zone->shpool = shpool;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = shpool->data;
+        return NGX_OK;
+    }
+
+    len = sizeof(ngx_omnibus_sh_t)
+          + (zone->max_shards - 1) * sizeof(ngx_omnibus_shard_t);
+
+    sh = ngx_slab_calloc(shpool, len);
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = sh;
+    zone->sh = sh;
+
+    sh->cap_shards = zone->max_shards;
+    sh->nshards = zone->shards;
+    sh->ring_version = 1;
+
+    /* message ids stay unique across restarts and pods */
+    tp = ngx_timeofday();
+    sh->instance = (uint64_t) tp->sec * 1000 + tp->msec;
+    sh->instance_rand = (uint32_t) ngx_random() ^ (uint32_t) ngx_pid;
+
+    ngx_rbtree_init(&sh->dedup, &sh->dedup_sentinel,
+                    ngx_omnibus_index_rbtree_insert);
+    ngx_queue_init(&sh->dedup_lru);
+
+    ngx_rbtree_init(&sh->limits, &sh->limits_sentinel,
+                    ngx_omnibus_index_rbtree_insert);
+    ngx_queue_init(&sh->limits_lru);
+
+    for (i = 0; i < sh->cap_shards; i++) {
+        shard = &sh->shards[i];
+        ngx_queue_init(&shard->high);
+        ngx_queue_init(&shard->normal);
+        ngx_queue_init(&shard->retain);
+    }
+
+    ngx_omnibus_zone_apply(zone);
+
+    len = sizeof(" in omnibus zone \"\"") + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in omnibus zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* running out is an expected state answered with 503, not a [crit] */
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_omnibus_shard_owner(ngx_uint_t shard)
+{
+    return shard % ngx_omnibus_workers;
+}
+
+
+void *
+ngx_omnibus_zone_alloc_locked(ngx_omnibus_zone_t *zone, size_t size)
+{
+    void  *p;
+
+    for ( ;; ) {
+        p = ngx_slab_alloc_locked(zone->shpool, size);
+
+        if (p != NULL || ngx_omnibus_evict_retained_locked(zone) == 0) {
+            return p;
+        }
+    }
+}
+
+
+void
+ngx_omnibus_zone_nomem(ngx_omnibus_zone_t *zone, ngx_log_t *log)
+{
+    ngx_omnibus_sh_t  *sh;
+
+    sh = zone->sh;
+
+    /* one line per 10 seconds at most: a full zone is a state, not news */
+    if (ngx_time() - sh->nomem_logged < 10) {
+        return;
+    }
+
+    sh->nomem_logged = ngx_time();
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "omnibus zone \"%V\" is full: publishes get 503 zone_full "
+                  "(%uA refused so far); raise the zone size or drain it",
+                  &zone->name, sh->rejected[NGX_OMNIBUS_REJ_ZONE_FULL]);
+}
