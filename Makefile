@@ -1,4 +1,4 @@
-# ngx_omnibus_module: make | make run | make test | make bench
+# ngx_omnibus_module: make | make run | make test
 NGINX_SRC  ?= /usr/share/nginx/src
 BUILD      := build
 NGINX_BIN  ?= /usr/sbin/nginx
@@ -11,7 +11,7 @@ PKGS := nginx nginx-dev libyajl-dev libhiredis-dev libpq-dev librdkafka-dev \
 
 SOURCES := ngx_omnibus_module.c $(wildcard src/*.c src/*.h)
 
-.PHONY: all deps run test bench clean
+.PHONY: all deps run test clean
 
 all: $(MODULE)
 
@@ -40,9 +40,6 @@ run: deps $(MODULE)
 
 test: deps $(MODULE)
 	prove -r -I t/lib t/
-
-bench: deps $(MODULE)
-	./bench/run.sh
 
 clean:
 	rm -rf $(BUILD) objs

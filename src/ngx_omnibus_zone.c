@@ -484,6 +484,5 @@ ngx_omnibus_zone_nomem(ngx_omnibus_zone_t *zone, ngx_log_t *log)
 
     ngx_log_error(NGX_LOG_WARN, log, 0,
                   "omnibus zone \"%V\" is full: publishes get 503 zone_full "
-                  "(%uA refused so far); raise the zone size or drain it",
-                  &zone->name, sh->rejected[NGX_OMNIBUS_REJ_ZONE_FULL]);
+                  "until it drains or the zone grows", &zone->name);
 }
