@@ -34,6 +34,20 @@ static ngx_command_t  ngx_omnibus_commands[] = {
       0,
       NULL },
 
+    { ngx_string("omnibus_route"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_omnibus_route_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omnibus_subscribe"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_omnibus_subscribe_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("omnibus_publish"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_omnibus_handler_directive,

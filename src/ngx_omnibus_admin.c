@@ -1,8 +1,9 @@
 
 /*
  * The admin API, relative to its location: GET / for the zone's status,
- * POST shards/<i>/pause and shards/<i>/resume.  Guard the location like
- * any other (allow/deny, auth_request).
+ * POST shards/<i>/pause and shards/<i>/resume, GET and DELETE dlq, POST
+ * dlq/replay.  Guard the location like any other (allow/deny,
+ * auth_request).
  */
 
 
@@ -12,6 +13,8 @@
 static ngx_int_t ngx_omnibus_admin_status(ngx_http_request_t *r,
     ngx_omnibus_zone_t *zone);
 static ngx_int_t ngx_omnibus_admin_pause(ngx_http_request_t *r,
+    ngx_omnibus_zone_t *zone, ngx_str_t *path);
+static ngx_int_t ngx_omnibus_admin_dlq(ngx_http_request_t *r,
     ngx_omnibus_zone_t *zone, ngx_str_t *path);
 
 
@@ -84,6 +87,13 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
         return ngx_omnibus_admin_status(r, olcf->admin);
     }
 
+    if (path.len >= 3 && ngx_strncmp(path.data, "dlq", 3) == 0) {
+        path.data += 3;
+        path.len -= 3;
+
+        return ngx_omnibus_admin_dlq(r, olcf->admin, &path);
+    }
+
     if (path.len > 7 && ngx_strncmp(path.data, "shards/", 7) == 0) {
         rc = ngx_omnibus_admin_method(r, NGX_HTTP_POST, "POST");
         if (rc != NGX_OK) {
@@ -94,6 +104,92 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
         path.len -= 7;
 
         return ngx_omnibus_admin_pause(r, olcf->admin, &path);
+    }
+
+    return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                   "no such admin resource", 0);
+}
+
+
+/* dlq: GET list, DELETE purge; dlq/replay: POST */
+
+static ngx_int_t
+ngx_omnibus_admin_dlq(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
+    ngx_str_t *path)
+{
+    ngx_int_t          rc, n;
+    ngx_str_t          arg;
+    ngx_uint_t         count;
+    ngx_omnibus_out_t  out;
+
+    ngx_omnibus_out_init(&out, r);
+
+    if (path->len == 0 || (path->len == 1 && path->data[0] == '/')) {
+        rc = ngx_omnibus_admin_method(r, NGX_HTTP_GET|NGX_HTTP_HEAD
+                                         |NGX_HTTP_DELETE,
+                                      "GET, HEAD, DELETE");
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (r->method == NGX_HTTP_DELETE) {
+            count = ngx_omnibus_dlq_purge(zone);
+
+            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                          "omnibus zone \"%V\": %ui dead letter(s) purged "
+                          "by the admin API", &zone->name, count);
+
+            ngx_omnibus_out_printf(&out, "{\"purged\":%ui}\n", count);
+
+            return ngx_omnibus_out_send(&out, NGX_HTTP_OK,
+                                        "application/json");
+        }
+
+        n = 100;
+
+        if (ngx_http_arg(r, (u_char *) "limit", 5, &arg) == NGX_OK) {
+            n = ngx_atoi(arg.data, arg.len);
+
+            if (n == NGX_ERROR || n > 10000) {
+                return ngx_omnibus_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "invalid_limit",
+                                               "limit is 0 to 10000", 0);
+            }
+        }
+
+        ngx_omnibus_dlq_list(&out, zone, n);
+
+        return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
+    }
+
+    if (path->len == 7 && ngx_strncmp(path->data, "/replay", 7) == 0) {
+        rc = ngx_omnibus_admin_method(r, NGX_HTTP_POST, "POST");
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        n = -1;
+
+        if (ngx_http_arg(r, (u_char *) "max_age", 7, &arg) == NGX_OK) {
+            n = ngx_atoi(arg.data, arg.len);
+
+            if (n == NGX_ERROR) {
+                return ngx_omnibus_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "invalid_max_age",
+                                               "max_age is a number of "
+                                               "seconds", 0);
+            }
+        }
+
+        count = ngx_omnibus_dlq_replay(zone, (time_t) n, r->pool);
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "omnibus zone \"%V\": %ui dead letter(s) replayed by "
+                      "the admin API", &zone->name, count);
+
+        ngx_omnibus_out_printf(&out, "{\"replayed\":%ui}\n", count);
+
+        return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
     }
 
     return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
@@ -166,10 +262,12 @@ not_found:
 static ngx_int_t
 ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 {
-    ngx_uint_t            i, n, pages, pfree;
-    ngx_omnibus_sh_t     *sh;
-    ngx_omnibus_out_t     out;
-    ngx_omnibus_shard_t  *shard, *snap;
+    ngx_uint_t               i, n, pages, pfree;
+    ngx_omnibus_sh_t        *sh;
+    ngx_omnibus_out_t        out;
+    ngx_omnibus_shard_t     *shard, *snap;
+    ngx_omnibus_route_t    **routes;
+    ngx_omnibus_route_sh_t  *rs;
 
     sh = zone->sh;
 
@@ -207,20 +305,50 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
                            zone->max_shards, sh->queue_size, sh->retain);
     ngx_omnibus_out_printf(&out,
                            "\"published\":%uA,\"deduplicated\":%uA,"
-                           "\"unrouted\":%uA,\"shards\":[",
-                           sh->published, sh->deduplicated, sh->unrouted);
+                           "\"unrouted\":%uA,\"delivered\":%uA,"
+                           "\"dead_lettered\":%uA,\"dlq_size\":%ui,"
+                           "\"routes\":[",
+                           sh->published, sh->deduplicated, sh->unrouted,
+                           sh->delivered, sh->dead, sh->dlq_size);
+
+    routes = zone->routes.elts;
+
+    for (i = 0; i < zone->routes.nelts; i++) {
+        rs = &sh->routes[routes[i]->slot];
+
+        ngx_omnibus_out_printf(&out, "%s{\"name\":", i ? "," : "");
+        ngx_omnibus_out_json_str(&out, routes[i]->name.data,
+                                 routes[i]->name.len);
+        ngx_omnibus_out_printf(&out, ",\"pattern\":");
+        ngx_omnibus_out_json_str(&out, routes[i]->pattern.data,
+                                 routes[i]->pattern.len);
+        ngx_omnibus_out_printf(&out, ",\"url\":");
+        ngx_omnibus_out_json_str(&out, routes[i]->url.data,
+                                 routes[i]->url.len);
+        ngx_omnibus_out_printf(&out, ",\"breaker\":\"%s\","
+                               "\"consecutive_failures\":%ui,"
+                               "\"delivered\":%uA,\"errors\":%uA,"
+                               "\"dead_lettered\":%uA}",
+                               ngx_omnibus_breaker_name(rs->breaker),
+                               rs->failures, rs->delivered, rs->errors,
+                               rs->dead);
+    }
+
+    ngx_omnibus_out_printf(&out, "],\"shards\":[");
 
     for (i = 0; i < n; i++) {
         shard = &snap[i];
 
         ngx_omnibus_out_printf(&out,
                                "%s{\"index\":%ui,\"queued\":%ui,"
-                               "\"high_queued\":%ui,\"retained\":%ui,"
+                               "\"high_queued\":%ui,\"inflight\":%ui,"
+                               "\"retained\":%ui,"
                                "\"paused\":%s,\"backpressure\":%s,"
                                "\"owner\":%ui,\"concurrency\":%ui,"
                                "\"published\":%uA,\"dispatched\":%uA}",
                                i ? "," : "", i, shard->queued,
-                               shard->high_queued, shard->retained,
+                               shard->high_queued, shard->ninflight,
+                               shard->retained,
                                shard->paused ? "true" : "false",
                                shard->backpressure ? "true" : "false",
                                ngx_omnibus_shard_owner(i),

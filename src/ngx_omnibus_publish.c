@@ -497,6 +497,7 @@ ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     offer.payload = *payload;
     offer.priority = ctx->priority;
     offer.shard = ctx->shard;
+    offer.json = olcf->json;
 
     if (ctx->batch) {
         ngx_str_set(&offer.ctype, "application/json");

@@ -47,6 +47,13 @@ ngx_omnibus_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->bp_high = 80;
     zone->bp_low = 50;
 
+    if (ngx_array_init(&zone->routes, cf->pool, 4,
+                       sizeof(ngx_omnibus_route_t *))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     size = 0;
 
     for (i = 1; i < cf->args->nelts; i++) {
@@ -324,6 +331,7 @@ ngx_omnibus_zone_apply(ngx_omnibus_zone_t *zone)
 
     sh->queue_size = zone->queue_size;
     sh->retain = zone->retain;
+    sh->dlq_max = zone->dlq_size;
     sh->bp_high = ngx_max(zone->queue_size * zone->bp_high / 100, 1);
     sh->bp_low = zone->queue_size * zone->bp_low / 100;
 
@@ -380,6 +388,7 @@ ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
         zone->sh->limits.insert = ngx_omnibus_index_rbtree_insert;
 
         ngx_omnibus_zone_apply(zone);
+        ngx_omnibus_route_slots_locked(zone);
         ngx_shmtx_unlock(&shpool->mutex);
 
         return NGX_OK;
@@ -420,14 +429,18 @@ ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_omnibus_index_rbtree_insert);
     ngx_queue_init(&sh->limits_lru);
 
+    ngx_queue_init(&sh->dlq);
+
     for (i = 0; i < sh->cap_shards; i++) {
         shard = &sh->shards[i];
         ngx_queue_init(&shard->high);
         ngx_queue_init(&shard->normal);
+        ngx_queue_init(&shard->inflight);
         ngx_queue_init(&shard->retain);
     }
 
     ngx_omnibus_zone_apply(zone);
+    ngx_omnibus_route_slots_locked(zone);
 
     len = sizeof(" in omnibus zone \"\"") + shm_zone->shm.name.len;
 
