@@ -30,7 +30,8 @@ $(BUILD)/nginx/objs/Makefile: config Makefile
 $(MODULE): $(BUILD)/nginx/objs/Makefile $(SOURCES)
 	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
 	mkdir -p objs
-	cp $(BUILD)/nginx/objs/ngx_omnibus_module.so $(MODULE)
+	cp $(BUILD)/nginx/objs/ngx_omnibus_module.so $(MODULE).tmp
+	mv -f $(MODULE).tmp $(MODULE)  # running nginx keep the old file
 
 run: deps $(MODULE)
 	mkdir -p $(BUILD)/run/logs

@@ -205,8 +205,8 @@ typedef struct {
     /* a worker with a wake-up in flight: publishers need not write again */
     ngx_atomic_t                wake[NGX_OMNIBUS_WAKE_SLOTS];
 
-    /* live subscribers per worker: who to wake after a dispatch */
-    ngx_atomic_t                subscribers[NGX_OMNIBUS_WAKE_SLOTS];
+    /* live subscribers in all workers: wake them after a dispatch */
+    ngx_atomic_t                subscribers;
 
     ngx_queue_t                 dlq;
     ngx_uint_t                  dlq_size;
@@ -283,6 +283,7 @@ typedef struct {
     ngx_event_t                 fanout;      /* posted to feed subscribers */
     ngx_omnibus_route_t        *by_slot[NGX_OMNIBUS_MAX_ROUTES];
     ngx_queue_t                 subscribers;
+    ngx_uint_t                  nsubscribers;
     uint64_t                   *cursor;      /* per shard: rseq fed so far */
 } ngx_omnibus_zone_t;
 

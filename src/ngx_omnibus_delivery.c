@@ -18,6 +18,8 @@ static void ngx_omnibus_job_finish(ngx_omnibus_job_t *job,
     ngx_uint_t complete);
 static void ngx_omnibus_held_timer(ngx_event_t *ev);
 static void ngx_omnibus_held_release(ngx_omnibus_route_t *route);
+static void ngx_omnibus_held_wait(ngx_omnibus_route_t *route,
+    ngx_msec_t wait);
 
 
 uint64_t
@@ -117,12 +119,8 @@ ngx_omnibus_job_attempt(ngx_omnibus_job_t *job)
         ngx_queue_insert_tail(&route->held, &job->queue);
         job->held = 1;
 
-        if (wait && !route->breaker_timer.timer_set) {
-            route->breaker_timer.handler = ngx_omnibus_held_timer;
-            route->breaker_timer.data = route;
-            route->breaker_timer.log = route->log;
-            route->breaker_timer.cancelable = 1;
-            ngx_add_timer(&route->breaker_timer, wait);
+        if (wait) {
+            ngx_omnibus_held_wait(route, wait);
         }
 
         return;
@@ -142,7 +140,7 @@ void
 ngx_omnibus_delivery_done(ngx_omnibus_job_t *job, ngx_omnibus_result_e rc,
     u_char *error, size_t len)
 {
-    ngx_msec_t               delay;
+    ngx_msec_t               delay, elapsed;
     ngx_omnibus_sh_t        *sh;
     ngx_omnibus_route_t     *route;
     ngx_omnibus_route_sh_t  *rs;
@@ -198,12 +196,36 @@ ngx_omnibus_delivery_done(ngx_omnibus_job_t *job, ngx_omnibus_result_e rc,
 
 release:
 
-    /* a probe ended or the breaker closed: held jobs may go */
-    if (!ngx_queue_empty(&route->held)
-        && rs->breaker != NGX_OMNIBUS_BREAKER_OPEN)
-    {
-        ngx_omnibus_held_release(route);
+    if (ngx_queue_empty(&route->held)) {
+        return;
     }
+
+    /* a probe ended: held jobs may go, or wait for the breaker again */
+
+    if (rs->breaker != NGX_OMNIBUS_BREAKER_OPEN) {
+        ngx_omnibus_held_release(route);
+
+    } else {
+        elapsed = ngx_current_msec - rs->opened;
+        ngx_omnibus_held_wait(route, elapsed < route->breaker_timeout
+                                     ? route->breaker_timeout - elapsed : 1);
+    }
+}
+
+
+static void
+ngx_omnibus_held_wait(ngx_omnibus_route_t *route, ngx_msec_t wait)
+{
+    if (route->breaker_timer.timer_set) {
+        return;
+    }
+
+    route->breaker_timer.handler = ngx_omnibus_held_timer;
+    route->breaker_timer.data = route;
+    route->breaker_timer.log = route->log;
+    route->breaker_timer.cancelable = 1;
+
+    ngx_add_timer(&route->breaker_timer, wait);
 }
 
 

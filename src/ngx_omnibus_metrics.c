@@ -362,15 +362,8 @@ static void
 ngx_omnibus_metric_subscribers(ngx_omnibus_out_t *out,
     ngx_omnibus_zone_t *zone, ngx_str_t *name)
 {
-    ngx_uint_t  w, n;
-
-    n = 0;
-
-    for (w = 0; w < NGX_OMNIBUS_WAKE_SLOTS; w++) {
-        n += zone->sh->subscribers[w];
-    }
-
-    ngx_omnibus_metric_zone_field(out, zone, name, "subscribers", n);
+    ngx_omnibus_metric_zone_field(out, zone, name, "subscribers",
+                                  zone->sh->subscribers);
 }
 
 

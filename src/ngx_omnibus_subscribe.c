@@ -171,9 +171,10 @@ ngx_omnibus_subscribe_exit_process(ngx_omnibus_zone_t *zone)
         ngx_delete_posted_event(&zone->fanout);
     }
 
-    if (ngx_worker < NGX_OMNIBUS_WAKE_SLOTS) {
-        zone->sh->subscribers[ngx_worker] = 0;
-    }
+    /* a crashed worker cannot do this: the gauge then overcounts */
+    (void) ngx_atomic_fetch_add(&zone->sh->subscribers,
+                                -(ngx_atomic_int_t) zone->nsubscribers);
+    zone->nsubscribers = 0;
 }
 
 
@@ -184,16 +185,16 @@ ngx_omnibus_subscribe_wake(ngx_omnibus_zone_t *zone)
 {
     ngx_uint_t  w;
 
-    for (w = 0; w < ngx_omnibus_workers && w < NGX_OMNIBUS_WAKE_SLOTS; w++) {
-        if (zone->sh->subscribers[w] == 0) {
-            continue;
-        }
+    if (zone->sh->subscribers == 0) {
+        return;
+    }
 
-        if (w == ngx_worker) {
-            ngx_post_event(&zone->fanout, &ngx_posted_events);
-
-        } else {
+    for (w = 0; w < ngx_omnibus_workers; w++) {
+        if (w != ngx_worker) {
             ngx_omnibus_notify_worker(zone, w);
+
+        } else if (zone->nsubscribers) {
+            ngx_post_event(&zone->fanout, &ngx_posted_events);
         }
     }
 }
@@ -541,6 +542,21 @@ ngx_omnibus_sub_event(ngx_omnibus_sub_t *sub, ngx_omnibus_copy_t *c)
 }
 
 
+static void
+ngx_omnibus_sub_unregister(ngx_omnibus_sub_t *sub)
+{
+    if (!sub->live) {
+        return;
+    }
+
+    ngx_queue_remove(&sub->queue);
+    sub->live = 0;
+    sub->zone->nsubscribers--;
+    (void) ngx_atomic_fetch_add(&sub->zone->sh->subscribers,
+                                (ngx_atomic_int_t) -1);
+}
+
+
 static ngx_int_t
 ngx_omnibus_sub_last_event_id(ngx_http_request_t *r, ngx_str_t *id)
 {
@@ -587,12 +603,7 @@ ngx_omnibus_sub_poll_reply(ngx_omnibus_sub_t *sub, ngx_array_t *copies)
     c = copies->elts;
     n = ngx_min(copies->nelts, NGX_OMNIBUS_POLL_LIMIT);
 
-    if (sub->live) {
-        ngx_queue_remove(&sub->queue);
-        sub->live = 0;
-        (void) ngx_atomic_fetch_add(&sub->zone->sh->subscribers[ngx_worker],
-                                    -1);
-    }
+    ngx_omnibus_sub_unregister(sub);
 
     if (sub->timer.timer_set) {
         ngx_del_timer(&sub->timer);
@@ -808,7 +819,8 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
 
     ngx_queue_insert_tail(&zone->subscribers, &sub->queue);
     sub->live = 1;
-    (void) ngx_atomic_fetch_add(&zone->sh->subscribers[ngx_worker], 1);
+    zone->nsubscribers++;
+    (void) ngx_atomic_fetch_add(&zone->sh->subscribers, 1);
 
     if (resume
         && ngx_omnibus_sub_collect(zone, r->pool, &copies, resume,
@@ -937,12 +949,7 @@ ngx_omnibus_sub_poll_timeout(ngx_event_t *ev)
     sub = ev->data;
     r = sub->r;
 
-    if (sub->live) {
-        ngx_queue_remove(&sub->queue);
-        sub->live = 0;
-        (void) ngx_atomic_fetch_add(&sub->zone->sh->subscribers[ngx_worker],
-                                    -1);
-    }
+    ngx_omnibus_sub_unregister(sub);
 
     r->headers_out.status = NGX_HTTP_NO_CONTENT;
     r->header_only = 1;
@@ -980,12 +987,7 @@ ngx_omnibus_sub_cleanup(void *data)
 {
     ngx_omnibus_sub_t *sub = data;
 
-    if (sub->live) {
-        ngx_queue_remove(&sub->queue);
-        sub->live = 0;
-        (void) ngx_atomic_fetch_add(&sub->zone->sh->subscribers[ngx_worker],
-                                    -1);
-    }
+    ngx_omnibus_sub_unregister(sub);
 
     if (sub->timer.timer_set) {
         ngx_del_timer(&sub->timer);
