@@ -32,6 +32,9 @@
 #define NGX_OMNIBUS_HIGH_PRIORITY     5
 #define NGX_OMNIBUS_WAKE_SLOTS        256
 
+#define NGX_OMNIBUS_FENCE_ADD         1
+#define NGX_OMNIBUS_FENCE_REMOVE      2
+
 
 /* rejection reasons, in the order of the metric labels */
 enum {
@@ -113,6 +116,8 @@ typedef struct {
     ngx_uint_t                  retained;
     uint64_t                    seq;
     uint64_t                    rseq;
+    uint64_t                    fence;       /* last seq before a change */
+    ngx_uint_t                  draining;    /* removed, not yet empty */
     ngx_uint_t                  paused;
     ngx_uint_t                  backpressure;
     ngx_uint_t                  concurrency;
@@ -202,6 +207,15 @@ typedef struct {
 
     time_t                      nomem_logged;
 
+    /* a ring change under way: see ngx_omnibus_scale.c */
+    ngx_uint_t                  fence;
+    ngx_uint_t                  fence_shard;
+    ngx_atomic_t                scaled;      /* last autoscale decision */
+    ngx_atomic_t                scaled_up;
+    ngx_atomic_t                scaled_down;
+    ngx_atomic_t                scaled_concurrency_up;
+    ngx_atomic_t                scaled_concurrency_down;
+
     /* a worker with a wake-up in flight: publishers need not write again */
     ngx_atomic_t                wake[NGX_OMNIBUS_WAKE_SLOTS];
 
@@ -272,6 +286,9 @@ typedef struct {
     time_t                      dedup_ttl;
     ngx_uint_t                  bp_high;     /* percent */
     ngx_uint_t                  bp_low;
+    ngx_msec_t                  autoscale;   /* interval, 0: off */
+    ngx_uint_t                  scale_up;    /* percent */
+    ngx_uint_t                  scale_down;
 
     ngx_array_t                 routes;      /* ngx_omnibus_route_t * */
     ngx_uint_t                  route_concurrency;  /* the largest */
@@ -281,6 +298,7 @@ typedef struct {
     ngx_omnibus_ring_t          ring;
     ngx_event_t                 dispatch;    /* posted to drain our shards */
     ngx_event_t                 fanout;      /* posted to feed subscribers */
+    ngx_event_t                 scale_event;
     ngx_omnibus_route_t        *by_slot[NGX_OMNIBUS_MAX_ROUTES];
     ngx_queue_t                 subscribers;
     ngx_uint_t                  nsubscribers;
@@ -465,6 +483,7 @@ ngx_omnibus_zone_t *ngx_omnibus_zone_lookup(ngx_conf_t *cf, ngx_str_t *name);
 void *ngx_omnibus_zone_alloc_locked(ngx_omnibus_zone_t *zone, size_t size);
 void ngx_omnibus_zone_nomem(ngx_omnibus_zone_t *zone, ngx_log_t *log);
 ngx_uint_t ngx_omnibus_shard_owner(ngx_uint_t shard);
+ngx_uint_t ngx_omnibus_shards_shown(ngx_omnibus_sh_t *sh);
 
 /* messages */
 ngx_omnibus_msg_t *ngx_omnibus_msg_alloc_locked(ngx_omnibus_zone_t *zone,
@@ -521,7 +540,7 @@ ngx_omnibus_enqueue_rc_e ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone,
 ngx_int_t ngx_omnibus_queue_refuses(ngx_omnibus_zone_t *zone,
     ngx_uint_t shard);
 ngx_omnibus_msg_t *ngx_omnibus_dequeue_locked(ngx_omnibus_zone_t *zone,
-    ngx_omnibus_shard_t *shard);
+    ngx_omnibus_shard_t *shard, uint64_t limit);
 void ngx_omnibus_queue_push_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg);
 void ngx_omnibus_msg_unref_locked(ngx_omnibus_zone_t *zone,
@@ -540,6 +559,7 @@ ngx_int_t ngx_omnibus_notify_init_process(ngx_cycle_t *cycle,
 void ngx_omnibus_notify_exit_process(void);
 void ngx_omnibus_notify(ngx_omnibus_zone_t *zone, ngx_uint_t shard);
 void ngx_omnibus_notify_worker(ngx_omnibus_zone_t *zone, ngx_uint_t worker);
+void ngx_omnibus_notify_all(ngx_omnibus_zone_t *zone);
 void ngx_omnibus_notify_taken(ngx_omnibus_zone_t *zone);
 
 /* dispatch */
@@ -580,6 +600,17 @@ void ngx_omnibus_dlq_list(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
 ngx_uint_t ngx_omnibus_dlq_purge(ngx_omnibus_zone_t *zone);
 ngx_uint_t ngx_omnibus_dlq_replay(ngx_omnibus_zone_t *zone, time_t max_age,
     ngx_pool_t *pool);
+
+/* elastic shards */
+char *ngx_omnibus_autoscale_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_omnibus_scale_locked(ngx_omnibus_zone_t *zone, ngx_int_t delta,
+    ngx_log_t *log);
+ngx_uint_t ngx_omnibus_fence_check_locked(ngx_omnibus_zone_t *zone,
+    ngx_log_t *log);
+uint64_t ngx_omnibus_fence_limit(ngx_omnibus_zone_t *zone, ngx_uint_t s);
+ngx_int_t ngx_omnibus_scale_init_process(ngx_omnibus_zone_t *zone,
+    ngx_cycle_t *cycle);
 
 /* subscribers */
 char *ngx_omnibus_subscribe_directive(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -16,6 +16,8 @@ static ngx_int_t ngx_omnibus_admin_pause(ngx_http_request_t *r,
     ngx_omnibus_zone_t *zone, ngx_str_t *path);
 static ngx_int_t ngx_omnibus_admin_dlq(ngx_http_request_t *r,
     ngx_omnibus_zone_t *zone, ngx_str_t *path);
+static ngx_int_t ngx_omnibus_admin_scale(ngx_http_request_t *r,
+    ngx_omnibus_zone_t *zone);
 
 
 static ngx_int_t
@@ -94,6 +96,18 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
         return ngx_omnibus_admin_dlq(r, olcf->admin, &path);
     }
 
+    if ((path.len == 6 && ngx_strncmp(path.data, "shards", 6) == 0)
+        || (path.len == 7 && ngx_strncmp(path.data, "shards/", 7) == 0))
+    {
+        rc = ngx_omnibus_admin_method(r, NGX_HTTP_POST|NGX_HTTP_DELETE,
+                                      "POST, DELETE");
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_omnibus_admin_scale(r, olcf->admin);
+    }
+
     if (path.len > 7 && ngx_strncmp(path.data, "shards/", 7) == 0) {
         rc = ngx_omnibus_admin_method(r, NGX_HTTP_POST, "POST");
         if (rc != NGX_OK) {
@@ -108,6 +122,53 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
 
     return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                    "no such admin resource", 0);
+}
+
+
+/* POST shards adds one, DELETE shards drains and removes the last */
+
+static ngx_int_t
+ngx_omnibus_admin_scale(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
+{
+    ngx_int_t           rc, delta;
+    ngx_uint_t          n, changed;
+    ngx_atomic_uint_t   version;
+    ngx_omnibus_out_t   out;
+
+    delta = (r->method == NGX_HTTP_POST) ? 1 : -1;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    rc = ngx_omnibus_scale_locked(zone, delta, r->connection->log);
+    n = zone->sh->nshards;
+    changed = zone->sh->fence_shard;
+    version = zone->sh->ring_version;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (rc == NGX_BUSY) {
+        return ngx_omnibus_reply_error(r, NGX_HTTP_CONFLICT,
+                                       "ring_change_in_progress",
+                                       "a shard is still being added or "
+                                       "drained; retry when it is done", 1);
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_omnibus_reply_error(r, NGX_HTTP_CONFLICT, "shard_limit",
+                                       delta > 0 ? "the zone is at max_shards"
+                                                 : "the zone is at min_shards",
+                                       0);
+    }
+
+    ngx_omnibus_notify_all(zone);
+
+    ngx_omnibus_out_init(&out, r);
+    ngx_omnibus_out_printf(&out, "{\"%s\":%ui,\"shards\":%ui,"
+                           "\"ring_version\":%uA}\n",
+                           delta > 0 ? "added" : "removing", changed, n,
+                           version);
+
+    return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
 }
 
 
@@ -280,7 +341,7 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    n = sh->nshards;
+    n = ngx_omnibus_shards_shown(sh);
     ngx_memcpy(snap, sh->shards, sh->cap_shards * sizeof(ngx_omnibus_shard_t));
     pfree = zone->shpool->pfree;
 
@@ -334,7 +395,18 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
                                rs->dead);
     }
 
-    ngx_omnibus_out_printf(&out, "],\"shards\":[");
+    ngx_omnibus_out_printf(&out, "],\"ring_change\":");
+
+    if (sh->fence) {
+        ngx_omnibus_out_printf(&out, "{\"%s\":%ui}",
+                               sh->fence == NGX_OMNIBUS_FENCE_ADD
+                               ? "adding" : "removing", sh->fence_shard);
+
+    } else {
+        ngx_omnibus_out_printf(&out, "null");
+    }
+
+    ngx_omnibus_out_printf(&out, ",\"shards\":[");
 
     for (i = 0; i < n; i++) {
         shard = &snap[i];
@@ -344,6 +416,7 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
                                "\"high_queued\":%ui,\"inflight\":%ui,"
                                "\"retained\":%ui,"
                                "\"paused\":%s,\"backpressure\":%s,"
+                               "\"draining\":%s,"
                                "\"owner\":%ui,\"concurrency\":%ui,"
                                "\"published\":%uA,\"dispatched\":%uA}",
                                i ? "," : "", i, shard->queued,
@@ -351,6 +424,7 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
                                shard->retained,
                                shard->paused ? "true" : "false",
                                shard->backpressure ? "true" : "false",
+                               shard->draining ? "true" : "false",
                                ngx_omnibus_shard_owner(i),
                                shard->concurrency, shard->published,
                                shard->dispatched);

@@ -45,7 +45,8 @@ ngx_omnibus_dispatch_init_process(ngx_cycle_t *cycle,
         zone->dispatch.log = cycle->log;
 
         if (ngx_omnibus_route_init_process(zone, cycle) != NGX_OK
-            || ngx_omnibus_subscribe_init_process(zone, cycle) != NGX_OK)
+            || ngx_omnibus_subscribe_init_process(zone, cycle) != NGX_OK
+            || ngx_omnibus_scale_init_process(zone, cycle) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -159,10 +160,10 @@ ngx_omnibus_dispatch_all(void)
 
 
 static ngx_uint_t
-ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone,
+ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone, ngx_uint_t s,
     ngx_omnibus_shard_t *shard, ngx_uint_t budget)
 {
-    uint64_t             now, mask, masks[NGX_OMNIBUS_DISPATCH_BATCH];
+    uint64_t             now, mask, limit, masks[NGX_OMNIBUS_DISPATCH_BATCH];
     ngx_uint_t           i, n, k, done, window;
     ngx_time_t          *tp;
     ngx_omnibus_sh_t    *sh;
@@ -185,10 +186,12 @@ ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone,
 
         ngx_shmtx_lock(&zone->shpool->mutex);
 
+        limit = ngx_omnibus_fence_limit(zone, s);
+
         for (n = 0; n < NGX_OMNIBUS_DISPATCH_BATCH
                     && shard->ninflight < window; n++)
         {
-            msg = ngx_omnibus_dequeue_locked(zone, shard);
+            msg = ngx_omnibus_dequeue_locked(zone, shard, limit);
             if (msg == NULL) {
                 break;
             }
@@ -250,7 +253,7 @@ ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone,
 static void
 ngx_omnibus_dispatch_zone(ngx_event_t *ev)
 {
-    ngx_uint_t            s, budget, done;
+    ngx_uint_t            s, budget, done, lifted;
     ngx_omnibus_sh_t     *sh;
     ngx_omnibus_zone_t   *zone;
     ngx_omnibus_shard_t  *shard;
@@ -260,6 +263,16 @@ ngx_omnibus_dispatch_zone(ngx_event_t *ev)
 
     if (ngx_exiting || ngx_terminate) {
         return;
+    }
+
+    if (sh->fence) {
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        lifted = ngx_omnibus_fence_check_locked(zone, ev->log);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        if (lifted) {
+            ngx_omnibus_notify_all(zone);
+        }
     }
 
     budget = NGX_OMNIBUS_DISPATCH_TURN;
@@ -274,7 +287,7 @@ ngx_omnibus_dispatch_zone(ngx_event_t *ev)
             continue;
         }
 
-        done += ngx_omnibus_dispatch_shard(zone, shard, budget - done);
+        done += ngx_omnibus_dispatch_shard(zone, s, shard, budget - done);
 
         if (done == budget) {
             /* yield to other events, then go on */
@@ -312,6 +325,10 @@ ngx_omnibus_dispatch_sweep(ngx_event_t *ev)
         sh = zones[i]->sh;
 
         ngx_omnibus_dispatch_recover(zones[i]);
+
+        if (sh->fence) {
+            ngx_post_event(&zones[i]->dispatch, &ngx_posted_events);
+        }
 
         for (s = 0; s < sh->cap_shards; s++) {
             if (ngx_omnibus_shard_owner(s) == ngx_worker

@@ -132,7 +132,7 @@ ngx_omnibus_metric_queue(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
     ngx_uint_t            s;
     ngx_omnibus_shard_t  *shard;
 
-    for (s = 0; s < zone->sh->nshards; s++) {
+    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
         shard = &zone->sh->shards[s];
 
         ngx_omnibus_out_printf(out,
@@ -152,7 +152,7 @@ ngx_omnibus_metric_retained(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
 {
     ngx_uint_t  s;
 
-    for (s = 0; s < zone->sh->nshards; s++) {
+    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
         ngx_omnibus_out_printf(out, "message_bus_retained_messages{"
                                "zone=\"%V\",shard=\"%ui\"} %ui\n",
                                name, s, zone->sh->shards[s].retained);
@@ -166,7 +166,7 @@ ngx_omnibus_metric_paused(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
 {
     ngx_uint_t  s;
 
-    for (s = 0; s < zone->sh->nshards; s++) {
+    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
         ngx_omnibus_out_printf(out, "message_bus_shard_paused{"
                                "zone=\"%V\",shard=\"%ui\"} %ui\n",
                                name, s, zone->sh->shards[s].paused ? 1 : 0);
@@ -281,7 +281,7 @@ ngx_omnibus_metric_retries(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
 {
     ngx_uint_t  s;
 
-    for (s = 0; s < zone->sh->nshards; s++) {
+    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
         ngx_omnibus_out_printf(out, "message_bus_publish_retries_total{"
                                "zone=\"%V\",shard=\"%ui\"} %uA\n",
                                name, s, zone->sh->shards[s].retries);
@@ -295,7 +295,7 @@ ngx_omnibus_metric_inflight(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
 {
     ngx_uint_t  s;
 
-    for (s = 0; s < zone->sh->nshards; s++) {
+    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
         ngx_omnibus_out_printf(out, "message_bus_inflight_messages{"
                                "zone=\"%V\",shard=\"%ui\"} %ui\n",
                                name, s, zone->sh->shards[s].ninflight);
@@ -364,6 +364,42 @@ ngx_omnibus_metric_subscribers(ngx_omnibus_out_t *out,
 {
     ngx_omnibus_metric_zone_field(out, zone, name, "subscribers",
                                   zone->sh->subscribers);
+}
+
+
+static void
+ngx_omnibus_metric_concurrency(ngx_omnibus_out_t *out,
+    ngx_omnibus_zone_t *zone, ngx_str_t *name)
+{
+    ngx_uint_t  s;
+
+    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
+        ngx_omnibus_out_printf(out, "message_bus_shard_concurrency{"
+                               "zone=\"%V\",shard=\"%ui\"} %ui\n",
+                               name, s, zone->sh->shards[s].concurrency);
+    }
+}
+
+
+static void
+ngx_omnibus_metric_autoscale(ngx_omnibus_out_t *out,
+    ngx_omnibus_zone_t *zone, ngx_str_t *name)
+{
+    ngx_omnibus_sh_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_omnibus_out_printf(out,
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"shard_up\"} %uA\n"
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"shard_down\"} %uA\n"
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"concurrency_up\"} %uA\n"
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"concurrency_down\"} %uA\n",
+        name, sh->scaled_up, name, sh->scaled_down,
+        name, sh->scaled_concurrency_up, name, sh->scaled_concurrency_down);
 }
 
 
@@ -565,6 +601,11 @@ static struct {
     { "dedup_entries", "gauge", "Idempotency keys remembered.",
       ngx_omnibus_metric_dedup_entries },
     { "shards", "gauge", "Shards on the ring.", ngx_omnibus_metric_shards },
+    { "shard_concurrency", "gauge",
+      "Concurrent deliveries per shard and route.",
+      ngx_omnibus_metric_concurrency },
+    { "autoscale_decisions_total", "counter",
+      "Autoscaler decisions, by action.", ngx_omnibus_metric_autoscale },
     { "ring_version", "gauge", "Changes of the hash ring so far.",
       ngx_omnibus_metric_ring },
     { "zone_used_bytes", "gauge", "Shared memory pages in use, in bytes.",

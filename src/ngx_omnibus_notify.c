@@ -164,6 +164,24 @@ ngx_omnibus_notify_worker(ngx_omnibus_zone_t *zone, ngx_uint_t owner)
 }
 
 
+/* a ring change moved topics between shards: everyone looks again */
+
+void
+ngx_omnibus_notify_all(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t  w;
+
+    for (w = 0; w < ngx_omnibus_workers; w++) {
+        if (w == ngx_worker) {
+            ngx_post_event(&zone->dispatch, &ngx_posted_events);
+
+        } else {
+            ngx_omnibus_notify_worker(zone, w);
+        }
+    }
+}
+
+
 /* called by the owner before it drains: later publishes wake it again */
 
 void

@@ -33,9 +33,17 @@ ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
     ngx_omnibus_shard_t  *shard;
 
     sh = zone->sh;
-    shard = &sh->shards[offer->shard];
 
     ngx_shmtx_lock(&zone->shpool->mutex);
+
+    /* the ring moved since the lookup: a stale shard could reorder */
+    while (zone->ring.version != sh->ring_version) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        offer->shard = ngx_omnibus_ring_shard(zone, &offer->topic);
+        ngx_shmtx_lock(&zone->shpool->mutex);
+    }
+
+    shard = &sh->shards[offer->shard];
 
     if (offer->dedup_on
         && ngx_omnibus_dedup_find_locked(zone, offer, id) == NGX_OK)
@@ -149,26 +157,42 @@ ngx_omnibus_queue_push_locked(ngx_omnibus_zone_t *zone,
 }
 
 
+/* the next message, high queue first, if its seq is within the limit */
+
 ngx_omnibus_msg_t *
 ngx_omnibus_dequeue_locked(ngx_omnibus_zone_t *zone,
-    ngx_omnibus_shard_t *shard)
+    ngx_omnibus_shard_t *shard, uint64_t limit)
 {
-    ngx_queue_t        *q;
     ngx_omnibus_msg_t  *msg;
 
+    msg = NULL;
+
     if (!ngx_queue_empty(&shard->high)) {
-        q = ngx_queue_head(&shard->high);
-        shard->high_queued--;
+        msg = ngx_queue_data(ngx_queue_head(&shard->high), ngx_omnibus_msg_t,
+                             queue);
 
-    } else if (!ngx_queue_empty(&shard->normal)) {
-        q = ngx_queue_head(&shard->normal);
+        if (msg->seq <= limit) {
+            shard->high_queued--;
 
-    } else {
+        } else {
+            msg = NULL;
+        }
+    }
+
+    if (msg == NULL && !ngx_queue_empty(&shard->normal)) {
+        msg = ngx_queue_data(ngx_queue_head(&shard->normal),
+                             ngx_omnibus_msg_t, queue);
+
+        if (msg->seq > limit) {
+            msg = NULL;
+        }
+    }
+
+    if (msg == NULL) {
         return NULL;
     }
 
-    ngx_queue_remove(q);
-    msg = ngx_queue_data(q, ngx_omnibus_msg_t, queue);
+    ngx_queue_remove(&msg->queue);
 
     if (--shard->queued <= zone->sh->bp_low) {
         shard->backpressure = 0;

@@ -459,6 +459,19 @@ ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+/* the shards on the ring, and one being drained after them */
+
+ngx_uint_t
+ngx_omnibus_shards_shown(ngx_omnibus_sh_t *sh)
+{
+    if (sh->fence == NGX_OMNIBUS_FENCE_REMOVE) {
+        return sh->fence_shard + 1;
+    }
+
+    return sh->nshards;
+}
+
+
 ngx_uint_t
 ngx_omnibus_shard_owner(ngx_uint_t shard)
 {
