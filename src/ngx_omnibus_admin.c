@@ -290,7 +290,9 @@ ngx_omnibus_admin_pause(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
 
     i = ngx_atoi(path->data, slash - path->data);
 
-    if (i == NGX_ERROR || (ngx_uint_t) i >= zone->sh->nshards) {
+    if (i == NGX_ERROR
+        || (ngx_uint_t) i >= ngx_omnibus_shards_shown(zone->sh))
+    {
         return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                        "no such shard", 0);
     }
