@@ -338,11 +338,8 @@ ngx_omnibus_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    zone = ngx_omnibus_zone_lookup(cf, &value[1]);
+    zone = ngx_omnibus_zone_use(cf, &value[1]);
     if (zone == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown omnibus zone \"%V\" (declare it with "
-                           "omnibus_zone before use)", &value[1]);
         return NGX_CONF_ERROR;
     }
 

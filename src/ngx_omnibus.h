@@ -480,6 +480,7 @@ extern ngx_uint_t    ngx_omnibus_workers;
 char *ngx_omnibus_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_omnibus_zone_t *ngx_omnibus_zone_lookup(ngx_conf_t *cf, ngx_str_t *name);
+ngx_omnibus_zone_t *ngx_omnibus_zone_use(ngx_conf_t *cf, ngx_str_t *name);
 void *ngx_omnibus_zone_alloc_locked(ngx_omnibus_zone_t *zone, size_t size);
 void ngx_omnibus_zone_nomem(ngx_omnibus_zone_t *zone, ngx_log_t *log);
 ngx_uint_t ngx_omnibus_shard_owner(ngx_uint_t shard);

@@ -156,8 +156,9 @@ ngx_omnibus_dlq_list(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
         msg = e->msg;
         route = zone->by_slot[e->slot];
 
-        ngx_omnibus_out_printf(out, "%s{\"id\":\"%*s\",\"topic\":", n ? "," : "",
-                               (size_t) NGX_OMNIBUS_ID_LEN, msg->id);
+        ngx_omnibus_out_printf(out, "%s{\"id\":\"%*s\",\"topic\":",
+                               n ? "," : "", (size_t) NGX_OMNIBUS_ID_LEN,
+                               msg->id);
         ngx_omnibus_out_json_str(out, ngx_omnibus_msg_topic(msg),
                                  msg->topic_len);
         ngx_omnibus_out_printf(out, ",\"priority\":%d,\"route\":",

@@ -146,17 +146,32 @@ ngx_omnibus_metric_queue(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
 }
 
 
+/* per shard: which field of the shard */
+
+static void
+ngx_omnibus_metric_shard_field(ngx_omnibus_out_t *out,
+    ngx_omnibus_zone_t *zone, ngx_str_t *name, const char *family,
+    size_t offset)
+{
+    u_char      *field;
+    ngx_uint_t   s;
+
+    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
+        field = (u_char *) &zone->sh->shards[s] + offset;
+
+        ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\","
+                               "shard=\"%ui\"} %ui\n", family, name, s,
+                               *(ngx_uint_t *) field);
+    }
+}
+
+
 static void
 ngx_omnibus_metric_retained(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
     ngx_str_t *name)
 {
-    ngx_uint_t  s;
-
-    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
-        ngx_omnibus_out_printf(out, "message_bus_retained_messages{"
-                               "zone=\"%V\",shard=\"%ui\"} %ui\n",
-                               name, s, zone->sh->shards[s].retained);
-    }
+    ngx_omnibus_metric_shard_field(out, zone, name, "retained_messages",
+                                   offsetof(ngx_omnibus_shard_t, retained));
 }
 
 
@@ -164,13 +179,8 @@ static void
 ngx_omnibus_metric_paused(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
     ngx_str_t *name)
 {
-    ngx_uint_t  s;
-
-    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
-        ngx_omnibus_out_printf(out, "message_bus_shard_paused{"
-                               "zone=\"%V\",shard=\"%ui\"} %ui\n",
-                               name, s, zone->sh->shards[s].paused ? 1 : 0);
-    }
+    ngx_omnibus_metric_shard_field(out, zone, name, "shard_paused",
+                                   offsetof(ngx_omnibus_shard_t, paused));
 }
 
 
@@ -279,13 +289,8 @@ static void
 ngx_omnibus_metric_retries(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
     ngx_str_t *name)
 {
-    ngx_uint_t  s;
-
-    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
-        ngx_omnibus_out_printf(out, "message_bus_publish_retries_total{"
-                               "zone=\"%V\",shard=\"%ui\"} %uA\n",
-                               name, s, zone->sh->shards[s].retries);
-    }
+    ngx_omnibus_metric_shard_field(out, zone, name, "publish_retries_total",
+                                   offsetof(ngx_omnibus_shard_t, retries));
 }
 
 
@@ -293,13 +298,8 @@ static void
 ngx_omnibus_metric_inflight(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
     ngx_str_t *name)
 {
-    ngx_uint_t  s;
-
-    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
-        ngx_omnibus_out_printf(out, "message_bus_inflight_messages{"
-                               "zone=\"%V\",shard=\"%ui\"} %ui\n",
-                               name, s, zone->sh->shards[s].ninflight);
-    }
+    ngx_omnibus_metric_shard_field(out, zone, name, "inflight_messages",
+                                   offsetof(ngx_omnibus_shard_t, ninflight));
 }
 
 
@@ -368,16 +368,11 @@ ngx_omnibus_metric_subscribers(ngx_omnibus_out_t *out,
 
 
 static void
-ngx_omnibus_metric_concurrency(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name)
+ngx_omnibus_metric_concurrency(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
+    ngx_str_t *name)
 {
-    ngx_uint_t  s;
-
-    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
-        ngx_omnibus_out_printf(out, "message_bus_shard_concurrency{"
-                               "zone=\"%V\",shard=\"%ui\"} %ui\n",
-                               name, s, zone->sh->shards[s].concurrency);
-    }
+    ngx_omnibus_metric_shard_field(out, zone, name, "shard_concurrency",
+                                   offsetof(ngx_omnibus_shard_t, concurrency));
 }
 
 

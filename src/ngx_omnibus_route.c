@@ -32,11 +32,8 @@ ngx_omnibus_route_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs a zone, a topic pattern and a URL";
     }
 
-    zone = ngx_omnibus_zone_lookup(cf, &value[1]);
+    zone = ngx_omnibus_zone_use(cf, &value[1]);
     if (zone == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown omnibus zone \"%V\" (declare it with "
-                           "omnibus_zone before use)", &value[1]);
         return NGX_CONF_ERROR;
     }
 

@@ -71,11 +71,8 @@ ngx_omnibus_subscribe_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return "is duplicate: the location already has a content handler";
     }
 
-    olcf->subscribe = ngx_omnibus_zone_lookup(cf, &value[1]);
+    olcf->subscribe = ngx_omnibus_zone_use(cf, &value[1]);
     if (olcf->subscribe == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown omnibus zone \"%V\" (declare it with "
-                           "omnibus_zone before use)", &value[1]);
         return NGX_CONF_ERROR;
     }
 

@@ -319,6 +319,25 @@ ngx_omnibus_zone_lookup(ngx_conf_t *cf, ngx_str_t *name)
 }
 
 
+/* the zone a directive names, which must be declared before */
+
+ngx_omnibus_zone_t *
+ngx_omnibus_zone_use(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_omnibus_zone_t  *zone;
+
+    zone = ngx_omnibus_zone_lookup(cf, name);
+
+    if (zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown omnibus zone \"%V\" (declare it with "
+                           "omnibus_zone before use)", name);
+    }
+
+    return zone;
+}
+
+
 /* a reload may change limits; the queues themselves stay as they are */
 
 static void
