@@ -20,15 +20,12 @@ static ngx_int_t ngx_omnibus_admin_scale(ngx_http_request_t *r,
     ngx_omnibus_zone_t *zone);
 
 
+/* 405 with the methods the resource takes */
+
 static ngx_int_t
-ngx_omnibus_admin_method(ngx_http_request_t *r, ngx_uint_t allowed,
-    char *allow)
+ngx_omnibus_admin_not_allowed(ngx_http_request_t *r, char *allow)
 {
     ngx_table_elt_t  *h;
-
-    if (r->method & allowed) {
-        return NGX_OK;
-    }
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -80,10 +77,8 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
     }
 
     if (path.len == 0) {
-        rc = ngx_omnibus_admin_method(r, NGX_HTTP_GET|NGX_HTTP_HEAD,
-                                      "GET, HEAD");
-        if (rc != NGX_OK) {
-            return rc;
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_omnibus_admin_not_allowed(r, "GET, HEAD");
         }
 
         return ngx_omnibus_admin_status(r, olcf->admin);
@@ -99,19 +94,16 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
     if ((path.len == 6 && ngx_strncmp(path.data, "shards", 6) == 0)
         || (path.len == 7 && ngx_strncmp(path.data, "shards/", 7) == 0))
     {
-        rc = ngx_omnibus_admin_method(r, NGX_HTTP_POST|NGX_HTTP_DELETE,
-                                      "POST, DELETE");
-        if (rc != NGX_OK) {
-            return rc;
+        if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_DELETE))) {
+            return ngx_omnibus_admin_not_allowed(r, "POST, DELETE");
         }
 
         return ngx_omnibus_admin_scale(r, olcf->admin);
     }
 
     if (path.len > 7 && ngx_strncmp(path.data, "shards/", 7) == 0) {
-        rc = ngx_omnibus_admin_method(r, NGX_HTTP_POST, "POST");
-        if (rc != NGX_OK) {
-            return rc;
+        if (!(r->method & NGX_HTTP_POST)) {
+            return ngx_omnibus_admin_not_allowed(r, "POST");
         }
 
         path.data += 7;
@@ -178,7 +170,7 @@ static ngx_int_t
 ngx_omnibus_admin_dlq(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
     ngx_str_t *path)
 {
-    ngx_int_t          rc, n;
+    ngx_int_t          n;
     ngx_str_t          arg;
     ngx_uint_t         count;
     ngx_omnibus_out_t  out;
@@ -186,11 +178,8 @@ ngx_omnibus_admin_dlq(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
     ngx_omnibus_out_init(&out, r);
 
     if (path->len == 0 || (path->len == 1 && path->data[0] == '/')) {
-        rc = ngx_omnibus_admin_method(r, NGX_HTTP_GET|NGX_HTTP_HEAD
-                                         |NGX_HTTP_DELETE,
-                                      "GET, HEAD, DELETE");
-        if (rc != NGX_OK) {
-            return rc;
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE))) {
+            return ngx_omnibus_admin_not_allowed(r, "GET, HEAD, DELETE");
         }
 
         if (r->method == NGX_HTTP_DELETE) {
@@ -224,9 +213,8 @@ ngx_omnibus_admin_dlq(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
     }
 
     if (path->len == 7 && ngx_strncmp(path->data, "/replay", 7) == 0) {
-        rc = ngx_omnibus_admin_method(r, NGX_HTTP_POST, "POST");
-        if (rc != NGX_OK) {
-            return rc;
+        if (!(r->method & NGX_HTTP_POST)) {
+            return ngx_omnibus_admin_not_allowed(r, "POST");
         }
 
         n = -1;
