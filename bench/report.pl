@@ -317,7 +317,7 @@ $p->('');
 $p->('| body | omnibus req/s | `return 202` req/s | nchan req/s | omnibus / `return 202` | omnibus / nchan | p99 ms (omnibus / 202 / nchan) | worker CPU us per request (omnibus / 202 / nchan) |');
 $p->('|---|---|---|---|---|---|---|---|');
 for my $s (@sizes) {
-    $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s |', human($s),
+    $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %s |', human($s),
          (map { num($pubmed{$s}{$_}) } @targets),
          r2(ratio($pubmed{$s}{omnibus}, $pubmed{$s}{plain})),
          r2(ratio($pubmed{$s}{omnibus}, $pubmed{$s}{nchan})),

@@ -36,7 +36,10 @@ static void ngx_omnibus_http_send(ngx_omnibus_job_t *job);
 static void ngx_omnibus_http_exit(ngx_omnibus_route_t *route);
 static void ngx_omnibus_http_attempt(ngx_omnibus_job_t *job,
     ngx_uint_t fresh);
-static ngx_int_t ngx_omnibus_http_connect(ngx_omnibus_http_t *h);
+static ngx_http_upstream_rr_peer_t *ngx_omnibus_http_peer(
+    ngx_omnibus_route_t *route);
+static ngx_int_t ngx_omnibus_http_connect(ngx_omnibus_http_t *h,
+    ngx_http_upstream_rr_peer_t *peer);
 static ngx_int_t ngx_omnibus_http_request(ngx_omnibus_http_t *h);
 static void ngx_omnibus_http_write(ngx_event_t *wev);
 static void ngx_omnibus_http_read(ngx_event_t *rev);
@@ -66,11 +69,12 @@ ngx_omnibus_http_send(ngx_omnibus_job_t *job)
 static void
 ngx_omnibus_http_attempt(ngx_omnibus_job_t *job, ngx_uint_t fresh)
 {
-    ngx_pool_t           *pool;
-    ngx_queue_t          *q;
-    ngx_connection_t     *c;
-    ngx_omnibus_http_t   *h;
-    ngx_omnibus_route_t  *route;
+    ngx_pool_t                   *pool;
+    ngx_queue_t                  *q;
+    ngx_connection_t             *c;
+    ngx_omnibus_http_t           *h;
+    ngx_omnibus_route_t          *route;
+    ngx_http_upstream_rr_peer_t  *peer;
 
     route = job->route;
 
@@ -99,12 +103,32 @@ ngx_omnibus_http_attempt(ngx_omnibus_job_t *job, ngx_uint_t fresh)
         return;
     }
 
-    if (!fresh && !ngx_queue_empty(&route->idle)) {
-        q = ngx_queue_head(&route->idle);
-        ngx_queue_remove(q);
-        route->nidle--;
+    peer = ngx_omnibus_http_peer(route);
+    if (peer == NULL) {
+        ngx_omnibus_http_end(h, NGX_OMNIBUS_RETRY, "no live upstream server");
+        return;
+    }
 
+    /* round robin over the servers, keepalive within each */
+
+    c = NULL;
+
+    for (q = ngx_queue_head(&route->idle);
+         !fresh && q != ngx_queue_sentinel(&route->idle);
+         q = ngx_queue_next(q))
+    {
         c = ngx_queue_data(q, ngx_connection_t, queue);
+
+        if (c->sockaddr == peer->sockaddr) {
+            break;
+        }
+
+        c = NULL;
+    }
+
+    if (c) {
+        ngx_queue_remove(&c->queue);
+        route->nidle--;
         c->idle = 0;
 
         if (c->read->timer_set) {
@@ -115,7 +139,7 @@ ngx_omnibus_http_attempt(ngx_omnibus_job_t *job, ngx_uint_t fresh)
         h->reused = 1;
 
     } else {
-        switch (ngx_omnibus_http_connect(h)) {
+        switch (ngx_omnibus_http_connect(h, peer)) {
 
         case NGX_ERROR:
             ngx_omnibus_http_end(h, NGX_OMNIBUS_RETRY, "connect() failed");
@@ -148,41 +172,51 @@ ngx_omnibus_http_attempt(ngx_omnibus_job_t *job, ngx_uint_t fresh)
 }
 
 
-static ngx_int_t
-ngx_omnibus_http_connect(ngx_omnibus_http_t *h)
+/* the next server of the route's upstream that is not marked down */
+
+static ngx_http_upstream_rr_peer_t *
+ngx_omnibus_http_peer(ngx_omnibus_route_t *route)
 {
-    ngx_int_t                       rc;
     ngx_uint_t                      i, n;
-    ngx_peer_connection_t           pc;
-    ngx_omnibus_route_t            *route;
     ngx_http_upstream_rr_peer_t    *peer;
     ngx_http_upstream_rr_peers_t   *peers;
 
-    route = h->job->route;
     peers = route->upstream->peer.data;
 
     if (peers == NULL || peers->number == 0) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     ngx_http_upstream_rr_peers_rlock(peers);
 
-    /* round robin over the servers that are not marked down */
-
-    peer = NULL;
-    n = route->next_peer++ % peers->number;
-
     for (i = 0; i < peers->number; i++) {
+        n = route->next_peer++ % peers->number;
+
         for (peer = peers->peer; n && peer->next; n--) {
             peer = peer->next;
         }
 
         if (!peer->down) {
-            break;
+            ngx_http_upstream_rr_peers_unlock(peers);
+            return peer;
         }
-
-        n = route->next_peer++ % peers->number;
     }
+
+    ngx_http_upstream_rr_peers_unlock(peers);
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_omnibus_http_connect(ngx_omnibus_http_t *h,
+    ngx_http_upstream_rr_peer_t *peer)
+{
+    ngx_int_t               rc;
+    ngx_peer_connection_t   pc;
+    ngx_omnibus_route_t    *route;
+
+    route = h->job->route;
 
     ngx_memzero(&pc, sizeof(ngx_peer_connection_t));
 
@@ -193,8 +227,6 @@ ngx_omnibus_http_connect(ngx_omnibus_http_t *h)
     pc.log = route->log;
     pc.log_error = NGX_ERROR_ERR;
     pc.tries = 1;
-
-    ngx_http_upstream_rr_peers_unlock(peers);
 
     rc = ngx_event_connect_peer(&pc);
 
@@ -208,6 +240,10 @@ ngx_omnibus_http_connect(ngx_omnibus_http_t *h)
 
     h->c = pc.connection;
     h->c->pool = NULL;
+
+    /* which server: keepalive connections are found again by it */
+    h->c->sockaddr = peer->sockaddr;
+    h->c->socklen = peer->socklen;
 
     return rc;
 }
