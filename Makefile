@@ -1,17 +1,18 @@
-# ngx_omnibus_module: make | make run | make test
+# ngx_omnibus_module: make | make run | make test | make bench
 NGINX_SRC  ?= /usr/share/nginx/src
 BUILD      := build
 NGINX_BIN  ?= /usr/sbin/nginx
 MODULE     := objs/ngx_omnibus_module.so
 CC_OPT     := -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror
 
-# Debian packages the build, the tests and `make run` need.
+# Debian packages the build, the tests, `make run` and `make bench` need.
 PKGS := nginx nginx-dev libyajl-dev libhiredis-dev libpq-dev librdkafka-dev \
-        perl libjson-xs-perl prometheus curl
+        perl libjson-xs-perl prometheus curl \
+        gnuplot-nox wrk nghttp2-client libnginx-mod-nchan
 
 SOURCES := ngx_omnibus_module.c $(wildcard src/*.c src/*.h)
 
-.PHONY: all deps run test clean
+.PHONY: all deps run test bench clean
 
 all: $(MODULE)
 
@@ -41,6 +42,10 @@ run: deps $(MODULE)
 
 test: deps $(MODULE)
 	prove -r -I t/lib t/
+
+# at most 10 minutes; writes bench/RESULTS.md and bench/results.png
+bench: deps $(MODULE)
+	NGINX=$(NGINX_BIN) ./bench/run.sh
 
 clean:
 	rm -rf $(BUILD) objs

@@ -23,6 +23,7 @@ static char *ngx_omnibus_dedup_directive(ngx_conf_t *cf,
 static ngx_int_t ngx_omnibus_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_omnibus_init_process(ngx_cycle_t *cycle);
 static void ngx_omnibus_exit_process(ngx_cycle_t *cycle);
+static void ngx_omnibus_exit_master(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_omnibus_commands[] = {
@@ -31,6 +32,27 @@ static ngx_command_t  ngx_omnibus_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_omnibus_zone_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omnibus_route"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_omnibus_route_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omnibus_autoscale"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_omnibus_autoscale_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omnibus_subscribe"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_omnibus_subscribe_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
@@ -141,7 +163,7 @@ ngx_module_t  ngx_omnibus_module = {
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_omnibus_exit_process,              /* exit process */
-    NULL,                                  /* exit master */
+    ngx_omnibus_exit_master,               /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -316,11 +338,8 @@ ngx_omnibus_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    zone = ngx_omnibus_zone_lookup(cf, &value[1]);
+    zone = ngx_omnibus_zone_use(cf, &value[1]);
     if (zone == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown omnibus zone \"%V\" (declare it with "
-                           "omnibus_zone before use)", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -446,4 +465,47 @@ ngx_omnibus_exit_process(ngx_cycle_t *cycle)
 {
     ngx_omnibus_dispatch_exit_process();
     ngx_omnibus_notify_exit_process();
+}
+
+
+/* the zone ends with the master: say what it still held */
+
+static void
+ngx_omnibus_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                i, s, queued, inflight, level;
+    ngx_omnibus_sh_t         *sh;
+    ngx_omnibus_zone_t      **zones;
+    ngx_omnibus_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_omnibus_module);
+    if (omcf == NULL) {
+        return;
+    }
+
+    zones = omcf->zones.elts;
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        sh = zones[i]->sh;
+
+        if (sh == NULL) {
+            continue;
+        }
+
+        queued = 0;
+        inflight = 0;
+
+        for (s = 0; s < sh->cap_shards; s++) {
+            queued += sh->shards[s].queued;
+            inflight += sh->shards[s].ninflight;
+        }
+
+        level = (queued || inflight || sh->dlq_size) ? NGX_LOG_WARN
+                                                     : NGX_LOG_NOTICE;
+
+        ngx_log_error(level, cycle->log, 0,
+                      "omnibus zone \"%V\" ends with %ui message(s) queued, "
+                      "%ui in flight and %ui dead letter(s)",
+                      &zones[i]->name, queued, inflight, sh->dlq_size);
+    }
 }

@@ -1,8 +1,9 @@
 
 /*
  * The admin API, relative to its location: GET / for the zone's status,
- * POST shards/<i>/pause and shards/<i>/resume.  Guard the location like
- * any other (allow/deny, auth_request).
+ * POST shards/<i>/pause and shards/<i>/resume, GET and DELETE dlq, POST
+ * dlq/replay.  Guard the location like any other (allow/deny,
+ * auth_request).
  */
 
 
@@ -13,17 +14,18 @@ static ngx_int_t ngx_omnibus_admin_status(ngx_http_request_t *r,
     ngx_omnibus_zone_t *zone);
 static ngx_int_t ngx_omnibus_admin_pause(ngx_http_request_t *r,
     ngx_omnibus_zone_t *zone, ngx_str_t *path);
+static ngx_int_t ngx_omnibus_admin_dlq(ngx_http_request_t *r,
+    ngx_omnibus_zone_t *zone, ngx_str_t *path);
+static ngx_int_t ngx_omnibus_admin_scale(ngx_http_request_t *r,
+    ngx_omnibus_zone_t *zone);
 
+
+/* 405 with the methods the resource takes */
 
 static ngx_int_t
-ngx_omnibus_admin_method(ngx_http_request_t *r, ngx_uint_t allowed,
-    char *allow)
+ngx_omnibus_admin_not_allowed(ngx_http_request_t *r, char *allow)
 {
     ngx_table_elt_t  *h;
-
-    if (r->method & allowed) {
-        return NGX_OK;
-    }
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -75,25 +77,168 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
     }
 
     if (path.len == 0) {
-        rc = ngx_omnibus_admin_method(r, NGX_HTTP_GET|NGX_HTTP_HEAD,
-                                      "GET, HEAD");
-        if (rc != NGX_OK) {
-            return rc;
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_omnibus_admin_not_allowed(r, "GET, HEAD");
         }
 
         return ngx_omnibus_admin_status(r, olcf->admin);
     }
 
+    if (path.len >= 3 && ngx_strncmp(path.data, "dlq", 3) == 0) {
+        path.data += 3;
+        path.len -= 3;
+
+        return ngx_omnibus_admin_dlq(r, olcf->admin, &path);
+    }
+
+    if ((path.len == 6 && ngx_strncmp(path.data, "shards", 6) == 0)
+        || (path.len == 7 && ngx_strncmp(path.data, "shards/", 7) == 0))
+    {
+        if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_DELETE))) {
+            return ngx_omnibus_admin_not_allowed(r, "POST, DELETE");
+        }
+
+        return ngx_omnibus_admin_scale(r, olcf->admin);
+    }
+
     if (path.len > 7 && ngx_strncmp(path.data, "shards/", 7) == 0) {
-        rc = ngx_omnibus_admin_method(r, NGX_HTTP_POST, "POST");
-        if (rc != NGX_OK) {
-            return rc;
+        if (!(r->method & NGX_HTTP_POST)) {
+            return ngx_omnibus_admin_not_allowed(r, "POST");
         }
 
         path.data += 7;
         path.len -= 7;
 
         return ngx_omnibus_admin_pause(r, olcf->admin, &path);
+    }
+
+    return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                   "no such admin resource", 0);
+}
+
+
+/* POST shards adds one, DELETE shards drains and removes the last */
+
+static ngx_int_t
+ngx_omnibus_admin_scale(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
+{
+    ngx_int_t           rc, delta;
+    ngx_uint_t          n, changed;
+    ngx_atomic_uint_t   version;
+    ngx_omnibus_out_t   out;
+
+    delta = (r->method == NGX_HTTP_POST) ? 1 : -1;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    rc = ngx_omnibus_scale_locked(zone, delta, r->connection->log);
+    n = zone->sh->nshards;
+    changed = zone->sh->fence_shard;
+    version = zone->sh->ring_version;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (rc == NGX_BUSY) {
+        return ngx_omnibus_reply_error(r, NGX_HTTP_CONFLICT,
+                                       "ring_change_in_progress",
+                                       "a shard is still being added or "
+                                       "drained; retry when it is done", 1);
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_omnibus_reply_error(r, NGX_HTTP_CONFLICT, "shard_limit",
+                                       delta > 0 ? "the zone is at max_shards"
+                                                 : "the zone is at min_shards",
+                                       0);
+    }
+
+    ngx_omnibus_notify_all(zone);
+
+    ngx_omnibus_out_init(&out, r);
+    ngx_omnibus_out_printf(&out, "{\"%s\":%ui,\"shards\":%ui,"
+                           "\"ring_version\":%uA}\n",
+                           delta > 0 ? "added" : "removing", changed, n,
+                           version);
+
+    return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
+}
+
+
+/* dlq: GET list, DELETE purge; dlq/replay: POST */
+
+static ngx_int_t
+ngx_omnibus_admin_dlq(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
+    ngx_str_t *path)
+{
+    ngx_int_t          n;
+    ngx_str_t          arg;
+    ngx_uint_t         count;
+    ngx_omnibus_out_t  out;
+
+    ngx_omnibus_out_init(&out, r);
+
+    if (path->len == 0 || (path->len == 1 && path->data[0] == '/')) {
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE))) {
+            return ngx_omnibus_admin_not_allowed(r, "GET, HEAD, DELETE");
+        }
+
+        if (r->method == NGX_HTTP_DELETE) {
+            count = ngx_omnibus_dlq_purge(zone);
+
+            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                          "omnibus zone \"%V\": %ui dead letter(s) purged "
+                          "by the admin API", &zone->name, count);
+
+            ngx_omnibus_out_printf(&out, "{\"purged\":%ui}\n", count);
+
+            return ngx_omnibus_out_send(&out, NGX_HTTP_OK,
+                                        "application/json");
+        }
+
+        n = 100;
+
+        if (ngx_http_arg(r, (u_char *) "limit", 5, &arg) == NGX_OK) {
+            n = ngx_atoi(arg.data, arg.len);
+
+            if (n == NGX_ERROR || n > 10000) {
+                return ngx_omnibus_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "invalid_limit",
+                                               "limit is 0 to 10000", 0);
+            }
+        }
+
+        ngx_omnibus_dlq_list(&out, zone, n);
+
+        return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
+    }
+
+    if (path->len == 7 && ngx_strncmp(path->data, "/replay", 7) == 0) {
+        if (!(r->method & NGX_HTTP_POST)) {
+            return ngx_omnibus_admin_not_allowed(r, "POST");
+        }
+
+        n = -1;
+
+        if (ngx_http_arg(r, (u_char *) "max_age", 7, &arg) == NGX_OK) {
+            n = ngx_atoi(arg.data, arg.len);
+
+            if (n == NGX_ERROR) {
+                return ngx_omnibus_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "invalid_max_age",
+                                               "max_age is a number of "
+                                               "seconds", 0);
+            }
+        }
+
+        count = ngx_omnibus_dlq_replay(zone, (time_t) n, r->pool);
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "omnibus zone \"%V\": %ui dead letter(s) replayed by "
+                      "the admin API", &zone->name, count);
+
+        ngx_omnibus_out_printf(&out, "{\"replayed\":%ui}\n", count);
+
+        return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
     }
 
     return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
@@ -133,7 +278,9 @@ ngx_omnibus_admin_pause(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
 
     i = ngx_atoi(path->data, slash - path->data);
 
-    if (i == NGX_ERROR || (ngx_uint_t) i >= zone->sh->nshards) {
+    if (i == NGX_ERROR
+        || (ngx_uint_t) i >= ngx_omnibus_shards_shown(zone->sh))
+    {
         return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                        "no such shard", 0);
     }
@@ -166,10 +313,12 @@ not_found:
 static ngx_int_t
 ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 {
-    ngx_uint_t            i, n, pages, pfree;
-    ngx_omnibus_sh_t     *sh;
-    ngx_omnibus_out_t     out;
-    ngx_omnibus_shard_t  *shard, *snap;
+    ngx_uint_t               i, n, pages, pfree;
+    ngx_omnibus_sh_t        *sh;
+    ngx_omnibus_out_t        out;
+    ngx_omnibus_shard_t     *shard, *snap;
+    ngx_omnibus_route_t    **routes;
+    ngx_omnibus_route_sh_t  *rs;
 
     sh = zone->sh;
 
@@ -182,7 +331,7 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    n = sh->nshards;
+    n = ngx_omnibus_shards_shown(sh);
     ngx_memcpy(snap, sh->shards, sh->cap_shards * sizeof(ngx_omnibus_shard_t));
     pfree = zone->shpool->pfree;
 
@@ -207,22 +356,65 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
                            zone->max_shards, sh->queue_size, sh->retain);
     ngx_omnibus_out_printf(&out,
                            "\"published\":%uA,\"deduplicated\":%uA,"
-                           "\"unrouted\":%uA,\"shards\":[",
-                           sh->published, sh->deduplicated, sh->unrouted);
+                           "\"unrouted\":%uA,\"delivered\":%uA,"
+                           "\"dead_lettered\":%uA,\"dlq_size\":%ui,"
+                           "\"routes\":[",
+                           sh->published, sh->deduplicated, sh->unrouted,
+                           sh->delivered, sh->dead, sh->dlq_size);
+
+    routes = zone->routes.elts;
+
+    for (i = 0; i < zone->routes.nelts; i++) {
+        rs = &sh->routes[routes[i]->slot];
+
+        ngx_omnibus_out_printf(&out, "%s{\"name\":", i ? "," : "");
+        ngx_omnibus_out_json_str(&out, routes[i]->name.data,
+                                 routes[i]->name.len);
+        ngx_omnibus_out_printf(&out, ",\"pattern\":");
+        ngx_omnibus_out_json_str(&out, routes[i]->pattern.data,
+                                 routes[i]->pattern.len);
+        ngx_omnibus_out_printf(&out, ",\"url\":");
+        ngx_omnibus_out_json_str(&out, routes[i]->url.data,
+                                 routes[i]->url.len);
+        ngx_omnibus_out_printf(&out, ",\"breaker\":\"%s\","
+                               "\"consecutive_failures\":%ui,"
+                               "\"delivered\":%uA,\"errors\":%uA,"
+                               "\"dead_lettered\":%uA}",
+                               ngx_omnibus_breaker_name(rs->breaker),
+                               rs->failures, rs->delivered, rs->errors,
+                               rs->dead);
+    }
+
+    ngx_omnibus_out_printf(&out, "],\"ring_change\":");
+
+    if (sh->fence) {
+        ngx_omnibus_out_printf(&out, "{\"%s\":%ui}",
+                               sh->fence == NGX_OMNIBUS_FENCE_ADD
+                               ? "adding" : "removing", sh->fence_shard);
+
+    } else {
+        ngx_omnibus_out_printf(&out, "null");
+    }
+
+    ngx_omnibus_out_printf(&out, ",\"shards\":[");
 
     for (i = 0; i < n; i++) {
         shard = &snap[i];
 
         ngx_omnibus_out_printf(&out,
                                "%s{\"index\":%ui,\"queued\":%ui,"
-                               "\"high_queued\":%ui,\"retained\":%ui,"
+                               "\"high_queued\":%ui,\"inflight\":%ui,"
+                               "\"retained\":%ui,"
                                "\"paused\":%s,\"backpressure\":%s,"
+                               "\"draining\":%s,"
                                "\"owner\":%ui,\"concurrency\":%ui,"
                                "\"published\":%uA,\"dispatched\":%uA}",
                                i ? "," : "", i, shard->queued,
-                               shard->high_queued, shard->retained,
+                               shard->high_queued, shard->ninflight,
+                               shard->retained,
                                shard->paused ? "true" : "false",
                                shard->backpressure ? "true" : "false",
+                               shard->draining ? "true" : "false",
                                ngx_omnibus_shard_owner(i),
                                shard->concurrency, shard->published,
                                shard->dispatched);

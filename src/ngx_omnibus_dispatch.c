@@ -3,9 +3,9 @@
  * The shard worker loop.  Worker w owns the shards s with
  * s mod worker_processes == w and drains them when woken: the high queue
  * first, a bounded batch per turn so one busy shard cannot starve the
- * event loop.  Each message is handed to ngx_omnibus_dispatch_msg(), the
- * single point where consumers take it; unconsumed messages go to the
- * shard's retain ring.
+ * event loop, and no more messages in flight than the shard's window.
+ * Each message goes to the retain ring (for subscribers) and to the
+ * deliveries of every route that matches its topic.
  */
 
 
@@ -19,6 +19,7 @@
 
 static void ngx_omnibus_dispatch_zone(ngx_event_t *ev);
 static void ngx_omnibus_dispatch_sweep(ngx_event_t *ev);
+static void ngx_omnibus_dispatch_recover(ngx_omnibus_zone_t *zone);
 
 
 static ngx_omnibus_main_conf_t  *ngx_omnibus_dispatch_conf;
@@ -42,6 +43,16 @@ ngx_omnibus_dispatch_init_process(ngx_cycle_t *cycle,
         zone->dispatch.handler = ngx_omnibus_dispatch_zone;
         zone->dispatch.data = zone;
         zone->dispatch.log = cycle->log;
+
+        if (ngx_omnibus_route_init_process(zone, cycle) != NGX_OK
+            || ngx_omnibus_subscribe_init_process(zone, cycle) != NGX_OK
+            || ngx_omnibus_scale_init_process(zone, cycle) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        /* what a crashed predecessor had in flight is ours to redo */
+        ngx_omnibus_dispatch_recover(zone);
     }
 
     ngx_omnibus_sweep_event.handler = ngx_omnibus_dispatch_sweep;
@@ -57,11 +68,14 @@ ngx_omnibus_dispatch_init_process(ngx_cycle_t *cycle,
 }
 
 
+/* deliveries left unfinished go back to their queues for a successor */
+
 void
 ngx_omnibus_dispatch_exit_process(void)
 {
-    ngx_uint_t           i;
-    ngx_omnibus_zone_t  **zones;
+    ngx_uint_t           i, s, n;
+    ngx_omnibus_sh_t    *sh;
+    ngx_omnibus_zone_t  **zones, *zone;
 
     if (ngx_omnibus_dispatch_conf == NULL) {
         return;
@@ -70,9 +84,61 @@ ngx_omnibus_dispatch_exit_process(void)
     zones = ngx_omnibus_dispatch_conf->zones.elts;
 
     for (i = 0; i < ngx_omnibus_dispatch_conf->zones.nelts; i++) {
-        if (zones[i]->dispatch.posted) {
-            ngx_delete_posted_event(&zones[i]->dispatch);
+        zone = zones[i];
+        sh = zone->sh;
+
+        if (zone->dispatch.posted) {
+            ngx_delete_posted_event(&zone->dispatch);
         }
+
+        ngx_omnibus_route_exit_process(zone);
+        ngx_omnibus_subscribe_exit_process(zone);
+
+        n = 0;
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        for (s = 0; s < sh->cap_shards; s++) {
+            n += ngx_omnibus_requeue_locked(zone, &sh->shards[s], ngx_pid);
+        }
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        if (n) {
+            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                          "omnibus zone \"%V\": %ui message(s) with "
+                          "deliveries left went back to their queues",
+                          &zone->name, n);
+        }
+    }
+}
+
+
+static void
+ngx_omnibus_dispatch_recover(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t         s, n;
+    ngx_omnibus_sh_t  *sh;
+
+    sh = zone->sh;
+    n = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (s = 0; s < sh->cap_shards; s++) {
+        if (ngx_omnibus_shard_owner(s) == ngx_worker
+            && !ngx_queue_empty(&sh->shards[s].inflight))
+        {
+            n += ngx_omnibus_requeue_locked(zone, &sh->shards[s], 0);
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "omnibus zone \"%V\": %ui message(s) in flight for a "
+                      "worker that is gone are queued again", &zone->name, n);
     }
 }
 
@@ -88,57 +154,90 @@ ngx_omnibus_dispatch_all(void)
     for (i = 0; i < ngx_omnibus_dispatch_conf->zones.nelts; i++) {
         ngx_omnibus_notify_taken(zones[i]);
         ngx_post_event(&zones[i]->dispatch, &ngx_posted_events);
+        ngx_omnibus_subscribe_feed(zones[i]);
     }
 }
 
 
-/*
- * Consumers plug in here.  A message that no route or subscriber takes
- * is counted as unrouted and kept only for resuming subscribers.
- */
-
-static void
-ngx_omnibus_dispatch_msg_locked(ngx_omnibus_zone_t *zone,
-    ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg)
-{
-    zone->sh->unrouted++;
-    ngx_omnibus_retain_locked(zone, shard, msg);
-}
-
-
 static ngx_uint_t
-ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone,
+ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone, ngx_uint_t s,
     ngx_omnibus_shard_t *shard, ngx_uint_t budget)
 {
-    uint64_t            now;
-    ngx_uint_t          n, done;
-    ngx_time_t         *tp;
-    ngx_omnibus_msg_t  *msg;
+    uint64_t             now, mask, limit, masks[NGX_OMNIBUS_DISPATCH_BATCH];
+    ngx_uint_t           i, n, k, done, window;
+    ngx_time_t          *tp;
+    ngx_omnibus_sh_t    *sh;
+    ngx_omnibus_msg_t   *msg, *batch[NGX_OMNIBUS_DISPATCH_BATCH];
+
+    sh = zone->sh;
 
     tp = ngx_timeofday();
     now = (uint64_t) tp->sec * 1000 + tp->msec;
 
+    /* deliveries run ahead of the slowest route by this much at most */
+    window = 2 * ngx_max(shard->concurrency, zone->route_concurrency);
+
     done = 0;
 
-    while (done < budget && shard->queued && !shard->paused) {
+    while (done < budget && shard->queued && !shard->paused
+           && shard->ninflight < window)
+    {
+        k = 0;
 
         ngx_shmtx_lock(&zone->shpool->mutex);
 
-        for (n = 0; n < NGX_OMNIBUS_DISPATCH_BATCH; n++) {
-            msg = ngx_omnibus_dequeue_locked(zone, shard);
+        limit = ngx_omnibus_fence_limit(zone, s);
+
+        for (n = 0; n < NGX_OMNIBUS_DISPATCH_BATCH
+                    && shard->ninflight < window; n++)
+        {
+            msg = ngx_omnibus_dequeue_locked(zone, shard, limit);
             if (msg == NULL) {
                 break;
             }
 
-            ngx_omnibus_histogram_observe(&zone->sh->age,
-                                          now > msg->born
-                                          ? now - msg->born : 0);
+            ngx_omnibus_histogram_observe(&sh->age,
+                                    (now > msg->born ? now - msg->born : 0)
+                                    * 1000);
 
             shard->dispatched++;
-            ngx_omnibus_dispatch_msg_locked(zone, shard, msg);
+
+            ngx_omnibus_retain_locked(zone, shard, msg);
+
+            /* a message queued again keeps what it still owes */
+            mask = msg->pending;
+
+            if (mask == 0) {
+                mask = ngx_omnibus_route_match(zone, msg);
+
+                if (msg->only) {
+                    mask &= msg->only;
+                }
+            }
+
+            if (mask == 0) {
+                sh->unrouted++;
+                ngx_omnibus_msg_unref_locked(zone, msg);
+                continue;
+            }
+
+            msg->pending = mask;
+            msg->owner = ngx_pid;
+            msg->dispatched = ngx_omnibus_now_us();
+
+            ngx_queue_insert_tail(&shard->inflight, &msg->queue);
+            shard->ninflight++;
+
+            batch[k] = msg;
+            masks[k] = mask;
+            k++;
         }
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        for (i = 0; i < k; i++) {
+            ngx_omnibus_delivery_start(zone, batch[i], masks[i]);
+        }
 
         if (n == 0) {
             break;
@@ -154,7 +253,7 @@ ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone,
 static void
 ngx_omnibus_dispatch_zone(ngx_event_t *ev)
 {
-    ngx_uint_t            s, budget, more;
+    ngx_uint_t            s, budget, done, lifted;
     ngx_omnibus_sh_t     *sh;
     ngx_omnibus_zone_t   *zone;
     ngx_omnibus_shard_t  *shard;
@@ -162,8 +261,22 @@ ngx_omnibus_dispatch_zone(ngx_event_t *ev)
     zone = ev->data;
     sh = zone->sh;
 
+    if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    if (sh->fence) {
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        lifted = ngx_omnibus_fence_check_locked(zone, ev->log);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        if (lifted) {
+            ngx_omnibus_notify_all(zone);
+        }
+    }
+
     budget = NGX_OMNIBUS_DISPATCH_TURN;
-    more = 0;
+    done = 0;
 
     for (s = 0; s < sh->cap_shards; s++) {
         shard = &sh->shards[s];
@@ -174,24 +287,25 @@ ngx_omnibus_dispatch_zone(ngx_event_t *ev)
             continue;
         }
 
-        budget -= ngx_omnibus_dispatch_shard(zone, shard, budget);
+        done += ngx_omnibus_dispatch_shard(zone, s, shard, budget - done);
 
-        if (budget == 0) {
-            more = 1;
+        if (done == budget) {
+            /* yield to other events, then go on */
+            ngx_post_event(ev, &ngx_posted_events);
             break;
         }
     }
 
-    if (more) {
-        /* yield to other events, then go on */
-        ngx_post_event(ev, &ngx_posted_events);
+    if (done) {
+        ngx_omnibus_subscribe_wake(zone);
     }
 }
 
 
 /*
  * A safety net, not the hot path: wake-ups written to a worker that died
- * or was replaced by a reload are not lost, at worst late by a second.
+ * or was replaced by a reload are not lost, at worst late by a second;
+ * and deliveries left by a worker that died are taken over.
  */
 
 static void
@@ -209,6 +323,12 @@ ngx_omnibus_dispatch_sweep(ngx_event_t *ev)
 
     for (i = 0; i < ngx_omnibus_dispatch_conf->zones.nelts; i++) {
         sh = zones[i]->sh;
+
+        ngx_omnibus_dispatch_recover(zones[i]);
+
+        if (sh->fence) {
+            ngx_post_event(&zones[i]->dispatch, &ngx_posted_events);
+        }
 
         for (s = 0; s < sh->cap_shards; s++) {
             if (ngx_omnibus_shard_owner(s) == ngx_worker

@@ -105,9 +105,9 @@ ngx_omnibus_json_valid(u_char *p, size_t len, ngx_str_t *err)
     at = yajl_get_bytes_consumed(h);
 
     if (ctx.too_deep) {
-        err->len = ngx_snprintf(err->data, err->len, "JSON nesting is deeper than %d "
-                               "levels (at byte %uz)",
-                               NGX_OMNIBUS_JSON_DEPTH, at)
+        err->len = ngx_snprintf(err->data, err->len, "JSON nesting is "
+                                "deeper than %d levels (at byte %uz)",
+                                NGX_OMNIBUS_JSON_DEPTH, at)
                    - err->data;
         yajl_free(h);
         return NGX_DECLINED;

@@ -71,6 +71,12 @@ ngx_omnibus_msg_alloc_locked(ngx_omnibus_zone_t *zone,
     msg->key_len = o->key.len;
     msg->priority = o->priority;
     msg->shard = o->shard;
+    msg->json = o->json;
+    msg->refs = 1;
+    msg->rseq = 0;
+    msg->pending = 0;
+    msg->only = 0;
+    msg->owner = 0;
     msg->more = NULL;
 
     p = ngx_cpymem(msg->data, o->topic.data, o->topic.len);

@@ -121,14 +121,26 @@ ngx_omnibus_notify_exit_process(void)
 void
 ngx_omnibus_notify(ngx_omnibus_zone_t *zone, ngx_uint_t shard)
 {
-    uint64_t       one;
-    ngx_uint_t     owner;
-    ngx_atomic_t  *pending;
+    ngx_uint_t  owner;
 
     owner = ngx_omnibus_shard_owner(shard);
 
     if (owner == ngx_worker) {
         ngx_post_event(&zone->dispatch, &ngx_posted_events);
+        return;
+    }
+
+    ngx_omnibus_notify_worker(zone, owner);
+}
+
+
+void
+ngx_omnibus_notify_worker(ngx_omnibus_zone_t *zone, ngx_uint_t owner)
+{
+    uint64_t       one;
+    ngx_atomic_t  *pending;
+
+    if (owner >= ngx_omnibus_workers) {
         return;
     }
 
@@ -148,6 +160,24 @@ ngx_omnibus_notify(ngx_omnibus_zone_t *zone, ngx_uint_t shard)
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
                       "omnibus: write() to the wake-up eventfd of "
                       "worker %ui failed", owner);
+    }
+}
+
+
+/* a ring change moved topics between shards: everyone looks again */
+
+void
+ngx_omnibus_notify_all(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t  w;
+
+    for (w = 0; w < ngx_omnibus_workers; w++) {
+        if (w == ngx_worker) {
+            ngx_post_event(&zone->dispatch, &ngx_posted_events);
+
+        } else {
+            ngx_omnibus_notify_worker(zone, w);
+        }
     }
 }
 

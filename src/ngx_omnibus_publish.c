@@ -487,8 +487,9 @@ static ngx_omnibus_enqueue_rc_e
 ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     ngx_str_t *payload, ngx_str_t *key, u_char *id)
 {
-    ngx_omnibus_offer_t      offer;
-    ngx_omnibus_loc_conf_t  *olcf;
+    ngx_omnibus_offer_t       offer;
+    ngx_omnibus_loc_conf_t   *olcf;
+    ngx_omnibus_enqueue_rc_e  rc;
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
 
@@ -497,6 +498,7 @@ ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     offer.payload = *payload;
     offer.priority = ctx->priority;
     offer.shard = ctx->shard;
+    offer.json = olcf->json;
 
     if (ctx->batch) {
         ngx_str_set(&offer.ctype, "application/json");
@@ -507,7 +509,12 @@ ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
 
     ngx_omnibus_dedup_identity(&offer, olcf->dedup);
 
-    return ngx_omnibus_enqueue(ctx->zone, &offer, id, r->connection->log);
+    rc = ngx_omnibus_enqueue(ctx->zone, &offer, id, r->connection->log);
+
+    /* a ring change may have moved the topic meanwhile */
+    ctx->shard = offer.shard;
+
+    return rc;
 }
 
 

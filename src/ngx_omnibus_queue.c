@@ -1,8 +1,10 @@
 
 /*
  * Per-shard queues in the zone: two bounded FIFOs (high and normal
- * priority) with watermark hysteresis, and the retain ring that keeps
- * dispatched messages for subscribers that resume.
+ * priority) with watermark hysteresis, the in-flight list of messages
+ * being delivered, and the retain ring that keeps dispatched messages for
+ * subscribers.  A message is freed when its last reference goes: queue
+ * or in flight, retain ring, dead letter entries.
  */
 
 
@@ -31,9 +33,17 @@ ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
     ngx_omnibus_shard_t  *shard;
 
     sh = zone->sh;
-    shard = &sh->shards[offer->shard];
 
     ngx_shmtx_lock(&zone->shpool->mutex);
+
+    /* the ring moved since the lookup: a stale shard could reorder */
+    while (zone->ring.version != sh->ring_version) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        offer->shard = ngx_omnibus_ring_shard(zone, &offer->topic);
+        ngx_shmtx_lock(&zone->shpool->mutex);
+    }
+
+    shard = &sh->shards[offer->shard];
 
     if (offer->dedup_on
         && ngx_omnibus_dedup_find_locked(zone, offer, id) == NGX_OK)
@@ -72,17 +82,7 @@ ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
         goto nomem;
     }
 
-    if (offer->priority >= NGX_OMNIBUS_HIGH_PRIORITY) {
-        ngx_queue_insert_tail(&shard->high, &msg->queue);
-        shard->high_queued++;
-
-    } else {
-        ngx_queue_insert_tail(&shard->normal, &msg->queue);
-    }
-
-    if (++shard->queued >= sh->bp_high) {
-        shard->backpressure = 1;
-    }
+    ngx_omnibus_queue_push_locked(zone, shard, msg);
 
     shard->published++;
     sh->published++;
@@ -139,26 +139,60 @@ ngx_omnibus_count_topic_locked(ngx_omnibus_sh_t *sh, ngx_str_t *topic)
 }
 
 
-ngx_omnibus_msg_t *
-ngx_omnibus_dequeue_locked(ngx_omnibus_zone_t *zone,
-    ngx_omnibus_shard_t *shard)
+void
+ngx_omnibus_queue_push_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg)
 {
-    ngx_queue_t        *q;
-    ngx_omnibus_msg_t  *msg;
-
-    if (!ngx_queue_empty(&shard->high)) {
-        q = ngx_queue_head(&shard->high);
-        shard->high_queued--;
-
-    } else if (!ngx_queue_empty(&shard->normal)) {
-        q = ngx_queue_head(&shard->normal);
+    if (msg->priority >= NGX_OMNIBUS_HIGH_PRIORITY) {
+        ngx_queue_insert_tail(&shard->high, &msg->queue);
+        shard->high_queued++;
 
     } else {
+        ngx_queue_insert_tail(&shard->normal, &msg->queue);
+    }
+
+    if (++shard->queued >= zone->sh->bp_high) {
+        shard->backpressure = 1;
+    }
+}
+
+
+/* the next message, high queue first, if its seq is within the limit */
+
+ngx_omnibus_msg_t *
+ngx_omnibus_dequeue_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard, uint64_t limit)
+{
+    ngx_omnibus_msg_t  *msg;
+
+    msg = NULL;
+
+    if (!ngx_queue_empty(&shard->high)) {
+        msg = ngx_queue_data(ngx_queue_head(&shard->high), ngx_omnibus_msg_t,
+                             queue);
+
+        if (msg->seq <= limit) {
+            shard->high_queued--;
+
+        } else {
+            msg = NULL;
+        }
+    }
+
+    if (msg == NULL && !ngx_queue_empty(&shard->normal)) {
+        msg = ngx_queue_data(ngx_queue_head(&shard->normal),
+                             ngx_omnibus_msg_t, queue);
+
+        if (msg->seq > limit) {
+            msg = NULL;
+        }
+    }
+
+    if (msg == NULL) {
         return NULL;
     }
 
-    ngx_queue_remove(q);
-    msg = ngx_queue_data(q, ngx_omnibus_msg_t, queue);
+    ngx_queue_remove(&msg->queue);
 
     if (--shard->queued <= zone->sh->bp_low) {
         shard->backpressure = 0;
@@ -169,13 +203,28 @@ ngx_omnibus_dequeue_locked(ngx_omnibus_zone_t *zone,
 
 
 void
+ngx_omnibus_msg_unref_locked(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg)
+{
+    if (--msg->refs == 0) {
+        ngx_omnibus_msg_free_locked(zone->shpool, msg);
+    }
+}
+
+
+void
 ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg)
 {
-    ngx_queue_t        *q;
-    ngx_omnibus_msg_t  *old;
+    ngx_queue_t  *q;
 
-    ngx_queue_insert_tail(&shard->retain, &msg->queue);
+    if (zone->sh->retain == 0 || msg->rseq) {
+        return;
+    }
+
+    msg->rseq = ++shard->rseq;
+    msg->refs++;
+
+    ngx_queue_insert_tail(&shard->retain, &msg->rlink);
     shard->retained++;
 
     while (shard->retained > zone->sh->retain) {
@@ -183,8 +232,8 @@ ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
         ngx_queue_remove(q);
         shard->retained--;
 
-        old = ngx_queue_data(q, ngx_omnibus_msg_t, queue);
-        ngx_omnibus_msg_free_locked(zone->shpool, old);
+        ngx_omnibus_msg_unref_locked(zone,
+                                ngx_queue_data(q, ngx_omnibus_msg_t, rlink));
     }
 }
 
@@ -221,8 +270,83 @@ ngx_omnibus_evict_retained_locked(ngx_omnibus_zone_t *zone)
     fullest->retained--;
     sh->evicted_retained++;
 
-    ngx_omnibus_msg_free_locked(zone->shpool,
-                                ngx_queue_data(q, ngx_omnibus_msg_t, queue));
+    ngx_omnibus_msg_unref_locked(zone,
+                                 ngx_queue_data(q, ngx_omnibus_msg_t, rlink));
 
     return 1;
+}
+
+
+/* one route is done with a message in flight; the last one ends it */
+
+void
+ngx_omnibus_delivery_complete(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_msg_t *msg, ngx_uint_t slot)
+{
+    ngx_omnibus_shard_t  *shard;
+
+    shard = &zone->sh->shards[msg->shard];
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    msg->pending &= ~((uint64_t) 1 << slot);
+
+    if (msg->pending == 0) {
+        ngx_omnibus_histogram_observe(&zone->sh->dispatch,
+                                      ngx_omnibus_now_us() - msg->dispatched);
+
+        ngx_queue_remove(&msg->queue);
+        shard->ninflight--;
+        ngx_omnibus_msg_unref_locked(zone, msg);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * Messages in flight for a worker that is gone (crashed, or exited with
+ * deliveries left) go back to the front of their queue, in order, with
+ * only their undelivered routes pending.  Returns how many.
+ */
+
+ngx_uint_t
+ngx_omnibus_requeue_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard, ngx_pid_t only)
+{
+    ngx_uint_t          n;
+    ngx_queue_t        *q, *prev;
+    ngx_omnibus_msg_t  *msg;
+
+    n = 0;
+
+    for (q = ngx_queue_last(&shard->inflight);
+         q != ngx_queue_sentinel(&shard->inflight);
+         q = prev)
+    {
+        prev = ngx_queue_prev(q);
+        msg = ngx_queue_data(q, ngx_omnibus_msg_t, queue);
+
+        if (only ? msg->owner != only
+                 : (kill(msg->owner, 0) == 0 || ngx_errno != NGX_ESRCH))
+        {
+            continue;
+        }
+
+        ngx_queue_remove(q);
+        shard->ninflight--;
+
+        if (msg->priority >= NGX_OMNIBUS_HIGH_PRIORITY) {
+            ngx_queue_insert_head(&shard->high, q);
+            shard->high_queued++;
+
+        } else {
+            ngx_queue_insert_head(&shard->normal, q);
+        }
+
+        shard->queued++;
+        n++;
+    }
+
+    return n;
 }

@@ -114,6 +114,21 @@ ngx_omnibus_out_json_str(ngx_omnibus_out_t *out, u_char *p, size_t len)
 }
 
 
+void
+ngx_omnibus_out_raw(ngx_omnibus_out_t *out, u_char *p, size_t len)
+{
+    ngx_buf_t  *b;
+
+    b = ngx_omnibus_out_room(out, len);
+    if (b == NULL) {
+        return;
+    }
+
+    b->last = ngx_cpymem(b->last, p, len);
+    out->len += len;
+}
+
+
 ngx_int_t
 ngx_omnibus_out_send(ngx_omnibus_out_t *out, ngx_uint_t status,
     const char *ctype)

@@ -1,7 +1,7 @@
 
 /*
- * Topic names and their hash.  Valid names are 1-255 bytes of [A-Za-z0-9_.:-] in dot-separated tokens,
- * none of them empty.
+ * Topic names and their hash.  Valid names are 1-255 bytes of
+ * [A-Za-z0-9_.:-] in dot-separated tokens, none of them empty.
  */
 
 

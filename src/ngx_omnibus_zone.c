@@ -47,6 +47,13 @@ ngx_omnibus_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->bp_high = 80;
     zone->bp_low = 50;
 
+    if (ngx_array_init(&zone->routes, cf->pool, 4,
+                       sizeof(ngx_omnibus_route_t *))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     size = 0;
 
     for (i = 1; i < cf->args->nelts; i++) {
@@ -312,6 +319,25 @@ ngx_omnibus_zone_lookup(ngx_conf_t *cf, ngx_str_t *name)
 }
 
 
+/* the zone a directive names, which must be declared before */
+
+ngx_omnibus_zone_t *
+ngx_omnibus_zone_use(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_omnibus_zone_t  *zone;
+
+    zone = ngx_omnibus_zone_lookup(cf, name);
+
+    if (zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown omnibus zone \"%V\" (declare it with "
+                           "omnibus_zone before use)", name);
+    }
+
+    return zone;
+}
+
+
 /* a reload may change limits; the queues themselves stay as they are */
 
 static void
@@ -324,6 +350,7 @@ ngx_omnibus_zone_apply(ngx_omnibus_zone_t *zone)
 
     sh->queue_size = zone->queue_size;
     sh->retain = zone->retain;
+    sh->dlq_max = zone->dlq_size;
     sh->bp_high = ngx_max(zone->queue_size * zone->bp_high / 100, 1);
     sh->bp_low = zone->queue_size * zone->bp_low / 100;
 
@@ -380,6 +407,7 @@ ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
         zone->sh->limits.insert = ngx_omnibus_index_rbtree_insert;
 
         ngx_omnibus_zone_apply(zone);
+        ngx_omnibus_route_slots_locked(zone);
         ngx_shmtx_unlock(&shpool->mutex);
 
         return NGX_OK;
@@ -420,14 +448,18 @@ ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_omnibus_index_rbtree_insert);
     ngx_queue_init(&sh->limits_lru);
 
+    ngx_queue_init(&sh->dlq);
+
     for (i = 0; i < sh->cap_shards; i++) {
         shard = &sh->shards[i];
         ngx_queue_init(&shard->high);
         ngx_queue_init(&shard->normal);
+        ngx_queue_init(&shard->inflight);
         ngx_queue_init(&shard->retain);
     }
 
     ngx_omnibus_zone_apply(zone);
+    ngx_omnibus_route_slots_locked(zone);
 
     len = sizeof(" in omnibus zone \"\"") + shm_zone->shm.name.len;
 
@@ -443,6 +475,19 @@ ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     shpool->log_nomem = 0;
 
     return NGX_OK;
+}
+
+
+/* the shards on the ring, and one being drained after them */
+
+ngx_uint_t
+ngx_omnibus_shards_shown(ngx_omnibus_sh_t *sh)
+{
+    if (sh->fence == NGX_OMNIBUS_FENCE_REMOVE) {
+        return sh->fence_shard + 1;
+    }
+
+    return sh->nshards;
 }
 
 

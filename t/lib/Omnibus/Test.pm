@@ -206,6 +206,12 @@ sub error_log {
 
 sub finish {
     my ($self, %opts) = @_;
+    $self->check_log(%opts);
+    done_testing();
+}
+
+sub check_log {
+    my ($self, %opts) = @_;
     $self->stop;
 
     my @allow = @{$opts{allow} || []};
@@ -217,8 +223,6 @@ sub finish {
 
     ok(!@bad, 'error.log has no alert, emerg, crit or crash')
         or diag(join("\n", @bad));
-
-    done_testing();
 }
 
 sub DESTROY {

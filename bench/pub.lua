@@ -1,0 +1,46 @@
+-- wrk script: POST a JSON body of BODY_SIZE bytes to PATH_PREFIX<topic>,
+-- cycling TOPICS topics (bench.t0 .. bench.tN-1) in the path, one request
+-- after the other on each keepalive connection.
+--
+--   BODY_SIZE=1024 PATH_PREFIX=/publish/ TOPICS=100 TOPIC_PREFIX=bench.t \
+--       wrk -t1 -c32 -d5s -s bench/pub.lua http://127.0.0.1:PORT
+--
+-- done() prints one machine-readable line:
+--   RESULT requests=N duration_us=N non2xx=N sockerr=N p50_us=N p99_us=N
+
+local size    = tonumber(os.getenv("BODY_SIZE") or "256")
+local prefix  = os.getenv("PATH_PREFIX") or "/publish/"
+local ntopics = tonumber(os.getenv("TOPICS") or "100")
+local tprefix = os.getenv("TOPIC_PREFIX") or "bench.t"
+local json    = (os.getenv("JSON") or "1") == "1"
+
+local body
+if json then
+  -- {"seq":0,"pad":"xxxx..."} padded to exactly size bytes
+  local head, tail = '{"seq":0,"pad":"', '"}'
+  body = head .. string.rep("x", size - #head - #tail) .. tail
+else
+  body = string.rep("x", size)
+end
+
+local headers = { ["Content-Type"] = json and "application/json"
+                                          or "application/octet-stream" }
+local paths = {}
+for t = 0, ntopics - 1 do
+  paths[t + 1] = prefix .. tprefix .. t
+end
+
+local i = 0
+request = function()
+  i = i % ntopics + 1
+  return wrk.format("POST", paths[i], headers, body)
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT requests=%d duration_us=%d non2xx=%d sockerr=%d p50_us=%d p99_us=%d\n",
+    summary.requests, summary.duration, e.status,
+    e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end

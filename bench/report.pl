@@ -1,0 +1,540 @@
+#!/usr/bin/perl
+# Turn the data files of bench/run.sh into bench/RESULTS.md and the
+# gnuplot data files (data/*.dat) that bench/chart.gp plots.
+#
+#   report.pl bench/data bench/RESULTS.md
+
+use strict;
+use warnings;
+
+my ($data, $out) = @ARGV;
+die "usage: report.pl DATA_DIR RESULTS.md\n" unless $out;
+
+# ------------------------------------------------------------------ input
+
+sub tsv {  # rows of a TSV with a header line, as hashes
+    my ($name) = @_;
+    open(my $f, '<', "$data/$name") or return ();
+    my $h = <$f>;
+    return () unless defined $h;
+    chomp $h;
+    my @k = split /\t/, $h;
+    my @rows;
+    while (<$f>) {
+        chomp;
+        next unless length;
+        my @v = split /\t/;
+        push @rows, { map { $k[$_] => $v[$_] } 0 .. $#k };
+    }
+    return @rows;
+}
+
+sub kv {  # key<TAB>value lines
+    my ($name) = @_;
+    my %h;
+    open(my $f, '<', "$data/$name") or return %h;
+    while (<$f>) {
+        chomp;
+        my ($k, $v) = split /\t/, $_, 2;
+        $h{$k} = $v if defined $v;
+    }
+    return %h;
+}
+
+sub median {
+    my @s = sort { $a <=> $b } grep { defined && /\d/ } @_;
+    return undef unless @s;
+    return @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2;
+}
+
+sub num {  # 12345 -> 12,345
+    my ($v, $d) = @_;
+    return 'n/a' unless defined $v && $v =~ /\d/;
+    my $s = sprintf "%.*f", $d // 0, $v;
+    1 while $s =~ s/^(-?\d+)(\d{3})/$1,$2/;
+    return $s;
+}
+
+sub ratio {
+    my ($a, $b) = @_;
+    return undef unless defined $a && defined $b && $b > 0;
+    return $a / $b;
+}
+
+sub r2 { defined $_[0] ? sprintf('%.2f', $_[0]) : 'n/a' }
+sub yn { !defined $_[0] ? 'n/a' : $_[0] ? '**yes**' : '**no**' }
+
+sub human {
+    my ($b) = @_;
+    return $b >= 1024 ? ($b % 1024 ? sprintf('%.1f KiB', $b / 1024)
+                                   : ($b / 1024) . ' KiB')
+                      : "$b B";
+}
+
+my %meta = kv('meta.tsv');
+my %lat = kv('latency.tsv');
+my @pub = tsv('publish-runs.tsv');
+my @mem = tsv('memory.tsv');
+my @fan = tsv('fanout-runs.tsv');
+my @e2e = tsv('e2e-runs.tsv');
+my @backlog = tsv('backlog-runs.tsv');
+my @workers = tsv('workers-runs.tsv');
+
+my (@cmds, %cmd_seen);
+if (open(my $f, '<', "$data/commands.tsv")) {
+    while (<$f>) {
+        chomp;
+        my ($label, $c) = split /\t/, $_, 2;
+        push @cmds, [$label, $c];
+    }
+}
+my @errors;
+if (open(my $f, '<', "$data/errors.txt")) {
+    chomp(@errors = <$f>);
+}
+
+# ------------------------------------------------------------ aggregation
+
+my @targets = qw(omnibus plain nchan);
+my %tname = (omnibus => 'omnibus `/publish/`', plain => '`return 202`',
+             nchan => 'nchan publisher');
+my (%pubmed, %pubp99, %pubrounds, %pubnon2xx, %pubcpu, @sizes);
+for my $row (@pub) {
+    push @sizes, $row->{size} unless grep { $_ == $row->{size} } @sizes;
+    push @{$pubrounds{$row->{size}}{$row->{target}}}, $row->{rate};
+    push @{$pubp99{$row->{size}}{$row->{target}}}, $row->{p99_ms};
+    push @{$pubcpu{$row->{size}}{$row->{target}}}, $row->{cpu_us_per_req};
+    $pubnon2xx{$row->{size}}{$row->{target}} += $row->{non2xx} + $row->{sockerr};
+}
+for my $s (@sizes) {
+    for my $t (@targets) {
+        $pubmed{$s}{$t} = median(@{$pubrounds{$s}{$t} || []});
+    }
+}
+
+my %fanmed;
+for my $t (qw(omnibus nchan)) {
+    my @r = grep { $_->{target} eq $t } @fan;
+    $fanmed{$t} = {
+        rate => median(map { $_->{deliveries_per_s} } @r),
+        cpu  => median(map { $_->{cpu_s_per_100k} } @r),
+        events => join(' / ', map { "$_->{events}/$_->{expected}" } @r),
+        rounds => join(' / ', map { num($_->{deliveries_per_s}) } @r),
+        complete => (grep { $_->{events} < $_->{expected} } @r) ? 0 : 1,
+        n => scalar @r,
+    };
+}
+
+my %e2emed = (
+    publish => median(map { $_->{publish_rate} } @e2e),
+    delivered => median(map { $_->{delivered_rate} } @e2e),
+    window => median(map { $_->{delivered_in_window_rate} } @e2e),
+    drain => median(map { $_->{drain_s} } @e2e),
+    buscpu => median(map { $_->{bus_cpu_us_per_msg} } @e2e),
+    recvcpu => median(map { $_->{recv_cpu_us_per_msg} } @e2e),
+);
+
+my (%wmed, %wcpu);
+for my $row (@workers) {
+    push @{$wmed{$row->{workers}}{$row->{target}}}, $row->{rate};
+    push @{$wcpu{$row->{workers}}{$row->{target}}}, $row->{cpu_us_per_req};
+}
+my %bmed;
+for my $row (@backlog) {
+    push @{$bmed{$row->{backlog}}{rate}}, $row->{rate};
+    push @{$bmed{$row->{backlog}}{queued}}, $row->{queued_before};
+}
+
+# ------------------------------------------------------------------ goals
+
+my $pub1k = $pubmed{1024}{omnibus};
+my @goals;
+for my $s (@sizes) {
+    my $r = ratio($pubmed{$s}{omnibus}, $pubmed{$s}{plain});
+    push @goals, ["publish >= 0.85 x `return 202`, " . human($s),
+                  defined $r ? sprintf('%.2f x (%s vs %s req/s)', $r,
+                      num($pubmed{$s}{omnibus}), num($pubmed{$s}{plain}))
+                             : 'n/a',
+                  defined $r ? $r >= 0.85 : undef];
+}
+for my $s (@sizes) {
+    my $r = ratio($pubmed{$s}{omnibus}, $pubmed{$s}{nchan});
+    push @goals, ["publish >= 1.5 x nchan, " . human($s),
+                  defined $r ? sprintf('%.2f x (%s vs %s req/s)', $r,
+                      num($pubmed{$s}{omnibus}), num($pubmed{$s}{nchan}))
+                             : 'n/a',
+                  defined $r ? $r >= 1.5 : undef];
+}
+{
+    my $r = ratio($e2emed{delivered}, $e2emed{publish});
+    push @goals, ['end-to-end delivery >= 0.8 x publish rate: against the'
+                  . ' publish rate of the same run (1 KiB, routes on)',
+                  defined $r ? sprintf('%.2f x (%s delivered/s vs %s published/s)',
+                      $r, num($e2emed{delivered}), num($e2emed{publish})) : 'n/a',
+                  defined $r ? $r >= 0.8 : undef];
+    $r = ratio($e2emed{delivered}, $pub1k);
+    push @goals, ['end-to-end delivery >= 0.8 x publish rate: against the'
+                  . ' publish-only rate of section 1 (1 KiB, no routes)',
+                  defined $r ? sprintf('%.2f x (%s delivered/s vs %s published/s)',
+                      $r, num($e2emed{delivered}), num($pub1k)) : 'n/a',
+                  defined $r ? $r >= 0.8 : undef];
+}
+{
+    my $p99 = $lat{p99_ms};
+    my $ok = defined $p99 && $p99 =~ /^-?\d/ ? $p99 < 5 : undef;
+    push @goals, ['p99 publish-to-webhook latency < 5 ms at 50% load',
+                  defined $ok ? sprintf('%s ms (p50 %s ms) at %s msg/s',
+                      $p99, $lat{p50_ms}, num($meta{lat_rate})) : 'n/a',
+                  $ok];
+}
+{
+    my ($m) = grep { $_->{payload} == 1024 } @mem;
+    my $b = $m ? $m->{bytes_per_msg} : undef;
+    push @goals, ['shared memory per queued 1 KiB message <= 1.3 KiB',
+                  defined $b ? sprintf('%s bytes = %.2f KiB', num($b, 0), $b / 1024)
+                             : 'n/a',
+                  defined $b ? $b <= 1.3 * 1024 : undef];
+}
+{
+    my $r = ratio($fanmed{omnibus}{rate}, $fanmed{nchan}{rate});
+    push @goals, ["fan-out deliveries/s >= nchan's",
+                  defined $r ? sprintf('%.2f x (%s vs %s deliveries/s)', $r,
+                      num($fanmed{omnibus}{rate}), num($fanmed{nchan}{rate}))
+                             : 'n/a',
+                  defined $r ? $r >= 1 && $fanmed{omnibus}{complete} : undef];
+}
+
+# ------------------------------------------------------------- gnuplot data
+
+open(my $d, '>', "$data/publish.dat") or die "$data/publish.dat: $!\n";
+print $d "# body_size omnibus plain_return_202 nchan (median req/s)\n";
+for my $s (@sizes) {
+    printf $d "\"%s\" %s\n", human($s),
+        join(' ', map { $pubmed{$s}{$_} // 0 } @targets);
+}
+close $d;
+
+open($d, '>', "$data/fanout.dat") or die "$data/fanout.dat: $!\n";
+print $d "# target deliveries_per_s cpu_s_per_100k (medians)\n";
+printf $d "\"%s\" %s %s\n", $_, $fanmed{$_}{rate} // 0, $fanmed{$_}{cpu} // 0
+    for qw(omnibus nchan);
+close $d;
+
+open($d, '>', "$data/publish-cpu.dat") or die "$data/publish-cpu.dat: $!\n";
+print $d "# body_size omnibus plain_return_202 nchan (median worker CPU us per request)\n";
+for my $s (@sizes) {
+    printf $d "\"%s\" %s\n", human($s),
+        join(' ', map { median(@{$pubcpu{$s}{$_} || []}) // 0 } @targets);
+}
+close $d;
+
+open($d, '>', "$data/memory.dat") or die "$data/memory.dat: $!\n";
+print $d "# payload payload_bytes zone_bytes_per_queued_message\n";
+printf $d "\"%s\" %d %s\n", human($_->{payload}), $_->{payload}, $_->{bytes_per_msg}
+    for @mem;
+close $d;
+
+open($d, '>', "$data/scaling.dat") or die "$data/scaling.dat: $!\n";
+print $d "# case omnibus_req_per_s (medians; 1 KiB bodies)\n";
+for my $w (sort keys %wmed) {
+    printf $d "\"%d worker%s\" %s\n", $w, $w == 1 ? '' : 's',
+        median(@{$wmed{$w}{omnibus} || []}) // 0;
+}
+for my $b (sort { $a <=> $b } keys %bmed) {
+    printf $d "\"%s\" %s\n", $b ? num($b) . ' queued' : 'empty bus',
+        median(@{$bmed{$b}{rate}}) // 0;
+}
+close $d;
+
+open($d, '>', "$data/e2e.dat") or die "$data/e2e.dat: $!\n";
+print $d "# case msgs_per_s (medians; 1 KiB bodies)\n";
+printf $d "\"publish only (sect. 1)\" %s\n\"published (routes on)\" %s\n"
+         . "\"delivered\" %s\n", $pub1k // 0, $e2emed{publish} // 0,
+    $e2emed{delivered} // 0;
+close $d;
+
+# ------------------------------------------------------------------ report
+
+my $dur = $meta{duration};
+my $rounds = $meta{rounds};
+my $md = '';
+my $p = sub { $md .= join('', @_) . "\n" };
+
+$p->('# Benchmark results');
+$p->('');
+$p->('Written by `make bench` (`bench/run.sh`); do not edit by hand, run it',
+     ' again. The chart is `bench/results.png` (from `bench/chart.gp` over',
+     ' `bench/data/*.dat`); every run\'s raw numbers are in `bench/data/*.tsv`.');
+$p->('');
+$p->('![results](results.png)');
+$p->('');
+$p->('## Machine and run');
+$p->('');
+$p->('| | |');
+$p->('|---|---|');
+$p->("| date | $meta{date} |");
+$p->("| machine | `$meta{uname}` |");
+$p->("| CPUs | $meta{nproc} x $meta{cpu} |");
+$p->("| memory | $meta{memory} |");
+$p->("| load average at start | $meta{loadavg} |");
+$p->("| nginx | $meta{nginx} (`/usr/sbin/nginx`, Debian) |");
+$p->("| nchan | libnginx-mod-nchan $meta{nchan} |");
+$p->("| load generators | $meta{wrk}; $meta{h2load}; bench/fanout.pl (perl) |");
+$p->("| module commit | `$meta{commit}` |");
+$p->("| total run time | $meta{elapsed} s |");
+$p->('');
+$p->('Everything runs on 127.0.0.1 on the same machine: the load generators',
+     ' (wrk uses one thread, one core) compete with the nginx workers for the',
+     " $meta{nproc} CPUs, and the machine is shared with other work, so",
+     ' absolute numbers are noisy and low; the ratios between targets measured',
+     ' in alternating rounds are the useful part. Each wrk run lasts',
+     " ${dur} s; every figure is the median of $rounds rounds unless said otherwise.");
+$p->('');
+$p->('## Goals');
+$p->('');
+$p->('| goal | measured | met |');
+$p->('|---|---|---|');
+$p->("| $_->[0] | $_->[1] | " . yn($_->[2]) . ' |') for @goals;
+$p->('');
+
+# 1
+$p->('## 1. Publish throughput');
+$p->('');
+$p->("wrk, one thread, $meta{conns} keepalive connections, ${dur} s per run,",
+     ' POST of a JSON body of the given size to 100 topics in turn',
+     ' (`bench/pub.lua`); the three targets are locations of the same nginx',
+     ($meta{nchan_separate} ? ' (**except nchan**: it would not load next to'
+                              . ' omnibus, so it ran in a second nginx with the'
+                              . ' same settings)' : ''),
+     " (2 workers), measured in $rounds rounds in rotating order. `omnibus` is",
+     ' `omnibus_publish` into an 8-shard zone without routes (messages are',
+     ' validated as JSON, queued, dispatched to the retain ring; `retain=100`,',
+     ' queue large enough never to push back); `return 202` is the ceiling of',
+     ' an HTTP endpoint that reads and drops the body; nchan is',
+     ' `nchan_publisher` with one channel per topic (default buffer: 10',
+     ' messages per channel). Rates count 2xx answers only.');
+$p->('');
+$p->('| body | omnibus req/s | `return 202` req/s | nchan req/s | omnibus / `return 202` | omnibus / nchan | p99 ms (omnibus / 202 / nchan) | worker CPU us per request (omnibus / 202 / nchan) |');
+$p->('|---|---|---|---|---|---|---|---|');
+for my $s (@sizes) {
+    $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %s |', human($s),
+         (map { num($pubmed{$s}{$_}) } @targets),
+         r2(ratio($pubmed{$s}{omnibus}, $pubmed{$s}{plain})),
+         r2(ratio($pubmed{$s}{omnibus}, $pubmed{$s}{nchan})),
+         join(' / ', map { sprintf '%.1f', median(@{$pubp99{$s}{$_}}) // 0 } @targets),
+         join(' / ', map { sprintf '%.1f', median(@{$pubcpu{$s}{$_}}) // 0 } @targets));
+}
+$p->('');
+$p->('The p99 column is wrk\'s latency percentile (closed loop). CPU per',
+     ' request is the utime + stime of all nginx workers over the run',
+     ' (`/proc/PID/stat`) divided by the requests answered: it shows what each',
+     ' target costs the server whatever the client\'s share of the two cores.');
+$p->('');
+$p->('Per round (req/s):');
+$p->('');
+$p->('| body | target | rounds | non-2xx + socket errors |');
+$p->('|---|---|---|---|');
+for my $s (@sizes) {
+    for my $t (@targets) {
+        $p->(sprintf '| %s | %s | %s | %d |', human($s), $tname{$t},
+             join(' / ', map { num($_) } @{$pubrounds{$s}{$t} || []}),
+             $pubnon2xx{$s}{$t} // 0);
+    }
+}
+$p->('');
+
+# 2
+$p->('## 2. End to end: publish -> webhook');
+$p->('');
+$p->('The zone `e2e` (8 shards, default `concurrency=4` per shard and route)',
+     ' routes every topic to a second nginx (1 worker) that answers',
+     ' `return 200`. Closed loop: wrk as in section 1 (1 KiB bodies) for',
+     " ${dur} s, then `message_bus_delivered_total` is polled from `/metrics`",
+     ' until every accepted message is delivered; delivered/s = deliveries /',
+     ' (time from the start of the publish run until drained).');
+$p->('');
+$p->('| round | published/s (wrk) | accepted | delivered | drained after s | delivered/s until drained | delivered/s during the publish run | CPU us per message: bus / receiver |');
+$p->('|---|---|---|---|---|---|---|---|');
+for my $r (@e2e) {
+    $p->(sprintf '| %d | %s | %s | %s | %s | %s | %s | %s / %s |', $r->{round},
+         num($r->{publish_rate}), num($r->{accepted}), num($r->{delivered}),
+         $r->{drain_s}, num($r->{delivered_rate}),
+         num($r->{delivered_in_window_rate}), $r->{bus_cpu_us_per_msg},
+         $r->{recv_cpu_us_per_msg});
+}
+$p->(sprintf '| median | %s | | | %s | %s | %s | %s / %s |', num($e2emed{publish}),
+     $e2emed{drain} // 'n/a', num($e2emed{delivered}), num($e2emed{window}),
+     $e2emed{buscpu} // 'n/a', $e2emed{recvcpu} // 'n/a');
+$p->('');
+$p->(sprintf 'Delivered/s is %s x the publish rate of the same runs and %s x'
+             . ' the section 1 omnibus rate for 1 KiB (%s req/s). In these runs'
+             . ' the two cores are shared by wrk, the bus workers (accepting and'
+             . ' delivering) and the receiver nginx, which is why the publish'
+             . ' rate with routes on is below the publish-only rate; the CPU'
+             . ' column splits the server side cost per message between the bus'
+             . ' and the receiver.',
+         r2(ratio($e2emed{delivered}, $e2emed{publish})),
+         r2(ratio($e2emed{delivered}, $pub1k)), num($pub1k));
+$p->('');
+$p->(sprintf 'Latency, open loop: h2load, %d HTTP/1.1 connections each sending'
+             . ' at a fixed rate (`--rps`) for %s s, %s messages/s in all:'
+             . ' 50%% of the end-to-end maximum (the lower of the median'
+             . ' published/s and delivered/s above, %s/s). The publish'
+             . ' location logs `$msec $omnibus_message_id`, the receiver'
+             . ' `$msec $http_x_omnibus_id`; latency is receipt minus publish'
+             . ' for each id (first receipt). `$msec` has 1 ms resolution and'
+             . ' is nginx\'s cached time of the current event loop iteration,'
+             . ' and the publish line is written after the 202 went out (the'
+             . ' delivery may already be on its way), so each value is only'
+             . ' good to about +-1 ms and 0 ms means "under a millisecond".',
+         $meta{lat_clients} // 8, $meta{lat_dur}, num($meta{lat_rate}),
+         num($meta{max_rate}));
+$p->('');
+$p->('| published (202) | received | not received | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | mean ms |');
+$p->('|---|---|---|---|---|---|---|---|---|');
+$p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+     num($lat{published}), num($lat{matched}), num($lat{not_received}),
+     map { $lat{$_} // 'n/a' } qw(p50_ms p90_ms p99_ms p999_ms max_ms mean_ms));
+$p->('');
+$p->("h2load: $meta{lat_h2load}; $meta{lat_h2load_status}; $meta{lat_h2load_finished}")
+    if $meta{lat_h2load};
+$p->('');
+
+# 3
+$p->('## 3. Fan-out');
+$p->('');
+$p->("`bench/fanout.pl` opens $meta{fan_subs} SSE connections",
+     ' (`Accept: text/event-stream`) to one topic, waits until all are',
+     " answered, then one publisher (h2load, 1 connection) posts $meta{fan_msgs}",
+     ' messages of 256 B, one after the other. Deliveries/s = events received',
+     ' / time from the first publish to the last event. CPU = utime + stime',
+     ' of the nginx worker processes (`/proc/PID/stat`, 10 ms ticks) over the',
+     ' same interval, per 100,000 deliveries. omnibus: `omnibus_subscribe bus`;',
+     ' nchan: `nchan_subscriber eventsource`. Rounds alternate the order.');
+$p->('');
+$p->('| target | deliveries/s (median) | CPU s per 100k deliveries (median) | rounds (deliveries/s) | events received / expected |');
+$p->('|---|---|---|---|---|');
+for my $t (qw(omnibus nchan)) {
+    $p->(sprintf '| %s | %s | %s | %s | %s |', $t, num($fanmed{$t}{rate}),
+         defined $fanmed{$t}{cpu} ? sprintf('%.3f', $fanmed{$t}{cpu}) : 'n/a',
+         $fanmed{$t}{rounds}, $fanmed{$t}{events});
+}
+$p->('');
+$p->('The perl client parses every byte on the same two cores, so both',
+     ' numbers are partly bounded by the client; the ratio is the fair part.');
+$p->('');
+
+# 4
+$p->('## 4. Memory per queued message');
+$p->('');
+$p->('One zone per payload size (16 MiB, `shards=1`, `retain=0`,',
+     ' `omnibus_json off; omnibus_dedup off;`), its shard paused through the',
+     ' admin API, then wrk (8 connections, 3 s) publishes until the zone',
+     ' answers `503 zone_full`. Bytes per message = growth of the admin',
+     ' status `bytes_used` (slab pages in use) / messages queued.');
+$p->('');
+$p->('| payload | messages queued | bytes used | bytes per message | overhead per message | per message / payload | zone full (503) |');
+$p->('|---|---|---|---|---|---|---|');
+for my $m (@mem) {
+    $p->(sprintf '| %s | %s | %s | %s | %s | %.2f | %s |', human($m->{payload}),
+         num($m->{queued}), num($m->{bytes_used_delta}), num($m->{bytes_per_msg}, 0),
+         num($m->{bytes_per_msg} - $m->{payload}, 0),
+         $m->{bytes_per_msg} / $m->{payload}, $m->{zone_full});
+}
+$p->('');
+
+# 5
+$p->('## 5. Scaling');
+$p->('');
+$p->('Worker processes: the bench nginx restarted with `worker_processes 1`',
+     ' and `2` in alternating rounds; wrk as in section 1 with 1 KiB bodies.');
+$p->('');
+$p->('| workers | omnibus req/s | `return 202` req/s | omnibus / `return 202` | rounds (omnibus) | worker CPU us per request (omnibus / 202) |');
+$p->('|---|---|---|---|---|---|');
+for my $w (sort keys %wmed) {
+    my $o = median(@{$wmed{$w}{omnibus} || []});
+    my $c = median(@{$wmed{$w}{plain} || []});
+    $p->(sprintf '| %d | %s | %s | %s | %s | %s / %s |', $w, num($o), num($c),
+         r2(ratio($o, $c)), join(' / ', map { num($_) } @{$wmed{$w}{omnibus} || []}),
+         map { sprintf '%.1f', median(@{$wcpu{$w}{$_} || []}) // 0 } qw(omnibus plain));
+}
+if ($wmed{1} && $wmed{2}) {
+    $p->('');
+    $p->(sprintf '2 workers / 1 worker: omnibus %s x, `return 202` %s x (wrk'
+                 . ' itself takes one of the two cores).',
+         r2(ratio(median(@{$wmed{2}{omnibus}}), median(@{$wmed{1}{omnibus}}))),
+         r2(ratio(median(@{$wmed{2}{plain}}), median(@{$wmed{1}{plain}}))));
+}
+$p->('');
+$p->('Backlog: zone `fill` (8 shards), every shard paused through the admin',
+     ' API so that nothing is dispatched; either empty or first filled with',
+     ' 50,000 messages of 1 KiB (h2load), then the same wrk run publishes into',
+     ' it (both cases keep queueing during the run). Shards resumed and',
+     ' drained between runs.');
+$p->('');
+$p->('| backlog | queued before the run | publish req/s | rounds |');
+$p->('|---|---|---|---|');
+for my $b (sort { $a <=> $b } keys %bmed) {
+    $p->(sprintf '| %s | %s | %s | %s |', $b ? num($b) : 'empty',
+         num(median(@{$bmed{$b}{queued}})), num(median(@{$bmed{$b}{rate}})),
+         join(' / ', map { num($_) } @{$bmed{$b}{rate}}));
+}
+if (my @k = sort { $a <=> $b } keys %bmed) {
+    if (@k == 2) {
+        $p->('');
+        $p->(sprintf 'With the backlog / empty: %s x.',
+             r2(ratio(median(@{$bmed{$k[1]}{rate}}), median(@{$bmed{$k[0]}{rate}}))));
+    }
+}
+$p->('');
+
+# commands
+$p->('## Commands');
+$p->('');
+$p->('As run by `bench/run.sh` (the first run of each kind; later rounds',
+     ' differ only in the round number in topic names). Ports are picked free',
+     ' at start; `bench/tmp/` holds the generated `nginx.conf` files while it',
+     ' runs (`BENCH_KEEP=1` keeps them).');
+$p->('');
+$p->('```sh');
+$p->("# $_->[0]\n$_->[1]") for @cmds;
+$p->('```');
+$p->('');
+$p->('## Problems seen');
+$p->('');
+if (@errors) {
+    $p->('Lines from the error logs (`[alert]`, `[crit]`, `[emerg]`, workers',
+         ' exiting on a signal):');
+    $p->('');
+    $p->('```');
+    $p->($_) for @errors;
+    $p->('```');
+} else {
+    $p->('No `[alert]`, `[crit]` or `[emerg]` lines and no worker exiting on a',
+         ' signal in any error log of the run.');
+}
+my @problems;
+for my $s (@sizes) {
+    for my $t (@targets) {
+        push @problems, "$tname{$t}, " . human($s) . ": $pubnon2xx{$s}{$t}"
+                        . ' non-2xx answers or socket errors'
+            if $pubnon2xx{$s}{$t};
+    }
+}
+push @problems, "fan-out: not every event arrived for $_ ($fanmed{$_}{events})"
+    for grep { $fanmed{$_}{n} && !$fanmed{$_}{complete} } qw(omnibus nchan);
+push @problems, "end to end: $lat{not_received} published messages were not"
+                . ' received by the end of the latency run'
+    if ($lat{not_received} // 0) > 0;
+push @problems, "end to end: a closed-loop run did not drain"
+    if grep { $_->{delivered} < $_->{accepted} } @e2e;
+push @problems, "memory: the $_->{payload} B zone did not reach 503 zone_full"
+    for grep { $_->{zone_full} ne 'yes' } @mem;
+if (@problems) {
+    $p->('');
+    $p->("- $_") for @problems;
+}
+
+open(my $o, '>', $out) or die "$out: $!\n";
+print $o $md;
+close $o;

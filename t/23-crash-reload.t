@@ -1,0 +1,102 @@
+# At-least-once: deliveries in flight when a worker is killed are redone
+# by its successor, and nothing accepted is lost over reloads under load.
+
+use strict;
+use warnings;
+
+use Test::More;
+use POSIX ();
+use lib 't/lib';
+use Omnibus::Test;
+use Omnibus::Receiver;
+
+my $t = Omnibus::Test->new(ports => 2);
+my $rx = Omnibus::Receiver->new(port => $t->port(1), dir => $t->dir);
+
+$t->conf(<<'EOF')->start;
+    omnibus_zone zone=bus:64m shards=4 min_shards=2 retain=10;
+    omnibus_route bus jobs.> http://127.0.0.1:%%PORT1%%/hook timeout=10s
+                  concurrency=8;
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        location /publish/ { omnibus_publish bus; }
+        location /omnibus/ { omnibus_admin bus; }
+    }
+EOF
+
+sub received { map { $_->{headers}{'x-omnibus-id'} => 1 }
+               grep { $_->{status} == 200 } $rx->requests }
+
+sub settled {
+    my $s = $t->http(GET => '/omnibus/')->{json} or return 0;
+    my ($q, $f) = (0, 0);
+    for (@{$s->{shards}}) { $q += $_->{queued}; $f += $_->{inflight} }
+    return $q == 0 && $f == 0;
+}
+
+# kill -9 with deliveries in flight
+
+$rx->set('/hook' => { delay => 1.5 });
+
+my @ids = map {
+    $t->http(POST => "/publish/jobs.k$_", body => qq({"n":$_}))->{json}{id}
+} 1 .. 20;
+
+ok(Omnibus::Test::wait_until(sub { $rx->requests >= 8 }, timeout => 20),
+   'deliveries in flight');
+
+for my $victim (0, 1) {
+    my @pids = $t->worker_pids;
+    kill 'KILL', $pids[$victim];
+    Omnibus::Test::wait_until(sub {
+        my @now = $t->worker_pids;
+        @now == 2 && !grep { $_ == $pids[$victim] } @now;
+    }, timeout => 20);
+}
+
+$rx->set('/hook' => { delay => 0 });
+
+ok(Omnibus::Test::wait_until(sub {
+       my %got = received();
+       !grep { !$got{$_} } @ids;
+   }, timeout => 60), 'every message delivered despite two kills');
+ok(Omnibus::Test::wait_until(\&settled, timeout => 30),
+   'nothing left queued or in flight');
+like($t->error_log, qr/in flight for a worker that is gone are queued again/,
+     'the successor took them over');
+
+# reloads under load
+
+my $file = $t->dir . '/accepted.txt';
+my $pid = fork // die;
+
+if ($pid == 0) {
+    open my $fh, '>', $file or die;
+    $fh->autoflush(1);
+    for my $n (1 .. 300) {
+        my $r = $t->http(POST => "/publish/jobs.r" . ($n % 7),
+                         body => qq({"n":$n}));
+        print $fh "$r->{json}{id}\n" if $r && $r->{status} == 202;
+    }
+    close $fh;
+    POSIX::_exit(0);
+}
+
+Omnibus::Test::wait_until(sub { -s $file }, timeout => 10);
+$t->reload;
+$t->reload;
+waitpid $pid, 0;
+
+open my $fh, '<', $file or die;
+chomp(my @accepted = <$fh>);
+close $fh;
+cmp_ok(scalar @accepted, '>=', 290, scalar(@accepted) . ' accepted');
+
+ok(Omnibus::Test::wait_until(sub {
+       my %got = received();
+       !grep { !$got{$_} } @accepted;
+   }, timeout => 60), 'every accepted message delivered across two reloads');
+ok(Omnibus::Test::wait_until(\&settled, timeout => 30), 'settled');
+
+$t->finish(allow => [qr/exited on signal 9/]);
