@@ -152,7 +152,6 @@ ngx_omnibus_dispatch_all(void)
     zones = ngx_omnibus_dispatch_conf->zones.elts;
 
     for (i = 0; i < ngx_omnibus_dispatch_conf->zones.nelts; i++) {
-        ngx_omnibus_notify_taken(zones[i]);
         ngx_post_event(&zones[i]->dispatch, &ngx_posted_events);
         ngx_omnibus_subscribe_feed(zones[i]);
     }
@@ -253,7 +252,7 @@ ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone, ngx_uint_t s,
 static void
 ngx_omnibus_dispatch_zone(ngx_event_t *ev)
 {
-    ngx_uint_t            s, budget, done, lifted;
+    ngx_uint_t            s, budget, done, lifted, pass;
     ngx_omnibus_sh_t     *sh;
     ngx_omnibus_zone_t   *zone;
     ngx_omnibus_shard_t  *shard;
@@ -278,23 +277,39 @@ ngx_omnibus_dispatch_zone(ngx_event_t *ev)
     budget = NGX_OMNIBUS_DISPATCH_TURN;
     done = 0;
 
-    for (s = 0; s < sh->cap_shards; s++) {
-        shard = &sh->shards[s];
+    /*
+     * Publishers do not wake us while the flag is up.  It goes down only
+     * once the shards are drained, and a second pass takes what came in
+     * meanwhile; what comes after it wakes us again.
+     */
 
-        if (ngx_omnibus_shard_owner(s) != ngx_worker
-            || shard->queued == 0 || shard->paused)
-        {
-            continue;
+    for (pass = 0; pass < 2; pass++) {
+
+        for (s = 0; s < sh->cap_shards; s++) {
+            shard = &sh->shards[s];
+
+            if (ngx_omnibus_shard_owner(s) != ngx_worker
+                || shard->queued == 0 || shard->paused)
+            {
+                continue;
+            }
+
+            done += ngx_omnibus_dispatch_shard(zone, s, shard,
+                                               budget - done);
+
+            if (done == budget) {
+                /* yield to other events, then go on */
+                ngx_post_event(ev, &ngx_posted_events);
+                goto fed;
+            }
         }
 
-        done += ngx_omnibus_dispatch_shard(zone, s, shard, budget - done);
-
-        if (done == budget) {
-            /* yield to other events, then go on */
-            ngx_post_event(ev, &ngx_posted_events);
-            break;
+        if (pass == 0) {
+            ngx_omnibus_notify_taken(zone);
         }
     }
+
+fed:
 
     if (done) {
         ngx_omnibus_subscribe_wake(zone);

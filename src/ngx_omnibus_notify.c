@@ -182,7 +182,7 @@ ngx_omnibus_notify_all(ngx_omnibus_zone_t *zone)
 }
 
 
-/* called by the owner before it drains: later publishes wake it again */
+/* called by the owner once it has drained: later publishes wake it */
 
 void
 ngx_omnibus_notify_taken(ngx_omnibus_zone_t *zone)
