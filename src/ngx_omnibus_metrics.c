@@ -119,7 +119,20 @@ ngx_omnibus_metrics_labels(ngx_omnibus_out_t *out, ngx_str_t *zone,
 }
 
 
-/* one family across every zone: Prometheus wants families contiguous */
+/*
+ * Most families are one field read in each zone, shard or route; the
+ * table below says which, and writers do the rest.
+ */
+
+enum {
+    NGX_OMNIBUS_M_ZONE = 0,                  /* ngx_omnibus_sh_t field */
+    NGX_OMNIBUS_M_SHARD,                     /* ngx_omnibus_shard_t field */
+    NGX_OMNIBUS_M_ROUTE,                     /* ngx_omnibus_route_sh_t field */
+    NGX_OMNIBUS_M_HISTOGRAM,                 /* histogram in the zone */
+    NGX_OMNIBUS_M_ROUTE_HISTOGRAM,           /* histogram per route */
+    NGX_OMNIBUS_M_OWN                        /* a writer of its own */
+};
+
 
 typedef void (*ngx_omnibus_metric_pt)(ngx_omnibus_out_t *out,
     ngx_omnibus_zone_t *zone, ngx_str_t *name);
@@ -143,268 +156,6 @@ ngx_omnibus_metric_queue(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
                           name, s, shard->high_queued,
                           name, s, shard->queued - shard->high_queued);
     }
-}
-
-
-/* per shard: which field of the shard */
-
-static void
-ngx_omnibus_metric_shard_field(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name, const char *family,
-    size_t offset)
-{
-    u_char      *field;
-    ngx_uint_t   s;
-
-    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
-        field = (u_char *) &zone->sh->shards[s] + offset;
-
-        ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\","
-                               "shard=\"%ui\"} %ui\n", family, name, s,
-                               *(ngx_uint_t *) field);
-    }
-}
-
-
-static void
-ngx_omnibus_metric_retained(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metric_shard_field(out, zone, name, "retained_messages",
-                                   offsetof(ngx_omnibus_shard_t, retained));
-}
-
-
-static void
-ngx_omnibus_metric_paused(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metric_shard_field(out, zone, name, "shard_paused",
-                                   offsetof(ngx_omnibus_shard_t, paused));
-}
-
-
-static void
-ngx_omnibus_metric_age(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metrics_histogram(out, "message_age_seconds",
-                                  ngx_omnibus_metrics_labels(out, name, NULL),
-                                  &zone->sh->age);
-}
-
-
-static void
-ngx_omnibus_metric_dispatch(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metrics_histogram(out, "dispatch_duration_seconds",
-                                  ngx_omnibus_metrics_labels(out, name, NULL),
-                                  &zone->sh->dispatch);
-}
-
-
-static void
-ngx_omnibus_metric_latency(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_uint_t             i;
-    ngx_omnibus_route_t  **routes;
-
-    routes = zone->routes.elts;
-
-    for (i = 0; i < zone->routes.nelts; i++) {
-        ngx_omnibus_metrics_histogram(out, "callback_latency_seconds",
-                                 ngx_omnibus_metrics_labels(out, name,
-                                                            routes[i]),
-                                 &zone->sh->routes[routes[i]->slot].latency);
-    }
-}
-
-
-/* per route: which counter of the route's shared state */
-
-static void
-ngx_omnibus_metric_route_field(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name, const char *family,
-    size_t offset)
-{
-    ngx_uint_t               i;
-    ngx_omnibus_route_t    **routes;
-    ngx_omnibus_route_sh_t  *rs;
-
-    routes = zone->routes.elts;
-
-    for (i = 0; i < zone->routes.nelts; i++) {
-        rs = &zone->sh->routes[routes[i]->slot];
-
-        ngx_omnibus_out_printf(out, "message_bus_%s{%s} %uA\n", family,
-                               ngx_omnibus_metrics_labels(out, name,
-                                                          routes[i]),
-                               *(ngx_atomic_t *) ((u_char *) rs + offset));
-    }
-}
-
-
-static void
-ngx_omnibus_metric_errors(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metric_route_field(out, zone, name, "callback_errors_total",
-                                   offsetof(ngx_omnibus_route_sh_t, errors));
-}
-
-
-static void
-ngx_omnibus_metric_route_delivered(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name)
-{
-    ngx_omnibus_metric_route_field(out, zone, name,
-                                   "route_delivered_total",
-                                   offsetof(ngx_omnibus_route_sh_t,
-                                            delivered));
-}
-
-
-static void
-ngx_omnibus_metric_route_dead(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name)
-{
-    ngx_omnibus_metric_route_field(out, zone, name, "route_dead_total",
-                                   offsetof(ngx_omnibus_route_sh_t, dead));
-}
-
-
-static void
-ngx_omnibus_metric_breaker(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metric_route_field(out, zone, name, "breaker_state",
-                                   offsetof(ngx_omnibus_route_sh_t,
-                                            breaker));
-}
-
-
-static void
-ngx_omnibus_metric_retries(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metric_shard_field(out, zone, name, "publish_retries_total",
-                                   offsetof(ngx_omnibus_shard_t, retries));
-}
-
-
-static void
-ngx_omnibus_metric_inflight(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metric_shard_field(out, zone, name, "inflight_messages",
-                                   offsetof(ngx_omnibus_shard_t, ninflight));
-}
-
-
-static void
-ngx_omnibus_metric_zone_field(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name, const char *family,
-    ngx_uint_t value)
-{
-    ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\"} %ui\n", family,
-                           name, value);
-}
-
-
-static void
-ngx_omnibus_metric_delivered(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name)
-{
-    ngx_omnibus_metric_zone_field(out, zone, name, "delivered_total",
-                                  zone->sh->delivered);
-}
-
-
-static void
-ngx_omnibus_metric_dlq(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metric_zone_field(out, zone, name, "dlq_size",
-                                  zone->sh->dlq_size);
-}
-
-
-static void
-ngx_omnibus_metric_dead(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metric_zone_field(out, zone, name, "dead_lettered_total",
-                                  zone->sh->dead);
-}
-
-
-static void
-ngx_omnibus_metric_dlq_evicted(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name)
-{
-    ngx_omnibus_metric_zone_field(out, zone, name, "dlq_evicted_total",
-                                  zone->sh->dlq_evicted);
-}
-
-
-static void
-ngx_omnibus_metric_dlq_replayed(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name)
-{
-    ngx_omnibus_metric_zone_field(out, zone, name, "dlq_replayed_total",
-                                  zone->sh->dlq_replayed);
-}
-
-
-static void
-ngx_omnibus_metric_subscribers(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name)
-{
-    ngx_omnibus_metric_zone_field(out, zone, name, "subscribers",
-                                  zone->sh->subscribers);
-}
-
-
-static void
-ngx_omnibus_metric_concurrency(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metric_shard_field(out, zone, name, "shard_concurrency",
-                                   offsetof(ngx_omnibus_shard_t, concurrency));
-}
-
-
-static void
-ngx_omnibus_metric_autoscale(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name)
-{
-    ngx_omnibus_sh_t  *sh;
-
-    sh = zone->sh;
-
-    ngx_omnibus_out_printf(out,
-        "message_bus_autoscale_decisions_total{zone=\"%V\","
-        "action=\"shard_up\"} %uA\n"
-        "message_bus_autoscale_decisions_total{zone=\"%V\","
-        "action=\"shard_down\"} %uA\n"
-        "message_bus_autoscale_decisions_total{zone=\"%V\","
-        "action=\"concurrency_up\"} %uA\n"
-        "message_bus_autoscale_decisions_total{zone=\"%V\","
-        "action=\"concurrency_down\"} %uA\n",
-        name, sh->scaled_up, name, sh->scaled_down,
-        name, sh->scaled_concurrency_up, name, sh->scaled_concurrency_down);
-}
-
-
-static void
-ngx_omnibus_metric_slow(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_metric_zone_field(out, zone, name,
-                                  "slow_subscribers_dropped_total",
-                                  zone->sh->slow_dropped);
 }
 
 
@@ -434,15 +185,6 @@ ngx_omnibus_metric_topics(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
 
 
 static void
-ngx_omnibus_metric_published(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name)
-{
-    ngx_omnibus_out_printf(out, "message_bus_published_total{zone=\"%V\"} "
-                           "%uA\n", name, zone->sh->published);
-}
-
-
-static void
 ngx_omnibus_metric_rejected(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
     ngx_str_t *name)
 {
@@ -457,52 +199,38 @@ ngx_omnibus_metric_rejected(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
 
 
 static void
-ngx_omnibus_metric_dedup(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
+ngx_omnibus_metric_autoscale(ngx_omnibus_out_t *out,
+    ngx_omnibus_zone_t *zone, ngx_str_t *name)
 {
-    ngx_omnibus_out_printf(out, "message_bus_deduplicated_total{zone=\"%V\"} "
-                           "%uA\n", name, zone->sh->deduplicated);
+    ngx_omnibus_sh_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_omnibus_out_printf(out,
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"shard_up\"} %uA\n"
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"shard_down\"} %uA\n"
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"concurrency_up\"} %uA\n"
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"concurrency_down\"} %uA\n",
+        name, sh->scaled_up, name, sh->scaled_down,
+        name, sh->scaled_concurrency_up, name, sh->scaled_concurrency_down);
 }
 
 
 static void
-ngx_omnibus_metric_unrouted(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
+ngx_omnibus_metric_bytes(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
     ngx_str_t *name)
 {
-    ngx_omnibus_out_printf(out, "message_bus_unrouted_total{zone=\"%V\"} "
-                           "%uA\n", name, zone->sh->unrouted);
-}
-
-
-static void
-ngx_omnibus_metric_shards(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_out_printf(out, "message_bus_shards{zone=\"%V\"} %ui\n",
-                           name, zone->sh->nshards);
-}
-
-
-static void
-ngx_omnibus_metric_ring(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_omnibus_out_printf(out, "message_bus_ring_version{zone=\"%V\"} %uA\n",
-                           name, zone->sh->ring_version);
-}
-
-
-static void
-ngx_omnibus_metric_used(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
-    ngx_str_t *name)
-{
-    ngx_uint_t  pages;
+    ngx_uint_t  pages, pfree;
 
     pages = (zone->shpool->end - zone->shpool->start) / ngx_pagesize;
+    pfree = zone->shpool->pfree;
 
     ngx_omnibus_out_printf(out, "message_bus_zone_used_bytes{zone=\"%V\"} "
-                           "%ui\n", name,
-                           (pages - zone->shpool->pfree) * ngx_pagesize);
+                           "%ui\n", name, (pages - pfree) * ngx_pagesize);
 }
 
 
@@ -515,99 +243,178 @@ ngx_omnibus_metric_free(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
 }
 
 
-static void
-ngx_omnibus_metric_dedup_entries(ngx_omnibus_out_t *out,
-    ngx_omnibus_zone_t *zone, ngx_str_t *name)
-{
-    ngx_omnibus_out_printf(out, "message_bus_dedup_entries{zone=\"%V\"} "
-                           "%ui\n", name, zone->sh->dedup_entries);
-}
+#define ngx_omnibus_zone_field(f)   NGX_OMNIBUS_M_ZONE,                    \
+                                    offsetof(ngx_omnibus_sh_t, f), NULL
+#define ngx_omnibus_shard_field(f)  NGX_OMNIBUS_M_SHARD,                   \
+                                    offsetof(ngx_omnibus_shard_t, f), NULL
+#define ngx_omnibus_route_field(f)  NGX_OMNIBUS_M_ROUTE,                   \
+                                    offsetof(ngx_omnibus_route_sh_t, f), NULL
+#define ngx_omnibus_own(w)          NGX_OMNIBUS_M_OWN, 0, w
 
 
 static struct {
     const char             *name;
     const char             *type;
     const char             *help;
+    ngx_uint_t              kind;
+    size_t                  offset;
     ngx_omnibus_metric_pt   write;
 } ngx_omnibus_families[] = {
 
     { "queue_size", "gauge", "Messages queued per shard and priority class.",
-      ngx_omnibus_metric_queue },
+      ngx_omnibus_own(ngx_omnibus_metric_queue) },
     { "retained_messages", "gauge",
       "Dispatched messages kept per shard for resuming subscribers.",
-      ngx_omnibus_metric_retained },
+      ngx_omnibus_shard_field(retained) },
     { "shard_paused", "gauge", "1 while the admin API holds the shard.",
-      ngx_omnibus_metric_paused },
+      ngx_omnibus_shard_field(paused) },
     { "inflight_messages", "gauge",
       "Messages dispatched and not yet done with every route.",
-      ngx_omnibus_metric_inflight },
-    { "message_age_seconds", "histogram",
-      "Time from publish to dispatch.", ngx_omnibus_metric_age },
+      ngx_omnibus_shard_field(ninflight) },
+    { "message_age_seconds", "histogram", "Time from publish to dispatch.",
+      NGX_OMNIBUS_M_HISTOGRAM, offsetof(ngx_omnibus_sh_t, age), NULL },
     { "dispatch_duration_seconds", "histogram",
       "Time from dispatch until every route is done with a message.",
-      ngx_omnibus_metric_dispatch },
+      NGX_OMNIBUS_M_HISTOGRAM, offsetof(ngx_omnibus_sh_t, dispatch), NULL },
     { "callback_latency_seconds", "histogram",
       "Duration of webhook attempts, per route.",
-      ngx_omnibus_metric_latency },
+      NGX_OMNIBUS_M_ROUTE_HISTOGRAM,
+      offsetof(ngx_omnibus_route_sh_t, latency), NULL },
     { "callback_errors_total", "counter",
-      "Failed webhook attempts, per route.", ngx_omnibus_metric_errors },
-    { "route_delivered_total", "counter",
-      "Messages delivered, per route.", ngx_omnibus_metric_route_delivered },
+      "Failed webhook attempts, per route.",
+      ngx_omnibus_route_field(errors) },
+    { "route_delivered_total", "counter", "Messages delivered, per route.",
+      ngx_omnibus_route_field(delivered) },
     { "route_dead_total", "counter",
       "Messages sent to the dead letter queue, per route.",
-      ngx_omnibus_metric_route_dead },
+      ngx_omnibus_route_field(dead) },
     { "breaker_state", "gauge",
       "Circuit breaker per route: 0 closed, 1 open, 2 half-open.",
-      ngx_omnibus_metric_breaker },
+      ngx_omnibus_route_field(breaker) },
     { "publish_retries_total", "counter",
-      "Delivery attempts retried, per shard.", ngx_omnibus_metric_retries },
+      "Delivery attempts retried, per shard.",
+      ngx_omnibus_shard_field(retries) },
     { "delivered_total", "counter",
       "Deliveries that succeeded (one per message and route).",
-      ngx_omnibus_metric_delivered },
+      ngx_omnibus_zone_field(delivered) },
     { "dead_lettered_total", "counter",
       "Deliveries that went to the dead letter queue.",
-      ngx_omnibus_metric_dead },
+      ngx_omnibus_zone_field(dead) },
     { "dlq_size", "gauge", "Entries in the dead letter queue.",
-      ngx_omnibus_metric_dlq },
+      ngx_omnibus_zone_field(dlq_size) },
     { "dlq_evicted_total", "counter",
       "Dead letter entries dropped to make room.",
-      ngx_omnibus_metric_dlq_evicted },
+      ngx_omnibus_zone_field(dlq_evicted) },
     { "dlq_replayed_total", "counter",
       "Dead letter entries queued again by replay.",
-      ngx_omnibus_metric_dlq_replayed },
+      ngx_omnibus_zone_field(dlq_replayed) },
     { "subscribers", "gauge", "Connected SSE and long-poll subscribers.",
-      ngx_omnibus_metric_subscribers },
+      ngx_omnibus_zone_field(subscribers) },
     { "slow_subscribers_dropped_total", "counter",
       "SSE subscribers dropped for not reading their stream.",
-      ngx_omnibus_metric_slow },
+      ngx_omnibus_zone_field(slow_dropped) },
     { "topic_throughput_total", "counter",
       "Messages published per topic; topics past the cap count as _other.",
-      ngx_omnibus_metric_topics },
+      ngx_omnibus_own(ngx_omnibus_metric_topics) },
     { "published_total", "counter", "Messages accepted into a queue.",
-      ngx_omnibus_metric_published },
+      ngx_omnibus_zone_field(published) },
     { "rejected_total", "counter", "Publishes refused, by reason.",
-      ngx_omnibus_metric_rejected },
+      ngx_omnibus_own(ngx_omnibus_metric_rejected) },
     { "deduplicated_total", "counter",
       "Publishes answered as duplicates of an earlier message.",
-      ngx_omnibus_metric_dedup },
+      ngx_omnibus_zone_field(deduplicated) },
     { "unrouted_total", "counter",
       "Messages dispatched with no route or subscriber to take them.",
-      ngx_omnibus_metric_unrouted },
+      ngx_omnibus_zone_field(unrouted) },
     { "dedup_entries", "gauge", "Idempotency keys remembered.",
-      ngx_omnibus_metric_dedup_entries },
-    { "shards", "gauge", "Shards on the ring.", ngx_omnibus_metric_shards },
+      ngx_omnibus_zone_field(dedup_entries) },
+    { "shards", "gauge", "Shards on the ring.",
+      ngx_omnibus_zone_field(nshards) },
     { "shard_concurrency", "gauge",
       "Concurrent deliveries per shard and route.",
-      ngx_omnibus_metric_concurrency },
+      ngx_omnibus_shard_field(concurrency) },
     { "autoscale_decisions_total", "counter",
-      "Autoscaler decisions, by action.", ngx_omnibus_metric_autoscale },
+      "Autoscaler decisions, by action.",
+      ngx_omnibus_own(ngx_omnibus_metric_autoscale) },
     { "ring_version", "gauge", "Changes of the hash ring so far.",
-      ngx_omnibus_metric_ring },
+      ngx_omnibus_zone_field(ring_version) },
     { "zone_used_bytes", "gauge", "Shared memory pages in use, in bytes.",
-      ngx_omnibus_metric_used },
+      ngx_omnibus_own(ngx_omnibus_metric_bytes) },
     { "zone_free_bytes", "gauge", "Shared memory pages free, in bytes.",
-      ngx_omnibus_metric_free },
+      ngx_omnibus_own(ngx_omnibus_metric_free) },
 };
+
+
+static void
+ngx_omnibus_metrics_write(ngx_omnibus_out_t *out, ngx_uint_t f,
+    ngx_omnibus_zone_t *zone)
+{
+    u_char                *p;
+    ngx_uint_t             i, n;
+    ngx_omnibus_sh_t      *sh;
+    ngx_omnibus_route_t  **routes;
+
+    sh = zone->sh;
+    routes = zone->routes.elts;
+
+    switch (ngx_omnibus_families[f].kind) {
+
+    case NGX_OMNIBUS_M_ZONE:
+        p = (u_char *) sh + ngx_omnibus_families[f].offset;
+        ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\"} %ui\n",
+                               ngx_omnibus_families[f].name, &zone->name,
+                               *(ngx_uint_t *) p);
+        break;
+
+    case NGX_OMNIBUS_M_SHARD:
+        n = ngx_omnibus_shards_shown(sh);
+
+        for (i = 0; i < n; i++) {
+            p = (u_char *) &sh->shards[i] + ngx_omnibus_families[f].offset;
+            ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\","
+                                   "shard=\"%ui\"} %ui\n",
+                                   ngx_omnibus_families[f].name, &zone->name,
+                                   i, *(ngx_uint_t *) p);
+        }
+
+        break;
+
+    case NGX_OMNIBUS_M_ROUTE:
+    case NGX_OMNIBUS_M_ROUTE_HISTOGRAM:
+        for (i = 0; i < zone->routes.nelts; i++) {
+            p = (u_char *) &sh->routes[routes[i]->slot]
+                + ngx_omnibus_families[f].offset;
+
+            if (ngx_omnibus_families[f].kind == NGX_OMNIBUS_M_ROUTE) {
+                ngx_omnibus_out_printf(out, "message_bus_%s{%s} %ui\n",
+                                       ngx_omnibus_families[f].name,
+                                       ngx_omnibus_metrics_labels(out,
+                                                 &zone->name, routes[i]),
+                                       *(ngx_uint_t *) p);
+
+            } else {
+                ngx_omnibus_metrics_histogram(out,
+                                       ngx_omnibus_families[f].name,
+                                       ngx_omnibus_metrics_labels(out,
+                                                 &zone->name, routes[i]),
+                                       (ngx_omnibus_histogram_t *) p);
+            }
+        }
+
+        break;
+
+    case NGX_OMNIBUS_M_HISTOGRAM:
+        p = (u_char *) sh + ngx_omnibus_families[f].offset;
+        ngx_omnibus_metrics_histogram(out, ngx_omnibus_families[f].name,
+                                      ngx_omnibus_metrics_labels(out,
+                                                        &zone->name, NULL),
+                                      (ngx_omnibus_histogram_t *) p);
+        break;
+
+    default:
+        ngx_omnibus_families[f].write(out, zone, &zone->name);
+    }
+}
 
 
 ngx_int_t
@@ -641,7 +448,7 @@ ngx_omnibus_metrics_handler(ngx_http_request_t *r)
                                    ngx_omnibus_families[f].help);
 
         for (z = 0; z < omcf->zones.nelts; z++) {
-            ngx_omnibus_families[f].write(&out, zones[z], &zones[z]->name);
+            ngx_omnibus_metrics_write(&out, f, zones[z]);
         }
     }
 
