@@ -632,6 +632,7 @@ ngx_int_t ngx_omnibus_out_send(ngx_omnibus_out_t *out, ngx_uint_t status,
     const char *ctype);
 ngx_int_t ngx_omnibus_reply_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, time_t retry_after);
+ngx_int_t ngx_omnibus_reply_not_allowed(ngx_http_request_t *r, char *allow);
 
 /* admin, health, metrics */
 ngx_int_t ngx_omnibus_admin_handler(ngx_http_request_t *r);

@@ -20,30 +20,6 @@ static ngx_int_t ngx_omnibus_admin_scale(ngx_http_request_t *r,
     ngx_omnibus_zone_t *zone);
 
 
-/* 405 with the methods the resource takes */
-
-static ngx_int_t
-ngx_omnibus_admin_not_allowed(ngx_http_request_t *r, char *allow)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Allow");
-    h->value.data = (u_char *) allow;
-    h->value.len = ngx_strlen(allow);
-
-    return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_ALLOWED,
-                                   "method_not_allowed",
-                                   "this admin resource does not take "
-                                   "that method", 0);
-}
-
-
 ngx_int_t
 ngx_omnibus_admin_handler(ngx_http_request_t *r)
 {
@@ -78,7 +54,7 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
 
     if (path.len == 0) {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-            return ngx_omnibus_admin_not_allowed(r, "GET, HEAD");
+            return ngx_omnibus_reply_not_allowed(r, "GET, HEAD");
         }
 
         return ngx_omnibus_admin_status(r, olcf->admin);
@@ -95,7 +71,7 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
         || (path.len == 7 && ngx_strncmp(path.data, "shards/", 7) == 0))
     {
         if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_DELETE))) {
-            return ngx_omnibus_admin_not_allowed(r, "POST, DELETE");
+            return ngx_omnibus_reply_not_allowed(r, "POST, DELETE");
         }
 
         return ngx_omnibus_admin_scale(r, olcf->admin);
@@ -103,7 +79,7 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
 
     if (path.len > 7 && ngx_strncmp(path.data, "shards/", 7) == 0) {
         if (!(r->method & NGX_HTTP_POST)) {
-            return ngx_omnibus_admin_not_allowed(r, "POST");
+            return ngx_omnibus_reply_not_allowed(r, "POST");
         }
 
         path.data += 7;
@@ -179,7 +155,7 @@ ngx_omnibus_admin_dlq(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
 
     if (path->len == 0 || (path->len == 1 && path->data[0] == '/')) {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE))) {
-            return ngx_omnibus_admin_not_allowed(r, "GET, HEAD, DELETE");
+            return ngx_omnibus_reply_not_allowed(r, "GET, HEAD, DELETE");
         }
 
         if (r->method == NGX_HTTP_DELETE) {
@@ -214,7 +190,7 @@ ngx_omnibus_admin_dlq(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
 
     if (path->len == 7 && ngx_strncmp(path->data, "/replay", 7) == 0) {
         if (!(r->method & NGX_HTTP_POST)) {
-            return ngx_omnibus_admin_not_allowed(r, "POST");
+            return ngx_omnibus_reply_not_allowed(r, "POST");
         }
 
         n = -1;

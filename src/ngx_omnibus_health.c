@@ -21,13 +21,13 @@ ngx_omnibus_health_handler(ngx_http_request_t *r)
     ngx_omnibus_shard_t     *shard;
     ngx_omnibus_loc_conf_t  *olcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_omnibus_reply_not_allowed(r, "GET, HEAD");
     }
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);

@@ -115,7 +115,6 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
     time_t                   retry_after;
     ngx_int_t                rc;
     ngx_str_t                prio;
-    ngx_table_elt_t         *h;
     ngx_omnibus_ctx_t       *ctx;
     ngx_omnibus_zone_t      *zone;
     ngx_omnibus_loc_conf_t  *olcf;
@@ -132,17 +131,14 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_omnibus_module);
 
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT))) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        (void) ngx_atomic_fetch_add(&zone->sh->rejected[NGX_OMNIBUS_REJ_METHOD],
+                                    1);
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "POST, PUT");
-
-        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_METHOD,
-                                  "publish with POST or PUT", 0);
+        return ngx_omnibus_reply_not_allowed(r, "POST, PUT");
     }
 
     if (ngx_omnibus_publish_topic(r, olcf, &ctx->topic) != NGX_OK) {

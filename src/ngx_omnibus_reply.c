@@ -199,3 +199,27 @@ ngx_omnibus_reply_error(ngx_http_request_t *r, ngx_uint_t status,
 
     return ngx_omnibus_out_send(&out, status, "application/json");
 }
+
+
+/* 405 with the methods the resource takes; the body has been discarded */
+
+ngx_int_t
+ngx_omnibus_reply_not_allowed(ngx_http_request_t *r, char *allow)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    h->value.data = (u_char *) allow;
+    h->value.len = ngx_strlen(allow);
+
+    return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_ALLOWED,
+                                   "method_not_allowed",
+                                   "this resource does not take that method",
+                                   0);
+}
