@@ -45,7 +45,7 @@ test: deps $(MODULE)
 
 # at most 10 minutes; writes bench/RESULTS.md and bench/results.png
 bench: deps $(MODULE)
-	NGINX=$(NGINX_BIN) ./bench/run.sh
+	NGINX_BIN=$(NGINX_BIN) ./bench/run.sh
 
 clean:
 	rm -rf $(BUILD) objs

@@ -169,7 +169,10 @@ waitpid($pub, 0);
 my $pubrc = $? >> 8;
 close $_ for @socks;
 
+my @per = sort { $a <=> $b } map { $_->{events} } values %state;
+
 printf "RESULT conns=%d connected=%d events=%d expected=%d elapsed_s=%.4f "
-     . "cpu_s=%.2f first_event_s=%.4f pub_rc=%d closed=%d\n",
+     . "cpu_s=%.2f first_event_s=%.4f pub_rc=%d closed=%d "
+     . "min_per_conn=%d max_per_conn=%d\n",
        $o{conns}, $connected, $events, $expected, $t1 - $t0, $cpu1 - $cpu0,
-       $first ? $first - $t0 : -1, $pubrc, $closed;
+       $first ? $first - $t0 : -1, $pubrc, $closed, $per[0] // 0, $per[-1] // 0;

@@ -73,6 +73,7 @@ sub human {
 
 my %meta = kv('meta.tsv');
 my %lat = kv('latency.tsv');
+my %low = kv('lowlat.tsv');
 my @pub = tsv('publish-runs.tsv');
 my @mem = tsv('memory.tsv');
 my @fan = tsv('fanout-runs.tsv');
@@ -399,6 +400,22 @@ $p->('');
 $p->("h2load: $meta{lat_h2load}; $meta{lat_h2load_status}; $meta{lat_h2load_finished}")
     if $meta{lat_h2load};
 $p->('');
+if (%low) {
+    $p->(sprintf 'Latency at low load: `bench/lowlat.pl` publishes %s messages'
+                 . ' of 1 KiB, one every %.0f ms (%s/s, open loop) on one'
+                 . ' keepalive connection, and is itself the webhook of their'
+                 . ' route, so both ends are timed by one clock in'
+                 . ' microseconds: latency is the time the delivery was read'
+                 . ' minus the time the publish request was written.',
+         num($low{sent}), 1000 / ($low{rate_per_s} || 200), num($low{rate_per_s}));
+    $p->('');
+    $p->('| sent | accepted (202) | received | p50 ms | p90 ms | p99 ms | max ms | mean ms |');
+    $p->('|---|---|---|---|---|---|---|---|');
+    $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %s |',
+         num($low{sent}), num($low{accepted}), num($low{received}),
+         map { $low{$_} // 'n/a' } qw(p50_ms p90_ms p99_ms max_ms mean_ms));
+    $p->('');
+}
 
 # 3
 $p->('## 3. Fan-out');

@@ -13,14 +13,19 @@
 #
 # Knobs (environment): BENCH_DURATION (seconds per wrk run, 5),
 # BENCH_ROUNDS (3), BENCH_CONNS (wrk connections, 32), BENCH_FANOUT_SUBS
-# (1000), BENCH_FANOUT_MSGS (500), BENCH_LATENCY_DURATION (10), NGINX,
+# (1000), BENCH_FANOUT_MSGS (500), BENCH_LATENCY_DURATION (10),
+# BENCH_LOWLAT_MSGS (2000), NGINX_BIN,
 # NCHAN_MODULE, BENCH_KEEP=1 (keep bench/tmp).
 
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
-NGINX=${NGINX:-/usr/sbin/nginx}
+NGINX=${NGINX_BIN:-/usr/sbin/nginx}
+# nginx reads $NGINX as a list of inherited listening sockets (binary
+# upgrade) and then stays in the foreground: never pass it on
+unset NGINX_BIN
+export -n NGINX 2>/dev/null || true
 MODULE=$ROOT/objs/ngx_omnibus_module.so
 NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 
@@ -173,6 +178,10 @@ RPORT=$(free_port)
 NPORT=$(free_port)
 while [ "$RPORT" = "$PORT" ]; do RPORT=$(free_port); done
 while [ "$NPORT" = "$PORT" ] || [ "$NPORT" = "$RPORT" ]; do NPORT=$(free_port); done
+LPORT=$(free_port)   # lowlat.pl's webhook receiver
+while [ "$LPORT" = "$PORT" ] || [ "$LPORT" = "$RPORT" ] || [ "$LPORT" = "$NPORT" ]; do
+    LPORT=$(free_port)
+done
 
 USER_LINE=
 [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
@@ -235,6 +244,7 @@ write_main_conf() {  # write_main_conf WORKERS
                  queue_size=200000 retain=100 backpressure=100%:99%;
     omnibus_route e2e e2e.> http://127.0.0.1:$RPORT/hook name=hook;
     omnibus_route e2e lat.> http://127.0.0.1:$RPORT/hooklat name=hooklat;
+    omnibus_route e2e lowlat.> http://127.0.0.1:$LPORT/hook name=lowlat;
 
     # 4: memory per queued message, one shard each
     omnibus_zone zone=mem100:16m shards=1 min_shards=1 max_shards=1
@@ -264,6 +274,7 @@ write_main_conf() {  # write_main_conf WORKERS
             omnibus_publish e2e;
             access_log $p/publish-lat.log pubid buffer=256k flush=1s;
         }
+        location /lowlat/ { omnibus_publish e2e; }
         location /fill/ { omnibus_publish fill; }
 EOF
         local s
@@ -596,6 +607,16 @@ perl "$BENCH/latency.pl" "$TMP/main/publish-lat.log" "$TMP/recv/recv-lat.log" \
     echo "lat_h2load_finished	$(grep -E '^finished in' "$out" | head -1)"
 } >> "$DATA/meta.tsv"
 sed 's/^/   /' "$DATA/latency.tsv"
+
+# low load: one message every 5 ms on one connection, timed in
+# microseconds by a single process that is publisher and webhook
+LOW_MSGS=${BENCH_LOWLAT_MSGS:-2000}
+say "   low load: lowlat.pl, $LOW_MSGS messages at 200/s, receiver on $LPORT"
+cmd e2e-lowlat perl "$BENCH/lowlat.pl" --port "$PORT" --path /lowlat/lowlat.t \
+    --listen "$LPORT" --messages "$LOW_MSGS" --interval 5 --size 1024 \
+    > "$DATA/lowlat.tsv"
+wait_drained e2e 30 || true
+sed 's/^/   /' "$DATA/lowlat.tsv"
 
 # ----------------------------------------------------------------- 5. scaling
 
