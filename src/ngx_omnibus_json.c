@@ -3,6 +3,12 @@
  * JSON: strict validation of message bodies with yajl's stream parser
  * (no comments, no trailing garbage, UTF-8 checked, bounded depth), and
  * string escaping for the JSON this module writes.
+ *
+ * yajl allocates a handle, a lexer and its stacks for every parse: about
+ * ten malloc() and free() calls per message.  A parse never outlives
+ * ngx_omnibus_json_valid(), so they come from a per-worker scratch area
+ * that each call starts afresh; only a parse that outgrows it (deep
+ * nesting, long escaped keys) falls back to the heap.
  */
 
 
@@ -11,10 +17,137 @@
 #include <yajl/yajl_parse.h>
 
 
+#define NGX_OMNIBUS_JSON_SCRATCH  16384
+
+
 typedef struct {
     ngx_uint_t  depth;
     ngx_uint_t  too_deep;
 } ngx_omnibus_json_ctx_t;
+
+
+/* every block starts with its size, so that realloc() can copy it */
+
+typedef struct {
+    size_t      size;
+    size_t      pad;
+} ngx_omnibus_json_block_t;
+
+
+typedef struct {
+    u_char     *last;
+    u_char     *top;        /* the most recent block, grown in place */
+    u_char      start[NGX_OMNIBUS_JSON_SCRATCH];
+} ngx_omnibus_json_scratch_t;
+
+
+static ngx_omnibus_json_scratch_t  ngx_omnibus_json_scratch;
+
+
+#define ngx_omnibus_json_in_scratch(p)                                       \
+    ((u_char *) (p) >= ngx_omnibus_json_scratch.start                        \
+     && (u_char *) (p) < ngx_omnibus_json_scratch.start                      \
+                         + NGX_OMNIBUS_JSON_SCRATCH)
+
+
+static void *
+ngx_omnibus_json_malloc(void *ctx, size_t size)
+{
+    u_char                    *p;
+    ngx_omnibus_json_block_t  *b;
+
+    size = ngx_align(size, sizeof(ngx_omnibus_json_block_t));
+
+    if ((size_t) (ngx_omnibus_json_scratch.start + NGX_OMNIBUS_JSON_SCRATCH
+                  - ngx_omnibus_json_scratch.last)
+        >= size + sizeof(ngx_omnibus_json_block_t))
+    {
+        p = ngx_omnibus_json_scratch.last;
+        ngx_omnibus_json_scratch.last = p + sizeof(ngx_omnibus_json_block_t)
+                                        + size;
+        ngx_omnibus_json_scratch.top = p;
+
+    } else {
+        p = malloc(size + sizeof(ngx_omnibus_json_block_t));
+        if (p == NULL) {
+            return NULL;
+        }
+    }
+
+    b = (ngx_omnibus_json_block_t *) p;
+    b->size = size;
+
+    return p + sizeof(ngx_omnibus_json_block_t);
+}
+
+
+static void
+ngx_omnibus_json_free(void *ctx, void *ptr)
+{
+    /* scratch blocks go all at once, when the next parse starts */
+
+    if (ptr && !ngx_omnibus_json_in_scratch(ptr)) {
+        free((u_char *) ptr - sizeof(ngx_omnibus_json_block_t));
+    }
+}
+
+
+static void *
+ngx_omnibus_json_realloc(void *ctx, void *ptr, size_t size)
+{
+    u_char                    *p, *n;
+    ngx_omnibus_json_block_t  *b;
+
+    if (ptr == NULL) {
+        return ngx_omnibus_json_malloc(ctx, size);
+    }
+
+    p = (u_char *) ptr - sizeof(ngx_omnibus_json_block_t);
+    b = (ngx_omnibus_json_block_t *) p;
+
+    if (!ngx_omnibus_json_in_scratch(ptr)) {
+        size = ngx_align(size, sizeof(ngx_omnibus_json_block_t));
+
+        n = realloc(p, size + sizeof(ngx_omnibus_json_block_t));
+        if (n == NULL) {
+            return NULL;
+        }
+
+        b = (ngx_omnibus_json_block_t *) n;
+        b->size = size;
+
+        return n + sizeof(ngx_omnibus_json_block_t);
+    }
+
+    /* yajl's stacks grow by realloc() of the newest block: extend it */
+
+    if (p == ngx_omnibus_json_scratch.top
+        && (size_t) (ngx_omnibus_json_scratch.start
+                     + NGX_OMNIBUS_JSON_SCRATCH - (u_char *) ptr)
+           >= ngx_align(size, sizeof(ngx_omnibus_json_block_t)))
+    {
+        b->size = ngx_align(size, sizeof(ngx_omnibus_json_block_t));
+        ngx_omnibus_json_scratch.last = (u_char *) ptr + b->size;
+        return ptr;
+    }
+
+    n = ngx_omnibus_json_malloc(ctx, size);
+    if (n == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(n, ptr, ngx_min(b->size, size));
+
+    return n;
+}
+
+
+static yajl_alloc_funcs  ngx_omnibus_json_alloc_funcs = {
+    ngx_omnibus_json_malloc,
+    ngx_omnibus_json_realloc,
+    ngx_omnibus_json_free,
+    NULL
+};
 
 
 static int
@@ -86,7 +219,11 @@ ngx_omnibus_json_valid(u_char *p, size_t len, ngx_str_t *err)
     ctx.depth = 0;
     ctx.too_deep = 0;
 
-    h = yajl_alloc(&ngx_omnibus_json_callbacks, NULL, &ctx);
+    ngx_omnibus_json_scratch.last = ngx_omnibus_json_scratch.start;
+    ngx_omnibus_json_scratch.top = NULL;
+
+    h = yajl_alloc(&ngx_omnibus_json_callbacks, &ngx_omnibus_json_alloc_funcs,
+                   &ctx);
     if (h == NULL) {
         return NGX_ERROR;
     }

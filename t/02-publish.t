@@ -143,6 +143,19 @@ like($r->{json}{message}, qr/deeper than 64/, 'the message names the depth');
 is($t->http(POST => '/publish/orders.created',
             body => '[' x 64 . ']' x 64)->{status}, 202, '64 deep is fine');
 
+# a key of 50,000 escapes is decoded into 50 kB: past the per-worker
+# scratch area yajl's buffers move to the heap, and the next parse
+# starts afresh in the scratch area
+for my $w (1 .. 2) {
+    my $key = '\\n' x 50000;
+    is($t->http(POST => '/publish/big.key', body => qq({"$key":1}))->{status},
+       202, "a 100 kB escaped key ($w)");
+    rejects($t->http(POST => '/publish/big.key', body => qq({"$key":1,})),
+            400, 'invalid_json', "a 100 kB escaped key, then a bad end ($w)");
+    is($t->http(POST => '/publish/big.key', body => '{"a":[1,{"b":"c"}]}')
+       ->{status}, 202, "a small body after it ($w)");
+}
+
 is($t->http(POST => '/raw/raw.bytes', body => "not json \x00\xff")->{status},
    202, 'omnibus_json off takes any bytes');
 
