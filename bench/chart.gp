@@ -20,15 +20,17 @@ set title "1. Publish throughput (wrk -t1 -c32, 2 workers, 100 topics)"
 set xlabel "JSON body size"
 set ylabel "requests/s"
 plot "data/publish.dat" using 2:xtic(1) title "omnibus" lc rgb "#1f77b4", \
-     "" using 3 title "return 202 (ceiling)" lc rgb "#aaaaaa", \
-     "" using 4 title "nchan publisher" lc rgb "#ff7f0e"
+     "" using 3 title "omnibus, json off" lc rgb "#9ecae1", \
+     "" using 4 title "return 202 (ceiling)" lc rgb "#aaaaaa", \
+     "" using 5 title "nchan publisher" lc rgb "#ff7f0e"
 
 set title "1. Publish cost: nginx worker CPU per request"
 set ylabel "CPU microseconds / request"
 set format y "%.1f"
 plot "data/publish-cpu.dat" using 2:xtic(1) title "omnibus" lc rgb "#1f77b4", \
-     "" using 3 title "return 202" lc rgb "#aaaaaa", \
-     "" using 4 title "nchan publisher" lc rgb "#ff7f0e"
+     "" using 3 title "omnibus, json off" lc rgb "#9ecae1", \
+     "" using 4 title "return 202" lc rgb "#aaaaaa", \
+     "" using 5 title "nchan publisher" lc rgb "#ff7f0e"
 set format y "%.0f"
 
 set title "2. End to end: publish -> webhook (1 KiB)"

@@ -96,9 +96,10 @@ if (open(my $f, '<', "$data/errors.txt")) {
 
 # ------------------------------------------------------------ aggregation
 
-my @targets = qw(omnibus plain nchan);
-my %tname = (omnibus => 'omnibus `/publish/`', plain => '`return 202`',
-             nchan => 'nchan publisher');
+my @targets = qw(omnibus raw plain nchan);
+my %tname = (omnibus => 'omnibus `/publish/`',
+             raw => 'omnibus `/raw/` (`omnibus_json off`)',
+             plain => '`return 202`', nchan => 'nchan publisher');
 my (%pubmed, %pubp99, %pubrounds, %pubnon2xx, %pubcpu, @sizes);
 for my $row (@pub) {
     push @sizes, $row->{size} unless grep { $_ == $row->{size} } @sizes;
@@ -208,7 +209,7 @@ for my $s (@sizes) {
 # ------------------------------------------------------------- gnuplot data
 
 open(my $d, '>', "$data/publish.dat") or die "$data/publish.dat: $!\n";
-print $d "# body_size omnibus plain_return_202 nchan (median req/s)\n";
+print $d "# body_size omnibus omnibus_json_off plain_return_202 nchan (median req/s)\n";
 for my $s (@sizes) {
     printf $d "\"%s\" %s\n", human($s),
         join(' ', map { $pubmed{$s}{$_} // 0 } @targets);
@@ -222,7 +223,7 @@ printf $d "\"%s\" %s %s\n", $_, $fanmed{$_}{rate} // 0, $fanmed{$_}{cpu} // 0
 close $d;
 
 open($d, '>', "$data/publish-cpu.dat") or die "$data/publish-cpu.dat: $!\n";
-print $d "# body_size omnibus plain_return_202 nchan (median worker CPU us per request)\n";
+print $d "# body_size omnibus omnibus_json_off plain_return_202 nchan (median worker CPU us per request)\n";
 for my $s (@sizes) {
     printf $d "\"%s\" %s\n", human($s),
         join(' ', map { median(@{$pubcpu{$s}{$_} || []}) // 0 } @targets);
@@ -303,25 +304,29 @@ $p->('## 1. Publish throughput');
 $p->('');
 $p->("wrk, one thread, $meta{conns} keepalive connections, ${dur} s per run,",
      ' POST of a JSON body of the given size to 100 topics in turn',
-     ' (`bench/pub.lua`); the three targets are locations of the same nginx',
+     ' (`bench/pub.lua`); the four targets are locations of the same nginx',
      ($meta{nchan_separate} ? ' (**except nchan**: it would not load next to'
                               . ' omnibus, so it ran in a second nginx with the'
                               . ' same settings)' : ''),
      " (2 workers), measured in $rounds rounds in rotating order. `omnibus` is",
      ' `omnibus_publish` into an 8-shard zone without routes (messages are',
      ' validated as JSON, queued, dispatched to the retain ring; `retain=100`,',
-     ' queue large enough never to push back); `return 202` is the ceiling of',
+     ' queue large enough never to push back); `json off` is the same with',
+     ' `omnibus_json off`, which shows what the yajl validation costs (see',
+     ' [PROFILE.md](PROFILE.md)); `return 202` is the ceiling of',
      ' an HTTP endpoint that reads and drops the body; nchan is',
      ' `nchan_publisher` with one channel per topic (default buffer: 10',
      ' messages per channel). Rates count 2xx answers only.');
 $p->('');
-$p->('| body | omnibus req/s | `return 202` req/s | nchan req/s | omnibus / `return 202` | omnibus / nchan | p99 ms (omnibus / 202 / nchan) | worker CPU us per request (omnibus / 202 / nchan) |');
-$p->('|---|---|---|---|---|---|---|---|');
+$p->('| body | omnibus req/s | json off req/s | `return 202` req/s | nchan req/s | omnibus / `return 202` | omnibus / nchan | json off / `return 202` | json off / nchan | p99 ms (omnibus / json off / 202 / nchan) | worker CPU us per request (omnibus / json off / 202 / nchan) |');
+$p->('|---|---|---|---|---|---|---|---|---|---|---|');
 for my $s (@sizes) {
-    $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %s |', human($s),
-         (map { num($pubmed{$s}{$_}) } @targets),
+    $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+         human($s), (map { num($pubmed{$s}{$_}) } @targets),
          r2(ratio($pubmed{$s}{omnibus}, $pubmed{$s}{plain})),
          r2(ratio($pubmed{$s}{omnibus}, $pubmed{$s}{nchan})),
+         r2(ratio($pubmed{$s}{raw}, $pubmed{$s}{plain})),
+         r2(ratio($pubmed{$s}{raw}, $pubmed{$s}{nchan})),
          join(' / ', map { sprintf '%.1f', median(@{$pubp99{$s}{$_}}) // 0 } @targets),
          join(' / ', map { sprintf '%.1f', median(@{$pubcpu{$s}{$_}}) // 0 } @targets));
 }

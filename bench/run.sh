@@ -2,7 +2,8 @@
 # ngx_omnibus_module benchmark suite: `make bench` (or bench/run.sh after make).
 #
 # Starts its own nginx instances on 127.0.0.1 under bench/tmp/, runs
-#   1. publish throughput: omnibus vs `return 202` vs nchan's publisher
+#   1. publish throughput: omnibus (JSON validated, and `omnibus_json off`)
+#      vs `return 202` vs nchan's publisher
 #   2. end to end: publish -> webhook to a local nginx, rate and latency
 #   3. fan-out: 1 publisher, 1000 SSE subscribers, omnibus vs nchan
 #   4. memory: shared memory bytes per queued message
@@ -112,7 +113,7 @@ wrk_parse() {
 master_of() {  # master_of omnibus|plain|nchan|main|recv: master pid
     local n=$1
     case $n in
-        omnibus|plain) n=main ;;
+        omnibus|raw|plain) n=main ;;
         nchan) n=main; [ "$NCHAN_SEPARATE" = 1 ] && n=nchan ;;
     esac
     cat "$TMP/$n/nginx.pid"
@@ -264,6 +265,7 @@ write_main_conf() {  # write_main_conf WORKERS
         client_body_buffer_size 32k;
 
         location /publish/   { omnibus_publish bus; }
+        location /raw/       { omnibus_publish bus; omnibus_json off; }
         location /subscribe/ { omnibus_subscribe bus; }
         location /plain/ {
             default_type application/json;
@@ -432,23 +434,24 @@ say "nginx on 127.0.0.1:$PORT (receiver $RPORT$([ "$NCHAN_SEPARATE" = 1 ] && ech
 
 # ----------------------------------------------- 1. publish throughput
 
-target_url() {  # target_url omnibus|plain|nchan -> base URL and path prefix
+target_url() {  # target_url omnibus|raw|plain|nchan -> base URL, path prefix
     case $1 in
         omnibus) echo "http://127.0.0.1:$PORT /publish/" ;;
+        raw)     echo "http://127.0.0.1:$PORT /raw/" ;;
         plain)   echo "http://127.0.0.1:$PORT /plain/" ;;
         nchan)   echo "http://127.0.0.1:$NCHAN_PORT /nchan/pub/" ;;
     esac
 }
 
-say "1. publish throughput: $ROUNDS rounds x {omnibus, plain, nchan} x {$SIZES} B, ${DUR}s each"
+say "1. publish throughput: $ROUNDS rounds x {omnibus, raw, plain, nchan} x {$SIZES} B, ${DUR}s each"
 printf 'round\tsize\ttarget\trequests\tduration_s\tnon2xx\tsockerr\trate\tp50_ms\tp99_ms\tcpu_us_per_req\n' \
     > "$DATA/publish-runs.tsv"
-TARGETS=(omnibus plain nchan)
+TARGETS=(omnibus raw plain nchan)
 for ((r = 1; r <= ROUNDS; r++)); do
     for size in $SIZES; do
-        for ((k = 0; k < 3; k++)); do
+        for ((k = 0; k < 4; k++)); do
             # rotate the order every round and size
-            t=${TARGETS[$(( (k + r + size / 1024) % 3 ))]}
+            t=${TARGETS[$(( (k + r + size / 1024) % 4 ))]}
             read -r url prefix < <(target_url "$t")
             out=$TMP/wrk-1-$r-$size-$t.out
             m=$(master_of "$t")

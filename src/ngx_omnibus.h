@@ -31,6 +31,8 @@
 
 #define NGX_OMNIBUS_HIGH_PRIORITY     5
 #define NGX_OMNIBUS_WAKE_SLOTS        256
+#define NGX_OMNIBUS_HOLD_SLOTS        64
+#define NGX_OMNIBUS_HOLD_MAX          4096
 
 #define NGX_OMNIBUS_FENCE_ADD         1
 #define NGX_OMNIBUS_FENCE_REMOVE      2
@@ -124,6 +126,8 @@ typedef struct {
     ngx_atomic_t                published;
     ngx_atomic_t                dispatched;
     ngx_atomic_t                retries;
+    /* per worker with subscribers: 1 + the last rseq fed to them, or 0 */
+    uint64_t                    hold[NGX_OMNIBUS_HOLD_SLOTS];
 } ngx_omnibus_shard_t;
 
 
@@ -236,6 +240,7 @@ typedef struct {
     ngx_atomic_t                dlq_replayed;
     ngx_atomic_t                evicted_retained;
     ngx_atomic_t                slow_dropped;
+    ngx_atomic_t                sub_missed;
     ngx_atomic_t                rejected[NGX_OMNIBUS_REJ_MAX];
     ngx_atomic_t                topic_other;
 
@@ -550,6 +555,7 @@ ngx_uint_t ngx_omnibus_requeue_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, ngx_pid_t only);
 void ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg);
+ngx_uint_t ngx_omnibus_retain_held(ngx_omnibus_shard_t *shard, uint64_t rseq);
 ngx_uint_t ngx_omnibus_evict_retained_locked(ngx_omnibus_zone_t *zone);
 
 /* notify */

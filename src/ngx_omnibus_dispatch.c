@@ -278,9 +278,11 @@ ngx_omnibus_dispatch_zone(ngx_event_t *ev)
     done = 0;
 
     /*
-     * Publishers do not wake us while the flag is up.  It goes down only
-     * once the shards are drained, and a second pass takes what came in
-     * meanwhile; what comes after it wakes us again.
+     * Publishers, and owners feeding our subscribers, do not wake us
+     * while the flag is up.  It goes down only once the shards are
+     * drained; then a second pass takes what was queued meanwhile and a
+     * fan-out run what was retained meanwhile.  What comes after wakes
+     * us again.
      */
 
     for (pass = 0; pass < 2; pass++) {
@@ -306,6 +308,7 @@ ngx_omnibus_dispatch_zone(ngx_event_t *ev)
 
         if (pass == 0) {
             ngx_omnibus_notify_taken(zone);
+            ngx_omnibus_subscribe_feed(zone);
         }
     }
 
@@ -319,8 +322,9 @@ fed:
 
 /*
  * A safety net, not the hot path: wake-ups written to a worker that died
- * or was replaced by a reload are not lost, at worst late by a second;
- * and deliveries left by a worker that died are taken over.
+ * or was replaced by a reload are not lost, at worst late by a second
+ * (for queues and subscribers alike); and deliveries left by a worker
+ * that died are taken over.
  */
 
 static void
@@ -340,6 +344,7 @@ ngx_omnibus_dispatch_sweep(ngx_event_t *ev)
         sh = zones[i]->sh;
 
         ngx_omnibus_dispatch_recover(zones[i]);
+        ngx_omnibus_subscribe_feed(zones[i]);
 
         if (sh->fence) {
             ngx_post_event(&zones[i]->dispatch, &ngx_posted_events);

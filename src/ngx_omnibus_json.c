@@ -4,11 +4,11 @@
  * (no comments, no trailing garbage, UTF-8 checked, bounded depth), and
  * string escaping for the JSON this module writes.
  *
- * yajl allocates a handle, a lexer and its stacks for every parse: about
- * ten malloc() and free() calls per message.  A parse never outlives
- * ngx_omnibus_json_valid(), so they come from a per-worker scratch area
- * that each call starts afresh; only a parse that outgrows it (deep
- * nesting, long escaped keys) falls back to the heap.
+ * yajl allocates a handle, a lexer and its stacks for every parse: five
+ * malloc(), a realloc() and four free() calls per message.  A parse
+ * never outlives ngx_omnibus_json_valid(), so they come from a per-worker
+ * scratch area that each call starts afresh; only a parse that outgrows
+ * it (deep nesting, long escaped keys) falls back to the heap.
  */
 
 

@@ -313,6 +313,10 @@ static struct {
     { "slow_subscribers_dropped_total", "counter",
       "SSE subscribers dropped for not reading their stream.",
       ngx_omnibus_zone_field(slow_dropped) },
+    { "subscriber_missed_total", "counter",
+      "Messages the subscribers of a worker missed: the retain ring held "
+      "them for that worker's fan-out as long as it could.",
+      ngx_omnibus_zone_field(sub_missed) },
     { "topic_throughput_total", "counter",
       "Messages published per topic; topics past the cap count as _other.",
       ngx_omnibus_own(ngx_omnibus_metric_topics) },

@@ -182,14 +182,18 @@ ngx_omnibus_notify_all(ngx_omnibus_zone_t *zone)
 }
 
 
-/* called by the owner once it has drained: later publishes wake it */
+/*
+ * Called by the owner once it has drained: later publishes wake it.  The
+ * caller looks at the queues and the retain rings again afterwards, and
+ * a locked instruction, not a plain store, keeps those reads from being
+ * done before the flag is seen down by the other workers.
+ */
 
 void
 ngx_omnibus_notify_taken(ngx_omnibus_zone_t *zone)
 {
     if (ngx_worker < NGX_OMNIBUS_WAKE_SLOTS) {
-        zone->sh->wake[ngx_worker] = 0;
-        ngx_memory_barrier();
+        (void) ngx_atomic_cmp_set(&zone->sh->wake[ngx_worker], 1, 0);
     }
 }
 

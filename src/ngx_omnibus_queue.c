@@ -215,7 +215,8 @@ void
 ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg)
 {
-    ngx_queue_t  *q;
+    ngx_queue_t        *q;
+    ngx_omnibus_msg_t  *old;
 
     if (zone->sh->retain == 0 || msg->rseq) {
         return;
@@ -227,14 +228,47 @@ ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
     ngx_queue_insert_tail(&shard->retain, &msg->rlink);
     shard->retained++;
 
+    /*
+     * Past "retain" the oldest goes, unless a worker's fan-out has not
+     * fed it to its subscribers yet: a burst must not overtake them.
+     * That hold is bounded, and memory pressure evicts held ones too.
+     */
+
     while (shard->retained > zone->sh->retain) {
         q = ngx_queue_head(&shard->retain);
+        old = ngx_queue_data(q, ngx_omnibus_msg_t, rlink);
+
+        if (ngx_omnibus_retain_held(shard, old->rseq)) {
+            if (shard->retained <= zone->sh->retain + NGX_OMNIBUS_HOLD_MAX) {
+                break;
+            }
+
+            zone->sh->sub_missed++;
+        }
+
         ngx_queue_remove(q);
         shard->retained--;
 
-        ngx_omnibus_msg_unref_locked(zone,
-                                ngx_queue_data(q, ngx_omnibus_msg_t, rlink));
+        ngx_omnibus_msg_unref_locked(zone, old);
     }
+}
+
+
+/* a worker with subscribers has not fed this message to them yet */
+
+ngx_uint_t
+ngx_omnibus_retain_held(ngx_omnibus_shard_t *shard, uint64_t rseq)
+{
+    ngx_uint_t  w;
+
+    for (w = 0; w < ngx_min(ngx_omnibus_workers, NGX_OMNIBUS_HOLD_SLOTS); w++)
+    {
+        if (shard->hold[w] && shard->hold[w] - 1 < rseq) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -246,6 +280,7 @@ ngx_omnibus_evict_retained_locked(ngx_omnibus_zone_t *zone)
     ngx_uint_t            i;
     ngx_queue_t          *q;
     ngx_omnibus_sh_t     *sh;
+    ngx_omnibus_msg_t    *msg;
     ngx_omnibus_shard_t  *shard, *fullest;
 
     sh = zone->sh;
@@ -266,12 +301,17 @@ ngx_omnibus_evict_retained_locked(ngx_omnibus_zone_t *zone)
     }
 
     q = ngx_queue_head(&fullest->retain);
+    msg = ngx_queue_data(q, ngx_omnibus_msg_t, rlink);
+
     ngx_queue_remove(q);
     fullest->retained--;
     sh->evicted_retained++;
 
-    ngx_omnibus_msg_unref_locked(zone,
-                                 ngx_queue_data(q, ngx_omnibus_msg_t, rlink));
+    if (ngx_omnibus_retain_held(fullest, msg->rseq)) {
+        sh->sub_missed++;
+    }
+
+    ngx_omnibus_msg_unref_locked(zone, msg);
 
     return 1;
 }

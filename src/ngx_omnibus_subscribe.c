@@ -48,6 +48,8 @@ static void ngx_omnibus_sub_heartbeat(ngx_event_t *ev);
 static void ngx_omnibus_sub_poll_timeout(ngx_event_t *ev);
 static void ngx_omnibus_sub_write_handler(ngx_http_request_t *r);
 static void ngx_omnibus_sub_fanout(ngx_event_t *ev);
+static void ngx_omnibus_sub_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on);
+static void ngx_omnibus_sub_unregister(ngx_omnibus_sub_t *sub);
 static ngx_int_t ngx_omnibus_sub_collect(ngx_omnibus_zone_t *zone,
     ngx_pool_t *pool, ngx_array_t *copies, ngx_str_t *after,
     ngx_str_t *pattern, uint64_t *cursor);
@@ -157,16 +159,80 @@ ngx_omnibus_subscribe_init_process(ngx_omnibus_zone_t *zone,
         zone->cursor[s] = zone->sh->shards[s].rseq;
     }
 
+    /* what a crashed predecessor in this slot held goes */
+    ngx_omnibus_sub_hold(zone, 0);
+
     return NGX_OK;
+}
+
+
+/*
+ * While this worker has subscribers the retain rings keep what its
+ * fan-out has not fed them yet (see ngx_omnibus_retain_locked()).
+ */
+
+static void
+ngx_omnibus_sub_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on)
+{
+    ngx_uint_t            s;
+    ngx_omnibus_shard_t  *shard;
+
+    if (ngx_worker >= NGX_OMNIBUS_HOLD_SLOTS) {
+        return;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (s = 0; s < zone->sh->cap_shards; s++) {
+        shard = &zone->sh->shards[s];
+
+        if (on) {
+            zone->cursor[s] = shard->rseq;
+        }
+
+        shard->hold[ngx_worker] = on ? shard->rseq + 1 : 0;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
 }
 
 
 void
 ngx_omnibus_subscribe_exit_process(ngx_omnibus_zone_t *zone)
 {
+    ngx_queue_t         *q;
+    ngx_connection_t    *c;
+    ngx_omnibus_sub_t   *sub;
+    ngx_http_request_t  *r;
+
     if (zone->fanout.posted) {
         ngx_delete_posted_event(&zone->fanout);
     }
+
+    /*
+     * Streams have only cancelable timers, so a quitting worker gets
+     * here with them open: end them, and clients resume elsewhere with
+     * Last-Event-ID.
+     */
+
+    while (!ngx_queue_empty(&zone->subscribers)) {
+        q = ngx_queue_head(&zone->subscribers);
+        sub = ngx_queue_data(q, ngx_omnibus_sub_t, queue);
+        r = sub->r;
+
+        ngx_omnibus_sub_unregister(sub);
+
+        if (sub->sse && r->header_sent) {
+            (void) ngx_http_send_special(r, NGX_HTTP_LAST);
+        }
+
+        /* the termination is a posted request: no event will run it */
+        c = r->connection;
+        ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
+        ngx_http_run_posted_requests(c);
+    }
+
+    ngx_omnibus_sub_hold(zone, 0);
 
     /* a crashed worker cannot do this: the gauge then overcounts */
     (void) ngx_atomic_fetch_add(&zone->sh->subscribers,
@@ -324,6 +390,10 @@ ngx_omnibus_sub_collect(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
 
             from = cursor[s];
             cursor[s] = shard->rseq;
+
+            if (ngx_worker < NGX_OMNIBUS_HOLD_SLOTS) {
+                shard->hold[ngx_worker] = cursor[s] + 1;
+            }
 
         } else if (after == NULL) {
             continue;
@@ -551,6 +621,10 @@ ngx_omnibus_sub_unregister(ngx_omnibus_sub_t *sub)
     sub->zone->nsubscribers--;
     (void) ngx_atomic_fetch_add(&sub->zone->sh->subscribers,
                                 (ngx_atomic_int_t) -1);
+
+    if (sub->zone->nsubscribers == 0) {
+        ngx_omnibus_sub_hold(sub->zone, 0);
+    }
 }
 
 
@@ -809,9 +883,7 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
     cln->data = sub;
 
     if (ngx_queue_empty(&zone->subscribers)) {
-        for (s = 0; s < zone->sh->cap_shards; s++) {
-            zone->cursor[s] = zone->sh->shards[s].rseq;
-        }
+        ngx_omnibus_sub_hold(zone, 1);
     }
 
     ngx_queue_insert_tail(&zone->subscribers, &sub->queue);

@@ -23,6 +23,7 @@ $t->conf(<<'EOF')->start;
         location /publish/ { omnibus_publish bus; }
         location /raw/ { omnibus_publish bus; omnibus_json off; }
         location /subscribe/ { omnibus_subscribe bus heartbeat=1s; }
+        location /wide/ { omnibus_subscribe bus buffer=64m; }
         location = /metrics { omnibus_metrics; }
     }
 
@@ -215,7 +216,9 @@ is(scalar @{$r->{json}{messages}}, 6, 'an unknown id: everything retained');
 
 my $slow = Sse->new($t->port(1), '/tight/heavy.>', rcvbuf => 4096);
 Omnibus::Test::wait_until(sub { $slow->pump; defined $slow->{head} });
-my $fast = Sse->new($port, '/subscribe/heavy.>');
+# a reader that keeps up, with room enough never to be dropped on a
+# busy machine: only the slow one is
+my $fast = Sse->new($port, '/wide/heavy.>');
 Omnibus::Test::wait_until(sub { $fast->pump; defined $fast->{head} });
 
 my $big = '"' . ('z' x (16 * 1024)) . '"';
