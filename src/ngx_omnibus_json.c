@@ -36,7 +36,6 @@ typedef struct {
 
 typedef struct {
     u_char     *last;
-    u_char     *top;        /* the most recent block, grown in place */
     u_char      start[NGX_OMNIBUS_JSON_SCRATCH];
 } ngx_omnibus_json_scratch_t;
 
@@ -65,7 +64,6 @@ ngx_omnibus_json_malloc(void *ctx, size_t size)
         p = ngx_omnibus_json_scratch.last;
         ngx_omnibus_json_scratch.last = p + sizeof(ngx_omnibus_json_block_t)
                                         + size;
-        ngx_omnibus_json_scratch.top = p;
 
     } else {
         p = malloc(size + sizeof(ngx_omnibus_json_block_t));
@@ -104,10 +102,9 @@ ngx_omnibus_json_realloc(void *ctx, void *ptr, size_t size)
 
     p = (u_char *) ptr - sizeof(ngx_omnibus_json_block_t);
     b = (ngx_omnibus_json_block_t *) p;
+    size = ngx_align(size, sizeof(ngx_omnibus_json_block_t));
 
     if (!ngx_omnibus_json_in_scratch(ptr)) {
-        size = ngx_align(size, sizeof(ngx_omnibus_json_block_t));
-
         n = realloc(p, size + sizeof(ngx_omnibus_json_block_t));
         if (n == NULL) {
             return NULL;
@@ -119,15 +116,18 @@ ngx_omnibus_json_realloc(void *ctx, void *ptr, size_t size)
         return n + sizeof(ngx_omnibus_json_block_t);
     }
 
-    /* yajl's stacks grow by realloc() of the newest block: extend it */
+    /*
+     * yajl's stacks grow by realloc() of the newest block, the one that
+     * ends where the free space starts: extend it in place
+     */
 
-    if (p == ngx_omnibus_json_scratch.top
+    if ((u_char *) ptr + b->size == ngx_omnibus_json_scratch.last
         && (size_t) (ngx_omnibus_json_scratch.start
                      + NGX_OMNIBUS_JSON_SCRATCH - (u_char *) ptr)
-           >= ngx_align(size, sizeof(ngx_omnibus_json_block_t)))
+           >= size)
     {
-        b->size = ngx_align(size, sizeof(ngx_omnibus_json_block_t));
-        ngx_omnibus_json_scratch.last = (u_char *) ptr + b->size;
+        b->size = size;
+        ngx_omnibus_json_scratch.last = (u_char *) ptr + size;
         return ptr;
     }
 
@@ -220,7 +220,6 @@ ngx_omnibus_json_valid(u_char *p, size_t len, ngx_str_t *err)
     ctx.too_deep = 0;
 
     ngx_omnibus_json_scratch.last = ngx_omnibus_json_scratch.start;
-    ngx_omnibus_json_scratch.top = NULL;
 
     h = yajl_alloc(&ngx_omnibus_json_callbacks, &ngx_omnibus_json_alloc_funcs,
                    &ctx);

@@ -141,8 +141,6 @@ ngx_int_t
 ngx_omnibus_subscribe_init_process(ngx_omnibus_zone_t *zone,
     ngx_cycle_t *cycle)
 {
-    ngx_uint_t  s;
-
     ngx_queue_init(&zone->subscribers);
 
     zone->fanout.handler = ngx_omnibus_sub_fanout;
@@ -155,11 +153,7 @@ ngx_omnibus_subscribe_init_process(ngx_omnibus_zone_t *zone,
         return NGX_ERROR;
     }
 
-    for (s = 0; s < zone->sh->cap_shards; s++) {
-        zone->cursor[s] = zone->sh->shards[s].rseq;
-    }
-
-    /* what a crashed predecessor in this slot held goes */
+    /* a crashed predecessor's hold goes; cursors start with a subscriber */
     ngx_omnibus_sub_hold(zone, 0);
 
     return NGX_OK;
@@ -177,10 +171,6 @@ ngx_omnibus_sub_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on)
     ngx_uint_t            s;
     ngx_omnibus_shard_t  *shard;
 
-    if (ngx_worker >= NGX_OMNIBUS_HOLD_SLOTS) {
-        return;
-    }
-
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     for (s = 0; s < zone->sh->cap_shards; s++) {
@@ -190,7 +180,9 @@ ngx_omnibus_sub_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on)
             zone->cursor[s] = shard->rseq;
         }
 
-        shard->hold[ngx_worker] = on ? shard->rseq + 1 : 0;
+        if (ngx_worker < NGX_OMNIBUS_HOLD_SLOTS) {
+            shard->hold[ngx_worker] = on ? shard->rseq + 1 : 0;
+        }
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -232,12 +224,11 @@ ngx_omnibus_subscribe_exit_process(ngx_omnibus_zone_t *zone)
         ngx_http_run_posted_requests(c);
     }
 
-    ngx_omnibus_sub_hold(zone, 0);
-
-    /* a crashed worker cannot do this: the gauge then overcounts */
-    (void) ngx_atomic_fetch_add(&zone->sh->subscribers,
-                                -(ngx_atomic_int_t) zone->nsubscribers);
-    zone->nsubscribers = 0;
+    /*
+     * Unregistering took each one off the gauge and released the hold
+     * with the last; a crashed worker does neither: the gauge then
+     * overcounts, and init_process releases the hold.
+     */
 }
 
 
