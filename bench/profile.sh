@@ -22,15 +22,12 @@ set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
-unset NGINX_BIN
-export -n NGINX 2>/dev/null || true   # see run.sh
+. "$BENCH/common.sh"
 
 TARGET=${1:-omnibus}
 SIZE=${2:-16384}
 DUR=${PROFILE_DURATION:-10}
 TMP=$BENCH/tmp/profile
-NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 
 case $TARGET in
     omnibus) PREFIX=/publish/ ;;
@@ -50,10 +47,7 @@ for tool in "$NGINX" $TOOLS; do
         || { echo "profile: $tool is missing" >&2; exit 1; }
 done
 
-PORT=$(perl -MIO::Socket::INET -e '
-    my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0,
-                                  Listen => 1, ReuseAddr => 1) or die $!;
-    print $s->sockport')
+PORT=$(free_port)
 
 rm -rf "$TMP"
 mkdir -p "$TMP/logs"
@@ -72,19 +66,11 @@ events { worker_connections 4096; }
 http {
     access_log off;
     client_body_temp_path $TMP/body;
-    omnibus_zone zone=bus:256m shards=8 min_shards=2 max_shards=16
-                 queue_size=100000 retain=100 backpressure=100%:99%;
+$(publish_zone_conf)
     server {
         listen 127.0.0.1:$PORT backlog=4096;
-        client_max_body_size 1m;
-        client_body_buffer_size 32k;
-        location /publish/ { omnibus_publish bus; }
-        location /raw/ { omnibus_publish bus; omnibus_json off; }
-        location /plain/ {
-            default_type application/json;
-            return 202 '{"id":"x"}';
-        }
-$([ "$TARGET" = nchan ] && echo '        location ~ ^/nchan/pub/(.+)$ { nchan_publisher; nchan_channel_id $1; }')
+$(publish_locations)
+$([ "$TARGET" = nchan ] && nchan_locations)
     }
 }
 EOF
@@ -93,9 +79,7 @@ EOF
 # exactly (the figures do not depend on the load of the machine)
 if [ -n "${PROFILE_CALLGRIND:-}" ]; then
     N=$PROFILE_CALLGRIND
-    head -c "$SIZE" /dev/zero | tr '\0' x \
-        | perl -0777 -ne 'print q({"seq":0,"pad":"), substr($_, 18), q("})' \
-        > "$TMP/body.json"
+    json_body "$SIZE" "$TMP/body.json"
     valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" \
         "$NGINX" -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/logs/error.log" \
         2> "$TMP/valgrind.log" &

@@ -22,13 +22,8 @@ set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
-NGINX=${NGINX_BIN:-/usr/sbin/nginx}
-# nginx reads $NGINX as a list of inherited listening sockets (binary
-# upgrade) and then stays in the foreground: never pass it on
-unset NGINX_BIN
-export -n NGINX 2>/dev/null || true
+. "$BENCH/common.sh"
 MODULE=$ROOT/objs/ngx_omnibus_module.so
-NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 
 DUR=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -61,13 +56,6 @@ mkdir -p "$TMP" "$DATA"
 now() { date +%s.%N; }
 say() { printf "[%6.1fs] %s\n" "$(calc "$(now) - $START" 1)" "$*"; }
 calc() { perl -e "printf q(%.${2:-0}f), $1"; }
-
-free_port() {
-    perl -MIO::Socket::INET -e '
-        my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
-            LocalPort => 0, Listen => 1, ReuseAddr => 1) or die $!;
-        print $s->sockport'
-}
 
 # `cmd LABEL command...`: run a command and record it once per LABEL in
 # data/commands.tsv (with bench/tmp paths shortened) for RESULTS.md
@@ -160,7 +148,7 @@ body() {  # body SIZE [raw]: a JSON body of exactly SIZE bytes
     if [ -n "${2:-}" ]; then
         perl -e 'print "x" x $ARGV[0]' "$1" > "$f"
     else
-        perl -e 'my ($h, $t) = (q({"seq":0,"pad":"), q("})); print $h, "x" x ($ARGV[0] - length($h) - length($t)), $t' "$1" > "$f"
+        json_body "$1" "$f"
     fi
     echo "$f"
 }
@@ -175,14 +163,9 @@ uris() {  # uris PREFIX TOPIC_PREFIX: the 100 topic URIs for h2load
 # ------------------------------------------------------------- nginx setup
 
 PORT=$(free_port)
-RPORT=$(free_port)
-NPORT=$(free_port)
-while [ "$RPORT" = "$PORT" ]; do RPORT=$(free_port); done
-while [ "$NPORT" = "$PORT" ] || [ "$NPORT" = "$RPORT" ]; do NPORT=$(free_port); done
-LPORT=$(free_port)   # lowlat.pl's webhook receiver
-while [ "$LPORT" = "$PORT" ] || [ "$LPORT" = "$RPORT" ] || [ "$LPORT" = "$NPORT" ]; do
-    LPORT=$(free_port)
-done
+RPORT=$(free_port "$PORT")
+NPORT=$(free_port "$PORT" "$RPORT")
+LPORT=$(free_port "$PORT" "$RPORT" "$NPORT")   # lowlat.pl's webhook receiver
 
 USER_LINE=
 [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
@@ -211,16 +194,6 @@ common_http() {  # common_http PREFIX
 EOF
 }
 
-nchan_locations() {
-    cat <<'EOF'
-        location ~ ^/nchan/pub/(.+)$ { nchan_publisher; nchan_channel_id $1; }
-        location ~ ^/nchan/sub/(.+)$ {
-            nchan_subscriber eventsource;
-            nchan_channel_id $1;
-        }
-EOF
-}
-
 # the bench nginx: every omnibus zone of the suite, the `return 202`
 # ceiling and (when both modules load together) nchan
 write_main_conf() {  # write_main_conf WORKERS
@@ -237,8 +210,7 @@ write_main_conf() {  # write_main_conf WORKERS
     log_format pubid '\$msec \$omnibus_message_id \$status';
 
     # 1, 3, 5: publish and fan-out; no routes, nothing backpressures
-    omnibus_zone zone=bus:256m shards=8 min_shards=2 max_shards=16
-                 queue_size=100000 retain=100 backpressure=100%:99%;
+$(publish_zone_conf)
 
     # 2: end to end, webhooks to the receiver nginx
     omnibus_zone zone=e2e:1024m shards=8 min_shards=2 max_shards=16
@@ -261,16 +233,8 @@ write_main_conf() {  # write_main_conf WORKERS
 
     server {
         listen 127.0.0.1:$PORT backlog=4096;
-        client_max_body_size 1m;
-        client_body_buffer_size 32k;
-
-        location /publish/   { omnibus_publish bus; }
-        location /raw/       { omnibus_publish bus; omnibus_json off; }
+$(publish_locations)
         location /subscribe/ { omnibus_subscribe bus; }
-        location /plain/ {
-            default_type application/json;
-            return 202 '{"id":"x"}';
-        }
         location /e2e/ { omnibus_publish e2e; }
         location /lat/ {
             omnibus_publish e2e;
