@@ -5,11 +5,9 @@ use strict;
 use warnings;
 
 use Test::More;
-use IO::Select;
-use IO::Socket::INET;
-use Socket qw(SOL_SOCKET SO_RCVBUF);
 use lib 't/lib';
 use Omnibus::Test;
+use Omnibus::Sse;
 
 my $t = Omnibus::Test->new;
 
@@ -34,63 +32,6 @@ $t->conf(<<'EOF')->start;
     }
 EOF
 
-# a streaming SSE client
-
-package Sse {
-    sub new {
-        my ($class, $port, $path, %h) = @_;
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                      Timeout => 10) or die $!;
-        if ($h{rcvbuf}) {
-            setsockopt($s, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(),
-                       $h{rcvbuf});
-        }
-        my $extra = $h{last} ? "Last-Event-ID: $h{last}\r\n" : '';
-        print $s "GET $path HTTP/1.1\r\nHost: x\r\n"
-                 . "Accept: text/event-stream\r\n$extra\r\n";
-        my $self = bless { s => $s, raw => '', data => '', events => [],
-                           comments => 0, head => undef }, $class;
-        return $self;
-    }
-
-    sub pump {
-        my ($self, $timeout) = @_;
-        my $sel = IO::Select->new($self->{s});
-        while ($sel->can_read($timeout // 0.05)) {
-            my $n = sysread($self->{s}, my $buf, 65536);
-            if (!$n) { $self->{closed} = 1; last }
-            $self->{raw} .= $buf;
-            $timeout = 0;
-        }
-        if (!defined $self->{head} && $self->{raw} =~ s/^(.*?)\r\n\r\n//s) {
-            $self->{head} = $1;
-        }
-        return unless defined $self->{head};
-        # de-chunk
-        while ($self->{raw} =~ /^([0-9a-f]+)\r\n/i
-               && length($self->{raw}) >= length($1) + 2 + hex($1) + 2)
-        {
-            my $len = hex $1;
-            substr($self->{raw}, 0, length($1) + 2, '');
-            $self->{data} .= substr($self->{raw}, 0, $len, '');
-            substr($self->{raw}, 0, 2, '');
-        }
-        while ($self->{data} =~ s/^(.*?)\n\n//s) {
-            my $block = $1;
-            if ($block =~ /^:/) { $self->{comments}++; next }
-            my %e = (data => []);
-            for (split /\n/, $block) {
-                my ($k, $v) = /^([^:]+): ?(.*)$/ or next;
-                if ($k eq 'data') { push @{$e{data}}, $v } else { $e{$k} = $v }
-            }
-            push @{$self->{events}}, \%e;
-        }
-    }
-
-    sub worker { ($_[0]{head} // '') =~ /X-Worker: (\d+)/ ? $1 : undef }
-    sub ids { map { $_->{id} } @{$_[0]{events}} }
-}
-
 my $port = $t->port(0);
 
 # eight SSE subscribers, on both workers
@@ -98,7 +39,7 @@ my $port = $t->port(0);
 my @subs;
 my %workers;
 for (1 .. 40) {
-    my $s = Sse->new($port, '/subscribe/orders.>');
+    my $s = Omnibus::Sse->new($port, '/subscribe/orders.>');
     Omnibus::Test::wait_until(sub { $s->pump; defined $s->{head} },
                               timeout => 10);
     push @subs, $s;
@@ -145,7 +86,7 @@ is_deeply($e->{data}, ['{"i":1}'], 'data: is the payload');
 
 # patterns and multi-line payloads
 
-my $star = Sse->new($port, '/subscribe/*.created');
+my $star = Omnibus::Sse->new($port, '/subscribe/*.created');
 Omnibus::Test::wait_until(sub { $star->pump; defined $star->{head} });
 my $c1 = $t->http(POST => '/publish/users.created', body => "{\"a\":\n1}");
 $t->http(POST => '/publish/users.deleted', body => '{}');
@@ -201,7 +142,7 @@ $r = $t->http(GET => "/subscribe/resume.a?after=$five[1]&timeout=1");
 is_deeply([map { $_->{id} } @{$r->{json}{messages}}], [@five[2 .. 4]],
           '?after= returns the ones after, in order');
 
-my $resumed = Sse->new($port, '/subscribe/resume.a', last => $five[2]);
+my $resumed = Omnibus::Sse->new($port, '/subscribe/resume.a', last => $five[2]);
 ok(Omnibus::Test::wait_until(sub { $resumed->pump; $resumed->ids >= 2 },
                              timeout => 10), 'Last-Event-ID resumes');
 my $live = $t->http(POST => '/publish/resume.a', body => '{}')->{json}{id};
@@ -214,11 +155,11 @@ is(scalar @{$r->{json}{messages}}, 6, 'an unknown id: everything retained');
 
 # a client that does not read is dropped; the others go on
 
-my $slow = Sse->new($t->port(1), '/tight/heavy.>', rcvbuf => 4096);
+my $slow = Omnibus::Sse->new($t->port(1), '/tight/heavy.>', rcvbuf => 4096);
 Omnibus::Test::wait_until(sub { $slow->pump; defined $slow->{head} });
 # a reader that keeps up, with room enough never to be dropped on a
 # busy machine: only the slow one is
-my $fast = Sse->new($port, '/wide/heavy.>');
+my $fast = Omnibus::Sse->new($port, '/wide/heavy.>');
 Omnibus::Test::wait_until(sub { $fast->pump; defined $fast->{head} });
 
 my $big = '"' . ('z' x (16 * 1024)) . '"';

@@ -12,6 +12,7 @@ use IO::Select;
 use IO::Socket::INET;
 use lib 't/lib';
 use Omnibus::Test;
+use Omnibus::Sse;
 
 my $t = Omnibus::Test->new;
 
@@ -42,37 +43,33 @@ sub metric {
     return $v;
 }
 
-# subscribers, connected until each has its response header
-my (@socks, %buf, %seen, %worker_of, %workers);
+# subscribers; %seen counts each seq a stream got
+my (@subs, %seen);
 for my $i (1 .. $subs) {
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 10)
-        or die "connect: $!";
-    print $s "GET /subscribe/burst.t HTTP/1.1\r\nHost: x\r\n"
-             . "Accept: text/event-stream\r\n\r\n";
-    push @socks, $s;
-    $buf{$s} = '';
-    $seen{$s} = {};
+    push @subs, Omnibus::Sse->new($port, '/subscribe/burst.t');
 }
 
-my $sel = IO::Select->new(@socks);
+my $sel = IO::Select->new(map { $_->sock } @subs);
+my %sub_of = map { $_->sock => $_ } @subs;
 
 sub pump {
     my ($timeout) = @_;
-    for my $s ($sel->can_read($timeout)) {
-        my $n = sysread($s, my $chunk, 1 << 20);
-        if (!$n) { $sel->remove($s); next }
-        $buf{$s} .= $chunk;
-        if (!$worker_of{$s} && $buf{$s} =~ /^HTTP.*?\r\nX-Worker: (\d+)/s) {
-            $worker_of{$s} = $1;
-            $workers{$1}++;
-        }
-        while ($buf{$s} =~ s/.*?"seq":(\d+)//s) {
-            $seen{$s}{$1}++;
+    for my $fh ($sel->can_read($timeout)) {
+        my $s = $sub_of{$fh};
+        $sel->remove($fh) unless $s->read_once;
+        while (my $e = shift @{$s->{events}}) {
+            my ($seq) = "@{$e->{data}}" =~ /"seq":(\d+)/ or next;
+            $seen{$s}{$seq}++;
         }
     }
 }
 
-ok(Omnibus::Test::wait_until(sub { pump(0.05); keys(%workers) == 2
+sub workers {
+    my %w = map { $_->worker => 1 } grep { defined $_->worker } @subs;
+    return scalar keys %w;
+}
+
+ok(Omnibus::Test::wait_until(sub { pump(0.05); workers() == 2
                                    && metric('subscribers') == $subs },
                              timeout => 20),
    "$subs subscribers on both workers");
@@ -106,7 +103,7 @@ is($accepted, $burst, "$burst publishes accepted in one burst");
 
 sub complete {
     my $short = 0;
-    for my $s (@socks) {
+    for my $s (@subs) {
         my $got = keys %{$seen{$s}};
         $short++ if $got < $burst;
     }
@@ -117,7 +114,7 @@ ok(Omnibus::Test::wait_until(sub { pump(0.05); complete() }, timeout => 30),
    "every subscriber got all $burst (retain=10)");
 
 my ($dups, $missing) = (0, 0);
-for my $s (@socks) {
+for my $s (@subs) {
     for my $n (1 .. $burst) {
         my $c = $seen{$s}{$n} // 0;
         $missing++ if $c == 0;
@@ -128,7 +125,7 @@ is($missing, 0, 'nothing missing');
 is($dups, 0, 'nothing twice');
 is(metric('subscriber_missed_total'), 0, 'none counted as missed');
 
-close $_ for @socks;
+close $_->sock for @subs;
 ok(Omnibus::Test::wait_until(sub { metric('subscribers') == 0 },
                              timeout => 10), 'subscribers gone');
 
