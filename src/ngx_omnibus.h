@@ -33,6 +33,7 @@
 #define NGX_OMNIBUS_WAKE_SLOTS        256
 #define NGX_OMNIBUS_HOLD_SLOTS        64
 #define NGX_OMNIBUS_HOLD_MAX          4096
+#define NGX_OMNIBUS_SUB_PROCS         128
 
 #define NGX_OMNIBUS_FENCE_ADD         1
 #define NGX_OMNIBUS_FENCE_REMOVE      2
@@ -132,6 +133,12 @@ typedef struct {
 
 
 typedef struct {
+    ngx_pid_t                   pid;
+    ngx_atomic_t                count;
+} ngx_omnibus_sub_proc_t;
+
+
+typedef struct {
     uint32_t                    hash;
     ngx_atomic_t                count;
     u_char                      len;
@@ -225,6 +232,8 @@ typedef struct {
 
     /* live subscribers in all workers: wake them after a dispatch */
     ngx_atomic_t                subscribers;
+    /* each process's share of them: a crashed one's leave the count */
+    ngx_omnibus_sub_proc_t      sub_procs[NGX_OMNIBUS_SUB_PROCS];
 
     ngx_queue_t                 dlq;
     ngx_uint_t                  dlq_size;
@@ -307,6 +316,7 @@ typedef struct {
     ngx_omnibus_route_t        *by_slot[NGX_OMNIBUS_MAX_ROUTES];
     ngx_queue_t                 subscribers;
     ngx_uint_t                  nsubscribers;
+    ngx_omnibus_sub_proc_t     *sub_proc;    /* ours in sh->sub_procs */
     uint64_t                   *cursor;      /* per shard: rseq fed so far */
 } ngx_omnibus_zone_t;
 
@@ -628,6 +638,7 @@ ngx_int_t ngx_omnibus_subscribe_init_process(ngx_omnibus_zone_t *zone,
 void ngx_omnibus_subscribe_exit_process(ngx_omnibus_zone_t *zone);
 void ngx_omnibus_subscribe_wake(ngx_omnibus_zone_t *zone);
 void ngx_omnibus_subscribe_feed(ngx_omnibus_zone_t *zone);
+void ngx_omnibus_subscribe_reclaim(ngx_omnibus_zone_t *zone);
 
 /* reply */
 void ngx_omnibus_out_init(ngx_omnibus_out_t *out, ngx_http_request_t *r);

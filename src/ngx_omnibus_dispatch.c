@@ -344,6 +344,7 @@ ngx_omnibus_dispatch_sweep(ngx_event_t *ev)
         sh = zones[i]->sh;
 
         ngx_omnibus_dispatch_recover(zones[i]);
+        ngx_omnibus_subscribe_reclaim(zones[i]);
         ngx_omnibus_subscribe_feed(zones[i]);
 
         if (sh->fence) {

@@ -155,6 +155,7 @@ ngx_omnibus_subscribe_init_process(ngx_omnibus_zone_t *zone,
 
     /* a crashed predecessor's hold goes; cursors start with a subscriber */
     ngx_omnibus_sub_hold(zone, 0);
+    ngx_omnibus_subscribe_reclaim(zone);
 
     return NGX_OK;
 }
@@ -168,8 +169,9 @@ ngx_omnibus_subscribe_init_process(ngx_omnibus_zone_t *zone,
 static void
 ngx_omnibus_sub_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on)
 {
-    ngx_uint_t            s;
-    ngx_omnibus_shard_t  *shard;
+    ngx_uint_t               s, i;
+    ngx_omnibus_shard_t     *shard;
+    ngx_omnibus_sub_proc_t  *proc;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -185,7 +187,72 @@ ngx_omnibus_sub_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on)
         }
     }
 
+    if (on) {
+        for (i = 0; i < NGX_OMNIBUS_SUB_PROCS; i++) {
+            proc = &zone->sh->sub_procs[i];
+
+            if (proc->pid == 0) {
+                proc->pid = ngx_pid;
+                proc->count = 0;
+                zone->sub_proc = proc;
+                break;
+            }
+        }
+
+    } else if (zone->sub_proc) {
+        zone->sub_proc->pid = 0;
+        zone->sub_proc = NULL;
+    }
+
     ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * A worker killed with its streams open never unregistered them: take
+ * its share off the gauge, by the same liveness test that takes over its
+ * deliveries.
+ */
+
+void
+ngx_omnibus_subscribe_reclaim(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t               i, n;
+    ngx_omnibus_sh_t        *sh;
+    ngx_omnibus_sub_proc_t  *proc;
+
+    if (!zone->subscribed) {
+        return;
+    }
+
+    sh = zone->sh;
+    n = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (i = 0; i < NGX_OMNIBUS_SUB_PROCS; i++) {
+        proc = &sh->sub_procs[i];
+
+        if (proc->pid == 0 || proc->pid == ngx_pid
+            || kill(proc->pid, 0) == 0 || ngx_errno != NGX_ESRCH)
+        {
+            continue;
+        }
+
+        (void) ngx_atomic_fetch_add(&sh->subscribers,
+                                    -(ngx_atomic_int_t) proc->count);
+        n += proc->count;
+        proc->pid = 0;
+        proc->count = 0;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (n) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "omnibus zone \"%V\": %ui subscriber(s) of a worker "
+                      "that is gone left the count", &zone->name, n);
+    }
 }
 
 
@@ -226,8 +293,8 @@ ngx_omnibus_subscribe_exit_process(ngx_omnibus_zone_t *zone)
 
     /*
      * Unregistering took each one off the gauge and released the hold
-     * with the last; a crashed worker does neither: the gauge then
-     * overcounts, and init_process releases the hold.
+     * with the last; for a crashed worker init_process releases the hold
+     * and ngx_omnibus_subscribe_reclaim() fixes the gauge.
      */
 }
 
@@ -610,6 +677,12 @@ ngx_omnibus_sub_unregister(ngx_omnibus_sub_t *sub)
     ngx_queue_remove(&sub->queue);
     sub->live = 0;
     sub->zone->nsubscribers--;
+
+    /* our share before the total: a crash in between overcounts by one */
+    if (sub->zone->sub_proc) {
+        sub->zone->sub_proc->count = sub->zone->nsubscribers;
+    }
+
     (void) ngx_atomic_fetch_add(&sub->zone->sh->subscribers,
                                 (ngx_atomic_int_t) -1);
 
@@ -881,6 +954,10 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
     sub->live = 1;
     zone->nsubscribers++;
     (void) ngx_atomic_fetch_add(&zone->sh->subscribers, 1);
+
+    if (zone->sub_proc) {
+        zone->sub_proc->count = zone->nsubscribers;
+    }
 
     if (resume
         && ngx_omnibus_sub_collect(zone, r->pool, &copies, resume,

@@ -1,5 +1,6 @@
 # At-least-once: deliveries in flight when a worker is killed are redone
-# by its successor, and nothing accepted is lost over reloads under load.
+# by its successor, the subscribers of a killed worker leave the gauge,
+# and nothing accepted is lost over reloads under load.
 
 use strict;
 use warnings;
@@ -9,6 +10,7 @@ use POSIX ();
 use lib 't/lib';
 use Omnibus::Test;
 use Omnibus::Receiver;
+use Omnibus::Sse;
 
 my $t = Omnibus::Test->new(ports => 2);
 my $rx = Omnibus::Receiver->new(port => $t->port(1), dir => $t->dir);
@@ -19,9 +21,13 @@ $t->conf(<<'EOF')->start;
                   concurrency=8;
 
     server {
-        listen 127.0.0.1:%%PORT0%%;
+        listen 127.0.0.1:%%PORT0%% reuseport;
+        add_header X-Worker $pid always;
+
         location /publish/ { omnibus_publish bus; }
+        location /subscribe/ { omnibus_subscribe bus; }
         location /omnibus/ { omnibus_admin bus; }
+        location = /metrics { omnibus_metrics; }
     }
 EOF
 
@@ -65,6 +71,44 @@ ok(Omnibus::Test::wait_until(\&settled, timeout => 30),
    'nothing left queued or in flight');
 like($t->error_log, qr/in flight for a worker that is gone are queued again/,
      'the successor took them over');
+
+# kill -9 of a worker with SSE streams open
+
+sub subscribers {
+    $t->http(GET => '/metrics')->{body} =~
+        /^message_bus_subscribers\{zone="bus"\} (\d+)$/m ? $1 : -1;
+}
+
+my (@subs, %on);
+for (1 .. 40) {
+    my $s = Omnibus::Sse->new($t->port(0), '/subscribe/jobs.>');
+    Omnibus::Test::wait_until(sub { $s->pump; defined $s->{head} },
+                              timeout => 10);
+    push @subs, $s;
+    $on{$s->worker}++;
+    last if @subs >= 6 && keys %on == 2;
+}
+is(scalar keys %on, 2, 'streams on both workers');
+ok(Omnibus::Test::wait_until(sub { subscribers() == @subs }, timeout => 10),
+   'the gauge counts ' . scalar(@subs) . ' streams');
+
+my $victim = $subs[0]->worker;
+kill 'KILL', $victim;
+ok(Omnibus::Test::wait_until(sub {
+       my @now = $t->worker_pids;
+       @now == 2 && !grep { $_ == $victim } @now;
+   }, timeout => 20), 'the killed worker is replaced');
+
+my $left = @subs - $on{$victim};
+ok(Omnibus::Test::wait_until(sub { subscribers() == $left }, timeout => 20),
+   "the gauge drops to the $left streams of the survivor");
+like($t->error_log,
+     qr/ $on{$victim} subscriber\(s\) of a worker that is gone left/,
+     'its streams were taken off the count');
+
+$_->sock->close for @subs;
+ok(Omnibus::Test::wait_until(sub { subscribers() == 0 }, timeout => 20),
+   'no subscribers once the streams are closed');
 
 # reloads under load
 
