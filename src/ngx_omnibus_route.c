@@ -94,7 +94,14 @@ ngx_omnibus_route_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* an upstream {} block by that name, or the host resolved now */
+    /*
+     * An upstream {} block by that name, or the host resolved now.  It
+     * parses the URL again and appends to u.addrs, sized for one parse.
+     */
+
+    u.addrs = NULL;
+    u.naddrs = 0;
+
     route->upstream = ngx_http_upstream_add(cf, &u, 0);
     if (route->upstream == NULL) {
         return NGX_CONF_ERROR;
