@@ -306,6 +306,7 @@ typedef struct {
 
     ngx_array_t                 routes;      /* ngx_omnibus_route_t * */
     ngx_uint_t                  route_concurrency;  /* the largest */
+    ngx_uint_t                  ordered;     /* a route has concurrency=1 */
     ngx_uint_t                  subscribed;  /* omnibus_subscribe uses it */
 
     /* worker-local */
@@ -563,6 +564,7 @@ void ngx_omnibus_msg_unref_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_msg_t *msg);
 ngx_uint_t ngx_omnibus_requeue_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, ngx_pid_t only);
+ngx_uint_t ngx_omnibus_inflight_elsewhere_locked(ngx_omnibus_shard_t *shard);
 void ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg);
 ngx_uint_t ngx_omnibus_retain_held(ngx_omnibus_shard_t *shard, uint64_t rseq);

@@ -185,6 +185,16 @@ ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone, ngx_uint_t s,
 
         ngx_shmtx_lock(&zone->shpool->mutex);
 
+        /*
+         * Per-topic order across a reload: the worker we replaced has
+         * messages of this shard it may yet hand back to the queue front.
+         */
+
+        if (zone->ordered && ngx_omnibus_inflight_elsewhere_locked(shard)) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            break;
+        }
+
         limit = ngx_omnibus_fence_limit(zone, s);
 
         for (n = 0; n < NGX_OMNIBUS_DISPATCH_BATCH

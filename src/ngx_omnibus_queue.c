@@ -390,3 +390,29 @@ ngx_omnibus_requeue_locked(ngx_omnibus_zone_t *zone,
 
     return n;
 }
+
+
+/*
+ * Messages of the shard in flight in another process: the worker this
+ * one replaced in a reload, still finishing its attempts.
+ */
+
+ngx_uint_t
+ngx_omnibus_inflight_elsewhere_locked(ngx_omnibus_shard_t *shard)
+{
+    ngx_queue_t        *q;
+    ngx_omnibus_msg_t  *msg;
+
+    for (q = ngx_queue_head(&shard->inflight);
+         q != ngx_queue_sentinel(&shard->inflight);
+         q = ngx_queue_next(q))
+    {
+        msg = ngx_queue_data(q, ngx_omnibus_msg_t, queue);
+
+        if (msg->owner != ngx_pid) {
+            return 1;
+        }
+    }
+
+    return 0;
+}

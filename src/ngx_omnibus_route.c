@@ -143,6 +143,10 @@ ngx_omnibus_route_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->route_concurrency = ngx_max(zone->route_concurrency,
                                       route->concurrency);
 
+    if (route->concurrency == 1) {
+        zone->ordered = 1;
+    }
+
     rp = ngx_array_push(&zone->routes);
     if (rp == NULL) {
         return NGX_CONF_ERROR;

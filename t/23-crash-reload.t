@@ -1,6 +1,7 @@
 # At-least-once: deliveries in flight when a worker is killed are redone
 # by its successor, the subscribers of a killed worker leave the gauge,
-# and nothing accepted is lost over reloads under load.
+# nothing accepted is lost over reloads under load, and a concurrency=1
+# route gets each topic in order across a reload and a kill.
 
 use strict;
 use warnings;
@@ -19,6 +20,8 @@ $t->conf(<<'EOF')->start;
     omnibus_zone zone=bus:64m shards=4 min_shards=2 retain=10;
     omnibus_route bus jobs.> http://127.0.0.1:%%PORT1%%/hook timeout=10s
                   concurrency=8;
+    omnibus_route bus seq.> http://127.0.0.1:%%PORT1%%/seq timeout=10s
+                  concurrency=1;
 
     server {
         listen 127.0.0.1:%%PORT0%% reuseport;
@@ -142,5 +145,64 @@ ok(Omnibus::Test::wait_until(sub {
        !grep { !$got{$_} } @accepted;
    }, timeout => 60), 'every accepted message delivered across two reloads');
 ok(Omnibus::Test::wait_until(\&settled, timeout => 30), 'settled');
+
+# per-topic order (concurrency=1) across a reload and a kill: the worker
+# replaced keeps messages of the shard in flight, which it hands back
+# to the queue front when it exits
+
+sub first_receipts {
+    my (%seen, @order);
+    for ($rx->requests_for('/seq')) {
+        my ($n) = $_->{body} =~ /"n":(\d+)/ or next;
+        push @order, $n unless $seen{$n}++;
+    }
+    return @order;
+}
+
+sub publish_seq {
+    my ($from, $to) = @_;
+    my @bad = grep {
+        $t->http(POST => '/publish/seq.a', body => qq({"n":$_}))->{status}
+            != 202
+    } $from .. $to;
+    is("@bad", '', "seq $from..$to accepted");
+}
+
+# the old worker holds 1..5 (one in flight, the rest behind it) while
+# 6..30 come to its successor
+$rx->set('/seq' => { delay => 1 });
+publish_seq(1, 5);
+ok(Omnibus::Test::wait_until(sub { $rx->requests_for('/seq') >= 1 },
+                             timeout => 20), 'seq 1 in flight');
+my %old = map { $_ => 1 } $t->worker_pids;
+kill 'HUP', $t->master_pid;
+ok(Omnibus::Test::wait_until(sub {
+       (grep { !$old{$_} } $t->worker_pids) == 2
+   }, timeout => 20), 'new workers while the old ones finish');
+publish_seq(6, 30);
+$rx->set('/seq' => { delay => 0 });
+ok(Omnibus::Test::wait_until(sub { first_receipts() >= 30 }, timeout => 60),
+   'all 30 received across the reload');
+is_deeply([first_receipts()], [1 .. 30], 'in order across the reload');
+ok(Omnibus::Test::wait_until(sub {
+       !grep { Omnibus::Test::alive($_) } keys %old
+   }, timeout => 20), 'the old workers are gone');
+
+$rx->set('/seq' => { delay => 1.5 });
+publish_seq(31, 60);
+ok(Omnibus::Test::wait_until(sub { first_receipts() >= 31 }, timeout => 20),
+   'seq 31 in flight');
+for my $pid ($t->worker_pids) {
+    kill 'KILL', $pid;
+    Omnibus::Test::wait_until(sub {
+        my @now = $t->worker_pids;
+        @now == 2 && !grep { $_ == $pid } @now;
+    }, timeout => 20);
+}
+$rx->set('/seq' => { delay => 0 });
+ok(Omnibus::Test::wait_until(sub { first_receipts() >= 60 }, timeout => 60),
+   'all 60 received across the kill');
+is_deeply([first_receipts()], [1 .. 60], 'in order across the kill');
+ok(Omnibus::Test::wait_until(\&settled, timeout => 30), 'settled again');
 
 $t->finish(allow => [qr/exited on signal 9/]);
