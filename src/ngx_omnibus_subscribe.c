@@ -50,6 +50,7 @@ static void ngx_omnibus_sub_write_handler(ngx_http_request_t *r);
 static void ngx_omnibus_sub_fanout(ngx_event_t *ev);
 static void ngx_omnibus_sub_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on);
 static void ngx_omnibus_sub_unregister(ngx_omnibus_sub_t *sub);
+static void ngx_omnibus_sub_finalize(ngx_http_request_t *r, ngx_int_t rc);
 static ngx_int_t ngx_omnibus_sub_collect(ngx_omnibus_zone_t *zone,
     ngx_pool_t *pool, ngx_array_t *copies, ngx_str_t *after,
     ngx_str_t *pattern, uint64_t *cursor);
@@ -260,7 +261,6 @@ void
 ngx_omnibus_subscribe_exit_process(ngx_omnibus_zone_t *zone)
 {
     ngx_queue_t         *q;
-    ngx_connection_t    *c;
     ngx_omnibus_sub_t   *sub;
     ngx_http_request_t  *r;
 
@@ -285,10 +285,7 @@ ngx_omnibus_subscribe_exit_process(ngx_omnibus_zone_t *zone)
             (void) ngx_http_send_special(r, NGX_HTTP_LAST);
         }
 
-        /* the termination is a posted request: no event will run it */
-        c = r->connection;
-        ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
-        ngx_http_run_posted_requests(c);
+        ngx_omnibus_sub_finalize(r, NGX_HTTP_CLOSE);
     }
 
     /*
@@ -613,6 +610,7 @@ ngx_omnibus_sub_flush(ngx_omnibus_sub_t *sub)
     }
 
     if ((size_t) busy > sub->max_buffer) {
+        ngx_omnibus_sub_unregister(sub);
         (void) ngx_atomic_fetch_add(&sub->zone->sh->slow_dropped, 1);
 
         ngx_log_error(NGX_LOG_WARN, sub->r->connection->log, 0,
@@ -848,13 +846,13 @@ ngx_omnibus_sub_fanout(ngx_event_t *ev)
 
         if (sub->sse) {
             if (sub->out && ngx_omnibus_sub_flush(sub) != NGX_OK) {
-                ngx_http_finalize_request(sub->r, NGX_ERROR);
+                ngx_omnibus_sub_finalize(sub->r, NGX_ERROR);
             }
 
         } else if (mine.nelts) {
             /* the reply copies what it needs before the pool goes */
-            ngx_http_finalize_request(sub->r,
-                                      ngx_omnibus_sub_poll_reply(sub, &mine));
+            ngx_omnibus_sub_finalize(sub->r,
+                                     ngx_omnibus_sub_poll_reply(sub, &mine));
         }
     }
 
@@ -936,6 +934,18 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    n = 30;
+
+    if (!sse && ngx_http_arg(r, (u_char *) "timeout", 7, &value) == NGX_OK) {
+        n = ngx_atoi(value.data, value.len);
+
+        if (n == NGX_ERROR || n > 3600) {
+            return ngx_omnibus_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "invalid_timeout",
+                                           "timeout is 0 to 3600 seconds", 0);
+        }
+    }
+
     /* register before reading the rings: nothing falls in between */
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -964,7 +974,8 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
                                    &sub->pattern, NULL)
            != NGX_OK)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     sub->timer.data = sub;
@@ -974,19 +985,6 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
     if (!sse) {
         if (copies.nelts) {
             return ngx_omnibus_sub_poll_reply(sub, &copies);
-        }
-
-        n = 30;
-
-        if (ngx_http_arg(r, (u_char *) "timeout", 7, &value) == NGX_OK) {
-            n = ngx_atoi(value.data, value.len);
-
-            if (n == NGX_ERROR || n > 3600) {
-                return ngx_omnibus_reply_error(r, NGX_HTTP_BAD_REQUEST,
-                                               "invalid_timeout",
-                                               "timeout is 0 to 3600 seconds",
-                                               0);
-            }
         }
 
         sub->timer.handler = ngx_omnibus_sub_poll_timeout;
@@ -1007,7 +1005,8 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     h->hash = 1;
@@ -1016,7 +1015,8 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
     h->hash = 1;
@@ -1025,25 +1025,27 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
 
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
+        goto failed;
     }
+
+    rc = NGX_ERROR;
 
     if (ngx_omnibus_sub_append(sub, (u_char *) ": omnibus\n\n", 11)
         != NGX_OK)
     {
-        return NGX_ERROR;
+        goto failed;
     }
 
     c = copies.elts;
 
     for (s = 0; s < copies.nelts; s++) {
         if (ngx_omnibus_sub_event(sub, &c[s]) != NGX_OK) {
-            return NGX_ERROR;
+            goto failed;
         }
     }
 
     if (ngx_omnibus_sub_flush(sub) != NGX_OK) {
-        return NGX_ERROR;
+        goto failed;
     }
 
     sub->timer.handler = ngx_omnibus_sub_heartbeat;
@@ -1054,6 +1056,13 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
     r->write_event_handler = ngx_omnibus_sub_write_handler;
 
     return NGX_DONE;
+
+failed:
+
+    /* the request may outlive its answer: the fan-out must not feed it */
+    ngx_omnibus_sub_unregister(sub);
+
+    return rc;
 }
 
 
@@ -1069,7 +1078,7 @@ ngx_omnibus_sub_heartbeat(ngx_event_t *ev)
     if (ngx_omnibus_sub_append(sub, (u_char *) ":\n\n", 3) != NGX_OK
         || ngx_omnibus_sub_flush(sub) != NGX_OK)
     {
-        ngx_http_finalize_request(sub->r, NGX_ERROR);
+        ngx_omnibus_sub_finalize(sub->r, NGX_ERROR);
         return;
     }
 
@@ -1092,7 +1101,25 @@ ngx_omnibus_sub_poll_timeout(ngx_event_t *ev)
     r->header_only = 1;
     r->headers_out.content_length_n = 0;
 
-    ngx_http_finalize_request(r, ngx_http_send_header(r));
+    ngx_omnibus_sub_finalize(r, ngx_http_send_header(r));
+}
+
+
+/*
+ * From our own events (fan-out, timers) rather than the connection's:
+ * a termination is posted to the connection, and a client that neither
+ * reads nor writes would never run it, so run it now.
+ */
+
+static void
+ngx_omnibus_sub_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
 }
 
 
