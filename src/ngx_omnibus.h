@@ -514,7 +514,8 @@ ngx_int_t ngx_omnibus_topic_valid(ngx_str_t *topic);
 uint32_t ngx_omnibus_topic_hash(u_char *p, size_t len);
 
 /* ring */
-ngx_int_t ngx_omnibus_ring_init(ngx_conf_t *cf, ngx_omnibus_zone_t *zone);
+ngx_int_t ngx_omnibus_ring_init_process(ngx_omnibus_zone_t *zone,
+    ngx_cycle_t *cycle);
 ngx_uint_t ngx_omnibus_ring_shard(ngx_omnibus_zone_t *zone, ngx_str_t *topic);
 
 /* json */

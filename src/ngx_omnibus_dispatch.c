@@ -44,7 +44,8 @@ ngx_omnibus_dispatch_init_process(ngx_cycle_t *cycle,
         zone->dispatch.data = zone;
         zone->dispatch.log = cycle->log;
 
-        if (ngx_omnibus_route_init_process(zone, cycle) != NGX_OK
+        if (ngx_omnibus_ring_init_process(zone, cycle) != NGX_OK
+            || ngx_omnibus_route_init_process(zone, cycle) != NGX_OK
             || ngx_omnibus_subscribe_init_process(zone, cycle) != NGX_OK
             || ngx_omnibus_scale_init_process(zone, cycle) != NGX_OK)
         {

@@ -19,21 +19,26 @@ static int ngx_libc_cdecl ngx_omnibus_point_cmp(const void *a,
     const void *b);
 
 
+/*
+ * Room for every shard the zone can hold, not only our max_shards: a
+ * later configuration sharing the zone may add shards while we drain.
+ */
+
 ngx_int_t
-ngx_omnibus_ring_init(ngx_conf_t *cf, ngx_omnibus_zone_t *zone)
+ngx_omnibus_ring_init_process(ngx_omnibus_zone_t *zone, ngx_cycle_t *cycle)
 {
     ngx_omnibus_ring_t  *ring;
 
     ring = &zone->ring;
 
-    ring->points = ngx_palloc(cf->pool, zone->max_shards
-                                        * NGX_OMNIBUS_VNODES
-                                        * sizeof(ngx_omnibus_point_t));
+    ring->points = ngx_palloc(cycle->pool, zone->sh->cap_shards
+                                           * NGX_OMNIBUS_VNODES
+                                           * sizeof(ngx_omnibus_point_t));
     if (ring->points == NULL) {
         return NGX_ERROR;
     }
 
-    ring->cache = ngx_pcalloc(cf->pool,
+    ring->cache = ngx_pcalloc(cycle->pool,
                               NGX_OMNIBUS_RING_CACHE * sizeof(*ring->cache));
     if (ring->cache == NULL) {
         return NGX_ERROR;
