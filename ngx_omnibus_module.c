@@ -20,10 +20,20 @@ static char *ngx_omnibus_handler_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_omnibus_dedup_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_omnibus_message_size_check(ngx_conf_t *cf, void *post,
+    void *data);
 static ngx_int_t ngx_omnibus_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_omnibus_init_process(ngx_cycle_t *cycle);
 static void ngx_omnibus_exit_process(ngx_cycle_t *cycle);
 static void ngx_omnibus_exit_master(ngx_cycle_t *cycle);
+
+
+/* the zone keeps message lengths in 32 bits */
+#define NGX_OMNIBUS_MESSAGE_MAX  (1024 * 1024 * 1024)
+
+static ngx_conf_post_t  ngx_omnibus_message_size_post = {
+    ngx_omnibus_message_size_check
+};
 
 
 static ngx_command_t  ngx_omnibus_commands[] = {
@@ -117,7 +127,7 @@ static ngx_command_t  ngx_omnibus_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_omnibus_loc_conf_t, max_message_size),
-      NULL },
+      &ngx_omnibus_message_size_post },
 
     { ngx_string("omnibus_json"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -508,4 +518,17 @@ ngx_omnibus_exit_master(ngx_cycle_t *cycle)
                       "%ui in flight and %ui dead letter(s)",
                       &zones[i]->name, queued, inflight, sh->dlq_size);
     }
+}
+
+
+static char *
+ngx_omnibus_message_size_check(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *size = data;
+
+    if (*size == 0 || *size > NGX_OMNIBUS_MESSAGE_MAX) {
+        return "must be from 1 byte to 1024m";
+    }
+
+    return NGX_CONF_OK;
 }

@@ -67,6 +67,9 @@ fails("$zone omnibus_rate_limit \$binary_remote_addr rate=5r/h;\n$server",
 fails("$zone omnibus_dedup maybe;\n$server",
       qr/invalid value "maybe", expected "off", "key" or "content"/,
       'bad dedup mode');
+fails("$zone omnibus_max_message_size 2048m;\n$server",
+      qr/"omnibus_max_message_size" directive must be from 1 byte to 1024m/,
+      'message size above 1024m');
 fails("$zone omnibus_json sometimes;\n$server",
       qr/invalid value "sometimes" in "omnibus_json"/, 'bad json flag');
 fails("$zone server { listen 127.0.0.1:%%PORT0%%;
