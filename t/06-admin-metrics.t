@@ -86,7 +86,8 @@ $t->http(POST => '/publish/bad..t', body => '{}');
 
 ok(Omnibus::Test::wait_until(sub {
        my $n = 0;
-       $n += $_->{dispatched} for @{$t->http(GET => '/omnibus/')->{json}{shards}};
+       $n += $_->{dispatched}
+           for @{$t->http(GET => '/omnibus/')->{json}{shards}};
        $n == 144;
    }, timeout => 20), 'all dispatched');
 
@@ -127,15 +128,21 @@ my @buckets = $m =~
     /^message_bus_message_age_seconds_bucket\{zone="bus",le="[^"]+"\} (\d+)$/mg;
 is_deeply(\@buckets, [sort { $a <=> $b } @buckets], 'buckets cumulative');
 
-my @labels = $m =~ /^message_bus_topic_throughput_total\{zone="bus",topic="([^"]+)"\}/mg;
+my @labels = $m =~
+    /^message_bus_topic_throughput_total\{zone="bus",topic="([^"]+)"\}/mg;
 is(scalar(grep { $_ ne '_other' } @labels), 128, 'topics capped at 128');
 is(value(qr/message_bus_topic_throughput_total\{zone="bus",topic="m1\.t"\}/),
    5, 'per topic counts');
+
+sub throughput {
+    my ($topic) = @_;
+    return value(qr/message_bus_topic_throughput_total
+                    \{zone="bus",topic="\Q$topic\E"\}/x);
+}
+
 my $named = 0;
-$named += value(qr/message_bus_topic_throughput_total\{zone="bus",topic="\Q$_\E"\}/)
-    for grep { $_ ne '_other' } @labels;
-is($named + value(qr/message_bus_topic_throughput_total\{zone="bus",topic="_other"\}/),
-   144, 'named topics and _other add up');
+$named += throughput($_) for grep { $_ ne '_other' } @labels;
+is($named + throughput('_other'), 144, 'named topics and _other add up');
 
 my $file = $t->dir . '/metrics.txt';
 open my $fh, '>', $file or die;

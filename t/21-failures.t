@@ -6,6 +6,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use Time::HiRes qw(sleep);
 use lib 't/lib';
 use Omnibus::Test;
 use Omnibus::Receiver;
@@ -25,11 +26,11 @@ $t->conf(<<'EOF')->start;
     omnibus_route bus also.> http://127.0.0.1:%%PORT1%%/bad
                   retries=0 name=bad;
     omnibus_route bus slow.> http://127.0.0.1:%%PORT1%%/slow
-                  timeout=200ms retries=1 backoff=10ms name=slow;
+                  timeout=1s retries=1 backoff=10ms name=slow;
     omnibus_route bus closed.> http://127.0.0.1:%%PORT2%%/x
                   retries=1 backoff=10ms breaker=1000:1s:1 name=closed;
     omnibus_route bus breaker.> http://127.0.0.1:%%PORT1%%/breaker
-                  retries=0 breaker=3:2s:2 name=breaker;
+                  retries=0 breaker=3:5s:2 name=breaker;
     omnibus_route small perm.> http://127.0.0.1:%%PORT1%%/perm retries=3;
 
     server {
@@ -103,16 +104,19 @@ for my $status (400, 404, 422) {
 $rx->set('/retry' => { fail_first => 2, status => 500 });
 my $flaky = publish('publish', 'retry.flaky');
 ok(Omnibus::Test::wait_until(sub {
-       grep { $_->{status} == 200 && $_->{headers}{'x-omnibus-id'} eq $flaky->{id} }
+       grep { $_->{status} == 200
+              && $_->{headers}{'x-omnibus-id'} eq $flaky->{id} }
            $rx->requests_for('/retry')
    }, timeout => 20), 'delivered on the third attempt');
 is_deeply([attempts_of('/retry', $flaky->{id})], [1, 2, 3], 'attempts 1..3');
 ok(!grep({ $_->{id} eq $flaky->{id} } @{dlq('omnibus')->{entries}}),
    'not in the DLQ');
 
-# timeouts and refused connections are retried
+# timeouts and refused connections are retried (the receiver answers 3 s
+# late, past the 1 s timeout; after the replay below it answers at once,
+# well within it)
 
-$rx->set('/slow' => { delay => 2 });
+$rx->set('/slow' => { delay => 3 });
 my $slow = publish('publish', 'slow.t');
 ok(Omnibus::Test::wait_until(sub {
        grep { $_->{id} eq $slow->{id} } @{dlq('omnibus')->{entries}}
@@ -135,6 +139,9 @@ my $also = publish('publish', 'also.t', '{"x":1}');
 ok(Omnibus::Test::wait_until(sub {
        grep { $_->{id} eq $also->{id} } @{dlq('omnibus')->{entries}}
    }, timeout => 20), 'one of two routes failed');
+# the DLQ may see /bad's failure before /good's request is logged
+Omnibus::Test::wait_until(sub { $rx->requests_for('/good') >= 1 },
+                          timeout => 10);
 is(scalar $rx->requests_for('/good'), 1, 'the other delivered');
 
 $rx->set('/bad' => { status => 200 }, '/retry' => { status => 200 },
@@ -144,7 +151,8 @@ my $r = $t->http(POST => '/omnibus/dlq/replay?max_age=3600');
 is($r->{json}{replayed}, $size, "replayed all $size");
 
 ok(Omnibus::Test::wait_until(sub {
-       grep { $_->{status} == 200 && $_->{headers}{'x-omnibus-id'} eq $also->{id} }
+       grep { $_->{status} == 200
+              && $_->{headers}{'x-omnibus-id'} eq $also->{id} }
            $rx->requests_for('/bad')
    }, timeout => 20), 'the failed route got it');
 is(scalar(grep { $_->{headers}{'x-omnibus-id'} eq $also->{id} }
@@ -193,15 +201,17 @@ like($t->http(GET => '/metrics')->{body},
 
 $rx->set('/breaker' => { status => 503 });
 publish('publish', "breaker.t$_") for 1 .. 3;
-ok(Omnibus::Test::wait_until(sub { route_status('breaker')->{breaker} eq 'open' },
-                             timeout => 20), 'open after three failures');
+ok(Omnibus::Test::wait_until(sub {
+       route_status('breaker')->{breaker} eq 'open'
+   }, timeout => 20), 'open after three failures');
 like($t->http(GET => '/metrics')->{body},
      qr/^message_bus_breaker_state\{zone="bus",route="breaker"\} 1$/m,
      'breaker_state 1');
 
+# it stays open 5 s: long enough for this look, even on a slow machine
 my $before = $rx->requests_for('/breaker');
 my @held = map { publish('publish', "breaker.h$_")->{id} } 1 .. 3;
-sleep 1;
+sleep 0.5;
 is(scalar $rx->requests_for('/breaker'), $before, 'nothing sent while open');
 ok(!grep({ my $id = $_; grep { $_->{id} eq $id } @{dlq('omnibus')->{entries}} }
          @held), 'held, not dead-lettered');
@@ -212,8 +222,9 @@ ok(Omnibus::Test::wait_until(sub {
                  grep { $_->{status} == 200 } $rx->requests_for('/breaker');
        !grep { !$got{$_} } @held;
    }, timeout => 20), 'delivered once it half-opened');
-ok(Omnibus::Test::wait_until(sub { route_status('breaker')->{breaker} eq 'closed' },
-                             timeout => 20), 'closed again');
+ok(Omnibus::Test::wait_until(sub {
+       route_status('breaker')->{breaker} eq 'closed'
+   }, timeout => 20), 'closed again');
 
 my $log = $t->error_log;
 like($log, qr/route "breaker": circuit breaker closed -> open/, 'logged: open');
@@ -226,8 +237,9 @@ like($log, qr/route "breaker": circuit breaker half-open -> closed/,
 
 $rx->set('/breaker' => { status => 503 });
 publish('publish', "breaker.r$_") for 1 .. 3;
-ok(Omnibus::Test::wait_until(sub { route_status('breaker')->{breaker} eq 'open' },
-                             timeout => 20), 'open again');
+ok(Omnibus::Test::wait_until(sub {
+       route_status('breaker')->{breaker} eq 'open'
+   }, timeout => 20), 'open again');
 publish('publish', 'breaker.probe');
 ok(Omnibus::Test::wait_until(sub {
        $t->error_log =~ /half-open -> open/

@@ -39,14 +39,18 @@ sub new {
                            CLEANUP => !$ENV{OMNIBUS_KEEP});
     diag("test dir: $self->{dir}") if $ENV{OMNIBUS_KEEP};
 
+    # every socket stays bound until all ports are picked: closed one at a
+    # time, the same port could be handed out twice
+    my @held;
     for (1 .. ($opts{ports} // 4)) {
         my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
                                       LocalPort => 0, Listen => 1,
                                       ReuseAddr => 1)
             or die "cannot bind: $!";
         push @{$self->{ports}}, $s->sockport;
-        close $s;
+        push @held, $s;
     }
+    close $_ for @held;
 
     return $self;
 }
