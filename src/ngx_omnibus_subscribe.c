@@ -164,7 +164,8 @@ ngx_omnibus_subscribe_init_process(ngx_omnibus_zone_t *zone,
 
 /*
  * While this worker has subscribers the retain rings keep what its
- * fan-out has not fed them yet (see ngx_omnibus_retain_locked()).
+ * fan-out has not fed them yet (see ngx_omnibus_retain_locked()), and
+ * the zone keeps their count under our pid.
  */
 
 static void
