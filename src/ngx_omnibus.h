@@ -33,7 +33,6 @@
 #define NGX_OMNIBUS_WAKE_SLOTS        256
 #define NGX_OMNIBUS_HOLD_SLOTS        64
 #define NGX_OMNIBUS_HOLD_MAX          4096
-#define NGX_OMNIBUS_SUB_PROCS         128
 
 #define NGX_OMNIBUS_FENCE_ADD         1
 #define NGX_OMNIBUS_FENCE_REMOVE      2
@@ -230,10 +229,13 @@ typedef struct {
     /* a worker with a wake-up in flight: publishers need not write again */
     ngx_atomic_t                wake[NGX_OMNIBUS_WAKE_SLOTS];
 
-    /* live subscribers in all workers: wake them after a dispatch */
-    ngx_atomic_t                subscribers;
-    /* each process's share of them: a crashed one's leave the count */
-    ngx_omnibus_sub_proc_t      sub_procs[NGX_OMNIBUS_SUB_PROCS];
+    /*
+     * Processes with subscribers and how many each has: the gauge sums
+     * them, so a crashed process's leave with its entry; a dispatch wakes
+     * the others only while nsub_procs is not 0.
+     */
+    ngx_atomic_t                nsub_procs;
+    ngx_omnibus_sub_proc_t      sub_procs[NGX_MAX_PROCESSES];
 
     ngx_queue_t                 dlq;
     ngx_uint_t                  dlq_size;
@@ -642,6 +644,7 @@ void ngx_omnibus_subscribe_exit_process(ngx_omnibus_zone_t *zone);
 void ngx_omnibus_subscribe_wake(ngx_omnibus_zone_t *zone);
 void ngx_omnibus_subscribe_feed(ngx_omnibus_zone_t *zone);
 void ngx_omnibus_subscribe_reclaim(ngx_omnibus_zone_t *zone);
+ngx_uint_t ngx_omnibus_subscribe_count(ngx_omnibus_zone_t *zone);
 
 /* reply */
 void ngx_omnibus_out_init(ngx_omnibus_out_t *out, ngx_http_request_t *r);

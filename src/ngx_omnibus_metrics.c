@@ -185,6 +185,15 @@ ngx_omnibus_metric_topics(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
 
 
 static void
+ngx_omnibus_metric_subscribers(ngx_omnibus_out_t *out,
+    ngx_omnibus_zone_t *zone, ngx_str_t *name)
+{
+    ngx_omnibus_out_printf(out, "message_bus_subscribers{zone=\"%V\"} %ui\n",
+                           name, ngx_omnibus_subscribe_count(zone));
+}
+
+
+static void
 ngx_omnibus_metric_rejected(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
     ngx_str_t *name)
 {
@@ -309,7 +318,7 @@ static struct {
       "Dead letter entries queued again by replay.",
       ngx_omnibus_zone_field(dlq_replayed) },
     { "subscribers", "gauge", "Connected SSE and long-poll subscribers.",
-      ngx_omnibus_zone_field(subscribers) },
+      ngx_omnibus_own(ngx_omnibus_metric_subscribers) },
     { "slow_subscribers_dropped_total", "counter",
       "SSE subscribers dropped for not reading their stream.",
       ngx_omnibus_zone_field(slow_dropped) },

@@ -189,14 +189,17 @@ ngx_omnibus_sub_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on)
         }
     }
 
+    /* an entry each for at most NGX_MAX_PROCESSES live processes */
+
     if (on) {
-        for (i = 0; i < NGX_OMNIBUS_SUB_PROCS; i++) {
+        for (i = 0; i < NGX_MAX_PROCESSES; i++) {
             proc = &zone->sh->sub_procs[i];
 
             if (proc->pid == 0) {
                 proc->pid = ngx_pid;
                 proc->count = 0;
                 zone->sub_proc = proc;
+                zone->sh->nsub_procs++;
                 break;
             }
         }
@@ -204,6 +207,7 @@ ngx_omnibus_sub_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on)
     } else if (zone->sub_proc) {
         zone->sub_proc->pid = 0;
         zone->sub_proc = NULL;
+        zone->sh->nsub_procs--;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -211,9 +215,8 @@ ngx_omnibus_sub_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on)
 
 
 /*
- * A worker killed with its streams open never unregistered them: take
- * its share off the gauge, by the same liveness test that takes over its
- * deliveries.
+ * A worker killed with its streams open never unregistered them: free
+ * its entry, by the same liveness test that takes over its deliveries.
  */
 
 void
@@ -232,7 +235,7 @@ ngx_omnibus_subscribe_reclaim(ngx_omnibus_zone_t *zone)
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    for (i = 0; i < NGX_OMNIBUS_SUB_PROCS; i++) {
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
         proc = &sh->sub_procs[i];
 
         if (proc->pid == 0 || proc->pid == ngx_pid
@@ -241,11 +244,10 @@ ngx_omnibus_subscribe_reclaim(ngx_omnibus_zone_t *zone)
             continue;
         }
 
-        (void) ngx_atomic_fetch_add(&sh->subscribers,
-                                    -(ngx_atomic_int_t) proc->count);
         n += proc->count;
         proc->pid = 0;
         proc->count = 0;
+        sh->nsub_procs--;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -255,6 +257,26 @@ ngx_omnibus_subscribe_reclaim(ngx_omnibus_zone_t *zone)
                       "omnibus zone \"%V\": %ui subscriber(s) of a worker "
                       "that is gone left the count", &zone->name, n);
     }
+}
+
+
+ngx_uint_t
+ngx_omnibus_subscribe_count(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t               i, n;
+    ngx_omnibus_sub_proc_t  *proc;
+
+    n = 0;
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        proc = &zone->sh->sub_procs[i];
+
+        if (proc->pid) {
+            n += proc->count;
+        }
+    }
+
+    return n;
 }
 
 
@@ -292,7 +314,7 @@ ngx_omnibus_subscribe_exit_process(ngx_omnibus_zone_t *zone)
     /*
      * Unregistering took each one off the gauge and released the hold
      * with the last; for a crashed worker init_process releases the hold
-     * and ngx_omnibus_subscribe_reclaim() fixes the gauge.
+     * and ngx_omnibus_subscribe_reclaim() its entry.
      */
 }
 
@@ -304,7 +326,7 @@ ngx_omnibus_subscribe_wake(ngx_omnibus_zone_t *zone)
 {
     ngx_uint_t  w;
 
-    if (zone->sh->subscribers == 0) {
+    if (zone->sh->nsub_procs == 0) {
         return;
     }
 
@@ -677,13 +699,9 @@ ngx_omnibus_sub_unregister(ngx_omnibus_sub_t *sub)
     sub->live = 0;
     sub->zone->nsubscribers--;
 
-    /* our share before the total: a crash in between overcounts by one */
     if (sub->zone->sub_proc) {
         sub->zone->sub_proc->count = sub->zone->nsubscribers;
     }
-
-    (void) ngx_atomic_fetch_add(&sub->zone->sh->subscribers,
-                                (ngx_atomic_int_t) -1);
 
     if (sub->zone->nsubscribers == 0) {
         ngx_omnibus_sub_hold(sub->zone, 0);
@@ -964,7 +982,6 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
     ngx_queue_insert_tail(&zone->subscribers, &sub->queue);
     sub->live = 1;
     zone->nsubscribers++;
-    (void) ngx_atomic_fetch_add(&zone->sh->subscribers, 1);
 
     if (zone->sub_proc) {
         zone->sub_proc->count = zone->nsubscribers;
