@@ -633,7 +633,6 @@ ngx_omnibus_sub_flush(ngx_omnibus_sub_t *sub)
     }
 
     if ((size_t) busy > sub->max_buffer) {
-        ngx_omnibus_sub_unregister(sub);
         (void) ngx_atomic_fetch_add(&sub->zone->sh->slow_dropped, 1);
 
         ngx_log_error(NGX_LOG_WARN, sub->r->connection->log, 0,
