@@ -189,9 +189,12 @@ ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone, ngx_uint_t s,
         /*
          * Per-topic order across a reload: the worker we replaced has
          * messages of this shard it may yet hand back to the queue front.
+         * It adds none while we run, so the first batch decides.
          */
 
-        if (zone->ordered && ngx_omnibus_inflight_elsewhere_locked(shard)) {
+        if (zone->ordered && done == 0
+            && ngx_omnibus_inflight_elsewhere_locked(shard))
+        {
             ngx_shmtx_unlock(&zone->shpool->mutex);
             break;
         }
