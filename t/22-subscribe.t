@@ -34,32 +34,18 @@ EOF
 
 my $port = $t->port(0);
 
-sub subscribers {
-    my ($n) = $t->http(GET => '/metrics')->{body} =~
-        /^message_bus_subscribers\{zone="bus"\} (\d+)$/m;
-    return $n;
-}
+sub subscribers { $t->metric('subscribers') }
 
 # eight SSE subscribers, on both workers
 
-my @subs;
-my %workers;
-for (1 .. 40) {
-    my $s = Omnibus::Sse->new($port, '/subscribe/orders.>');
-    Omnibus::Test::wait_until(sub { $s->pump; defined $s->{head} },
-                              timeout => 10);
-    push @subs, $s;
-    $workers{$s->worker}++;
-    last if @subs >= 8 && keys %workers == 2;
-}
+my @subs = Omnibus::Sse->spread($port, '/subscribe/orders.>', 8);
+my %workers = map { $_->worker => 1 } @subs;
 is(scalar keys %workers, 2, 'subscribers on both workers');
 like($subs[0]{head}, qr{^HTTP/1.1 200}, 'status 200');
 like($subs[0]{head}, qr{Content-Type: text/event-stream}i, 'text/event-stream');
 
-ok(Omnibus::Test::wait_until(sub {
-       $t->http(GET => '/metrics')->{body} =~
-           /^message_bus_subscribers\{zone="bus"\} (\d+)$/m && $1 == @subs
-   }, timeout => 10), 'message_bus_subscribers counts them');
+ok(Omnibus::Test::wait_until(sub { subscribers() == @subs }, timeout => 10),
+   'message_bus_subscribers counts them');
 
 my (@ids, %by_topic);
 for my $i (1 .. 20) {
@@ -209,9 +195,7 @@ ok(Omnibus::Test::wait_until(sub { $slow->pump; $slow->{closed} },
                              timeout => 20), 'its connection closed');
 
 close $_->{s} for @subs, $star, $resumed, $slow, $fast;
-ok(Omnibus::Test::wait_until(sub {
-       $t->http(GET => '/metrics')->{body} =~
-           /^message_bus_subscribers\{zone="bus"\} 0$/m
-   }, timeout => 10), 'no subscribers once they are gone');
+ok(Omnibus::Test::wait_until(sub { subscribers() == 0 }, timeout => 10),
+   'no subscribers once they are gone');
 
 $t->finish;

@@ -77,20 +77,11 @@ like($t->error_log, qr/in flight for a worker that is gone are queued again/,
 
 # kill -9 of a worker with SSE streams open
 
-sub subscribers {
-    $t->http(GET => '/metrics')->{body} =~
-        /^message_bus_subscribers\{zone="bus"\} (\d+)$/m ? $1 : -1;
-}
+sub subscribers { $t->metric('subscribers') }
 
-my (@subs, %on);
-for (1 .. 40) {
-    my $s = Omnibus::Sse->new($t->port(0), '/subscribe/jobs.>');
-    Omnibus::Test::wait_until(sub { $s->pump; defined $s->{head} },
-                              timeout => 10);
-    push @subs, $s;
-    $on{$s->worker}++;
-    last if @subs >= 6 && keys %on == 2;
-}
+my @subs = Omnibus::Sse->spread($t->port(0), '/subscribe/jobs.>', 6);
+my %on;
+$on{$_->worker}++ for @subs;
 is(scalar keys %on, 2, 'streams on both workers');
 ok(Omnibus::Test::wait_until(sub { subscribers() == @subs }, timeout => 10),
    'the gauge counts ' . scalar(@subs) . ' streams');

@@ -37,12 +37,7 @@ my $port = $t->port;
 my $subs = 60;
 my $burst = 600;
 
-sub metric {
-    my ($name) = @_;
-    my ($v) = $t->http(GET => '/metrics')->{body}
-                 =~ /^message_bus_\Q$name\E\{zone="bus"\} (\d+)$/m;
-    return $v;
-}
+sub metric { $t->metric(@_) }
 
 # subscribers; %seen counts each seq a stream got
 my (@subs, %seen);

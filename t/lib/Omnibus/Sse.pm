@@ -10,6 +10,8 @@ use IO::Select;
 use IO::Socket::INET;
 use Socket;
 
+use Omnibus::Test ();
+
 sub new {
     my ($class, $port, $path, %h) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
@@ -70,6 +72,21 @@ sub parse {
         }
         push @{$self->{events}}, \%e;
     }
+}
+
+# streams until there are at least $min, on two workers (reuseport)
+sub spread {
+    my ($class, $port, $path, $min) = @_;
+    my (@subs, %on);
+    for (1 .. 40) {
+        my $s = $class->new($port, $path);
+        Omnibus::Test::wait_until(sub { $s->pump; defined $s->{head} },
+                                  timeout => 10);
+        push @subs, $s;
+        $on{$s->worker // ''}++;
+        last if @subs >= $min && keys %on == 2;
+    }
+    return @subs;
 }
 
 sub worker { ($_[0]{head} // '') =~ /X-Worker: (\d+)/ ? $1 : undef }

@@ -282,6 +282,15 @@ sub conn {
     return Omnibus::Test::Conn->new($self, %opts);
 }
 
+# a message_bus_NAME{zone="ZONE"} sample from /metrics, or -1 if none
+sub metric {
+    my ($self, $name, $zone) = @_;
+    $zone //= 'bus';
+    my ($v) = $self->http(GET => '/metrics')->{body}
+                  =~ /^message_bus_\Q$name\E\{zone="\Q$zone\E"\} (\d+)$/m;
+    return $v // -1;
+}
+
 sub get_json { my ($self, $path, %o) = @_; $self->http(GET => $path, %o) }
 
 sub post_json {
