@@ -1,5 +1,6 @@
 # Bad configuration fails `nginx -t` with a message that names the
-# directive and the problem; the full example of DESIGN.md passes.
+# directive and the problem; a configuration with every directive, as
+# the README documents them, passes.
 
 use strict;
 use warnings;
@@ -127,6 +128,6 @@ $t->conf(<<'EOF');
 EOF
 
 my ($ok, $out) = $t->test_conf;
-ok($ok, 'the example configuration of DESIGN.md passes') or diag($out);
+ok($ok, 'every directive as the README documents it passes') or diag($out);
 
 $t->finish;

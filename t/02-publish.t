@@ -1,6 +1,6 @@
 # The publish path: the 202 answer, ids, topics, priorities, every bad
-# input of DESIGN.md section 5 with its JSON error, sizes, keepalive after
-# errors, the log variables, and the rejection counters.
+# input of the README's publish table with its JSON error, sizes,
+# keepalive after errors, the log variables, and the rejection counters.
 
 use strict;
 use warnings;

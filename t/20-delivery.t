@@ -11,9 +11,9 @@ use Omnibus::Test;
 use Omnibus::Receiver;
 
 my $t = Omnibus::Test->new(ports => 4);
-my $rx = Omnibus::Receiver->new(port => $t->port(1), dir => $t->dir);
-my $rx2 = Omnibus::Receiver->new(port => $t->port(2), dir => $t->dir);
-my $rx3 = Omnibus::Receiver->new(port => $t->port(3), dir => $t->dir);
+my $rx = Omnibus::Receiver->new(t => $t, index => 1);
+my $rx2 = Omnibus::Receiver->new(t => $t, index => 2);
+my $rx3 = Omnibus::Receiver->new(t => $t, index => 3);
 
 $t->conf(<<'EOF')->start;
     omnibus_zone zone=bus:32m shards=4 min_shards=2 retain=100;

@@ -12,7 +12,7 @@ use Omnibus::Test;
 use Omnibus::Receiver;
 
 my $t = Omnibus::Test->new(ports => 3);
-my $rx = Omnibus::Receiver->new(port => $t->port(1), dir => $t->dir);
+my $rx = Omnibus::Receiver->new(t => $t, index => 1);
 
 # port 2 is never listened on: connections are refused
 

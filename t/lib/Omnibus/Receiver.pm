@@ -8,6 +8,10 @@ package Omnibus::Receiver;
 #   $rx->set('/slow' => { delay => 1.5 });            # others not blocked
 #   $rx->set('/flaky' => { fail_first => 2, status => 503 });
 #   $rx->set('/drop' => { close => 1 });              # close, no answer
+#
+# Omnibus::Receiver->new(t => $t, index => 1) listens on the harness's
+# port 1 (released by the harness just before the bind) and logs into its
+# directory; port => and dir => give them explicitly instead.
 
 use strict;
 use warnings;
@@ -23,8 +27,11 @@ sub new {
 
     my $self = bless {
         port => $opts{port},
-        dir  => $opts{dir},
+        dir  => $opts{dir} // ($opts{t} && $opts{t}->dir),
     }, $class;
+
+    $self->{port} = $opts{t}->take_port($opts{index} // 0) if $opts{t};
+    die "Omnibus::Receiver: no port\n" unless $self->{port};
 
     $self->{log} = "$self->{dir}/receiver-$self->{port}.log";
     $self->{control} = "$self->{dir}/receiver-$self->{port}.json";
@@ -38,6 +45,9 @@ sub new {
     my $pid = fork // die "fork: $!";
 
     if ($pid == 0) {
+        # the harness ports still held are the parent's to hand out
+        Omnibus::Test::close_inherited_ports()
+            if defined &Omnibus::Test::close_inherited_ports;
         $self->_serve($listen);
         POSIX::_exit(0);
     }

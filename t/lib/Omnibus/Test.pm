@@ -2,24 +2,53 @@ package Omnibus::Test;
 
 # A small harness in the spirit of nginx-tests: one test file = one
 # nginx.conf in its own temp dir, free loopback ports, the stock nginx
-# with the module, and an error.log check at the end.
+# with the module, and an error.log check at the end -- also when the test
+# dies or forgets it (see _final_check).
+#
+# OMNIBUS_NGINX names the nginx binary (default /usr/sbin/nginx). Not
+# NGINX: nginx itself reads that variable as a list of inherited listening
+# sockets (binary upgrade) and then does not daemonize.
 
 use strict;
 use warnings;
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use File::Path qw(rmtree);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use IO::Select;
 use JSON::PP;
 use POSIX qw(WNOHANG);
+use Scalar::Util qw(weaken);
 use Test::More;
+use Test2::API qw(test2_add_callback_exit test2_stack);
 use Time::HiRes qw(sleep time);
 
-our $NGINX = $ENV{NGINX} || '/usr/sbin/nginx';
+our $NGINX = $ENV{OMNIBUS_NGINX} || '/usr/sbin/nginx';
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
 our $MODULE = "$ROOT/objs/ngx_omnibus_module.so";
+
+# nginx must not see NGINX (see above), whatever the caller's environment
+if (defined $ENV{NGINX}) {
+    diag('NGINX is ignored by the tests (and would stop nginx from '
+         . 'daemonizing): use OMNIBUS_NGINX') if $ENV{NGINX} ne '';
+    delete $ENV{NGINX};
+}
+
+# every harness alive in this process, to close their held ports in a child
+my @ALL;
+
+# error.log findings of harnesses that went away after the tests ended
+# (done_testing already run): no test can be added any more, so they are
+# reported here, when Test2 works out the exit status
+my @LATE;
+test2_add_callback_exit(sub {
+    my ($ctx, $real, $new) = @_;
+    return unless @LATE;
+    $ctx->diag($_) for @LATE;
+    $$new ||= 1;
+});
 
 sub new {
     my ($class, %opts) = @_;
@@ -27,36 +56,70 @@ sub new {
     my $self = bless {
         workers => $opts{workers} // 2,
         module  => $opts{module} // 1,
+        allow   => $opts{allow} || [],
         ports   => [],
+        held    => {},
         running => 0,
+        pid     => $$,
     }, $class;
 
     if ($self->{module} && !-f $MODULE) {
         BAIL_OUT("$MODULE is missing: run make first");
     }
 
-    $self->{dir} = tempdir('omnibus-test-XXXXXX', TMPDIR => 1,
-                           CLEANUP => !$ENV{OMNIBUS_KEEP});
+    # removed by _final_check, not by File::Temp: its END block could take
+    # the pid file and error.log away before the last look at them
+    $self->{dir} = tempdir('omnibus-test-XXXXXX', TMPDIR => 1);
     diag("test dir: $self->{dir}") if $ENV{OMNIBUS_KEEP};
 
-    # every socket stays bound until all ports are picked: closed one at a
-    # time, the same port could be handed out twice
-    my @held;
-    for (1 .. ($opts{ports} // 4)) {
+    # every picked port stays held by a listening socket until nginx (in
+    # start) or a test server (take_port) is about to bind it: released
+    # early, another process could take it in between, and released one at
+    # a time while picking, the same port could be handed out twice
+    for my $i (0 .. ($opts{ports} // 4) - 1) {
         my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
                                       LocalPort => 0, Listen => 1,
                                       ReuseAddr => 1)
             or die "cannot bind: $!";
         push @{$self->{ports}}, $s->sockport;
-        push @held, $s;
+        $self->{held}{$i} = $s;
     }
-    close $_ for @held;
+
+    push @ALL, $self;
+    weaken($ALL[-1]);
 
     return $self;
 }
 
 sub dir { $_[0]{dir} }
 sub port { $_[0]{ports}[$_[1] // 0] }
+
+# port $i for a server the test runs itself: released here, so call it
+# right before that server binds (Omnibus::Receiver->new(t => $t, ...) does)
+sub take_port {
+    my ($self, $i) = @_;
+    $i //= 0;
+    die "no port $i: the harness was made with "
+        . @{$self->{ports}} . " ports\n" unless defined $self->{ports}[$i];
+    my $s = delete $self->{held}{$i};
+    close $s if $s;
+    return $self->{ports}[$i];
+}
+
+sub release_ports {
+    my ($self) = @_;
+    close $_ for grep { defined } values %{$self->{held}};
+    $self->{held} = {};
+}
+
+# in a forked child (a test server): drop the copies of every harness's
+# held ports, or they would stay bound after the parent releases them
+sub close_inherited_ports {
+    for my $t (grep { defined } @ALL) {
+        close $_ for grep { defined } values %{$t->{held}};
+        $t->{held} = {};
+    }
+}
 
 sub conf {
     my ($self, $http, %opts) = @_;
@@ -111,6 +174,9 @@ sub start {
     my ($self) = @_;
     my $d = $self->{dir};
 
+    # nginx binds the ports now (a second start finds none held)
+    $self->release_ports;
+
     my $out = `$NGINX -p $d/ -c $d/nginx.conf 2>&1`;
     if ($? != 0) {
         BAIL_OUT("nginx failed to start: $out");
@@ -133,11 +199,12 @@ sub start {
 
 sub master_pid {
     my ($self) = @_;
-    open my $fh, '<', "$self->{dir}/nginx.pid" or return undef;
+    open my $fh, '<', "$self->{dir}/nginx.pid" or return $self->{master};
     my $pid = <$fh>;
     close $fh;
     chomp $pid if defined $pid;
-    return $pid;
+    $self->{master} = $pid if $pid;
+    return $pid || $self->{master};
 }
 
 sub worker_pids {
@@ -182,21 +249,30 @@ sub reload {
 
 sub stop {
     my ($self) = @_;
-    return $self unless $self->{running};
+    my $quit = $self->_stop(20);
+    fail("nginx did not quit within 20 s") unless $quit;
+    return $self;
+}
+
+# QUIT, then TERM and KILL: false if QUIT did not do within $timeout s
+sub _stop {
+    my ($self, $timeout) = @_;
+    return 1 unless $self->{running};
     my $pid = $self->master_pid;
     $self->{running} = 0;
-    return $self unless $pid;
+    return 1 unless $pid;
+
+    delete $self->{master};
 
     kill 'QUIT', $pid;
-    unless (wait_until(sub { !alive($pid) }, timeout => 20)) {
-        kill 'TERM', $pid;
-        unless (wait_until(sub { !alive($pid) }, timeout => 5)) {
-            kill 'KILL', $pid;
-        }
-        fail('nginx did not quit within 20 s');
-    }
+    return 1 if wait_until(sub { !alive($pid) }, timeout => $timeout);
 
-    return $self;
+    kill 'TERM', $pid;
+    unless (wait_until(sub { !alive($pid) }, timeout => 5)) {
+        kill 'KILL', $pid;
+        wait_until(sub { !alive($pid) }, timeout => 5);
+    }
+    return 0;
 }
 
 sub error_log {
@@ -218,24 +294,98 @@ sub check_log {
     my ($self, %opts) = @_;
     $self->stop;
 
-    my @allow = @{$opts{allow} || []};
-    my @bad = grep {
-        my $line = $_;
-        /\[(alert|emerg|crit)\]|exited on signal|AddressSanitizer|LeakSanitizer/
-        && !grep { $line =~ $_ } @allow
-    } split /\n/, $self->error_log;
+    my $log = $self->error_log;
+    $self->{checked} = length $log;
+    my @bad = $self->_bad_lines($log, @{$opts{allow} || []});
 
     ok(!@bad, 'error.log has no alert, emerg, crit or crash')
         or diag(join("\n", @bad));
 }
 
+sub _bad_lines {
+    my ($self, $log, @allow) = @_;
+    push @allow, @{$self->{allow}};
+    return grep {
+        my $line = $_;
+        # a literal: a lexical regex may be gone in global destruction
+        $line =~ /\[(?:alert|emerg|crit)\]|exited\ on\ signal
+                  |(?:Address|Leak|Thread|UndefinedBehavior)Sanitizer
+                  |runtime\ error:/x
+        && !grep { $line =~ $_ } @allow
+    } split /\n/, $log;
+}
+
+# The test died, or ended without check_log/finish, or ran nginx again
+# after it: stop nginx and check what check_log has not seen -- when the
+# harness goes away, or at the latest in the END block below (a harness
+# that a named sub closes over lives on into global destruction, after
+# Test2 has settled the result). Found lines are a failed test while tests
+# can still be added; after done_testing, a diag and a non-zero exit
+# status.
+
+END {
+    $_->_final_check(1) for grep { defined && ($_->{pid} // 0) == $$ } @ALL;
+}
+
 sub DESTROY {
     my ($self) = @_;
-    local $?;
-    if ($self->{running}) {
-        my $pid = $self->master_pid;
-        kill 'TERM', $pid if $pid;
+    $self->_final_check(0);
+}
+
+sub _final_check {
+    my ($self, $in_end) = @_;
+
+    # a forked child (a test server) owns neither nginx nor the result;
+    # new() may have died before there was a directory
+    return unless ($self->{pid} // 0) == $$ && defined $self->{dir};
+    return if $self->{final}++;
+
+    my @bad;
+    {
+        local ($?, $@, $!);
+        # (in global destruction the sockets may be gone before us)
+        close $_ for grep { defined } values %{$self->{held} || {}};
+        $self->{held} = {};
+
+        my $ran = $self->{running};
+        push @bad, 'nginx did not quit within 10 s'
+            unless $self->_stop(10);
+
+        my $log = $self->error_log;
+        my $from = $self->{checked} // 0;
+        if ($ran || length $log > $from) {
+            @bad = ($self->_bad_lines(substr($log, $from)), @bad);
+        }
+
+        rmtree($self->{dir}) unless $ENV{OMNIBUS_KEEP};
     }
+    return unless @bad;
+
+    my $what = 'error.log has no alert, emerg, crit or crash'
+               . ' (checked when the harness went away)';
+    my $phase = ${^GLOBAL_PHASE};
+    my $hub = eval { test2_stack->top };
+
+    # our END block runs before Test2's, which settles the exit status
+    if (($phase eq 'RUN' || $in_end) && $hub && !$hub->bailed_out) {
+        if (!$hub->ended) {
+            # still running, or dying: one more (failed) test
+            local $?;
+            ok(0, $what);
+            diag(join("\n", @bad));
+
+        } else {
+            # after done_testing: told and counted when Test2 sets the
+            # exit status
+            push @LATE, "$what: failed", @bad;
+        }
+        return;
+    }
+
+    # global destruction or other END blocks (Test2 may be done already),
+    # or after a bail out: straight to stderr and the exit status
+    print STDERR map { "# $_\n" } "$what: failed", @bad;
+    $? ||= 1;
 }
 
 # a zombie (nobody reaps in some sandboxes) is not alive
