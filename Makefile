@@ -10,7 +10,8 @@ PKGS := nginx nginx-dev libyajl-dev libhiredis-dev libpq-dev librdkafka-dev \
         perl libjson-xs-perl prometheus curl \
         gnuplot-nox wrk nghttp2-client libnginx-mod-nchan
 
-SOURCES := ngx_omnibus_module.c $(wildcard src/*.c src/*.h)
+SOURCES := ngx_omnibus_module.c $(shell find src -name '*.[ch]')
+CONFIGS := config $(shell find src -name config)
 
 .PHONY: all deps run test bench clean
 
@@ -20,7 +21,7 @@ deps:
 	@./scripts/deps.sh $(PKGS)
 
 # configure once per change of the module's build script
-$(BUILD)/nginx/objs/Makefile: config Makefile
+$(BUILD)/nginx/objs/Makefile: $(CONFIGS) Makefile
 	@test -d $(NGINX_SRC)/auto || $(MAKE) --no-print-directory deps
 	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD)
 	cp -a $(NGINX_SRC) $(BUILD)/nginx
@@ -41,7 +42,7 @@ run: deps $(MODULE)
 	$(NGINX_BIN) -p $(CURDIR)/$(BUILD)/run -c nginx.conf -g 'daemon off;'
 
 test: deps $(MODULE)
-	prove -r -I t/lib t/
+	OMNIBUS_NGINX=$(NGINX_BIN) prove -r -I t/lib t/
 
 # at most 10 minutes; writes bench/RESULTS.md and bench/results.png
 bench: deps $(MODULE)

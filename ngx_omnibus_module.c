@@ -1,14 +1,16 @@
 
 /*
- * ngx_omnibus_module: module definition, directives and process hooks.
+ * ngx_omnibus_module: a sharded message bus inside NGINX.
+ *
+ * This file is the top: the module definition, its directives, and the
+ * process hooks that start and stop the layers below in order.  Data
+ * flow: publish (http) -> queue (core, shared memory) -> notify the
+ * owner worker -> dispatch and jobs (delivery) -> sinks (backends) and
+ * the fan-out to subscribers (http).
  */
 
 
-#include <ngx_config.h>
-#include <ngx_core.h>
-#include <ngx_http.h>
-
-#include "ngx_omnibus.h"
+#include <ngx_omnibus.h>
 
 
 static ngx_int_t ngx_omnibus_postconfiguration(ngx_conf_t *cf);
@@ -16,23 +18,25 @@ static void *ngx_omnibus_create_main_conf(ngx_conf_t *cf);
 static void *ngx_omnibus_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_omnibus_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
-static char *ngx_omnibus_handler_directive(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_omnibus_dedup_directive(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_omnibus_message_size_check(ngx_conf_t *cf, void *post,
-    void *data);
 static ngx_int_t ngx_omnibus_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_omnibus_init_process(ngx_cycle_t *cycle);
 static void ngx_omnibus_exit_process(ngx_cycle_t *cycle);
 static void ngx_omnibus_exit_master(ngx_cycle_t *cycle);
 
 
-/* the zone keeps message lengths in 32 bits */
-#define NGX_OMNIBUS_MESSAGE_MAX  (1024 * 1024 * 1024)
+/* the default omnibus_max_message_size */
+#define NGX_OMNIBUS_MESSAGE_SIZE  (1024 * 1024)
+
 
 static ngx_conf_post_t  ngx_omnibus_message_size_post = {
     ngx_omnibus_message_size_check
+};
+
+
+/* the sinks a route's URL scheme picks from, one header each */
+static ngx_omnibus_sink_t  *ngx_omnibus_sinks[] = {
+    &ngx_omnibus_sink_http,
+    NULL
 };
 
 
@@ -50,7 +54,7 @@ static ngx_command_t  ngx_omnibus_commands[] = {
       ngx_omnibus_route_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
-      NULL },
+      ngx_omnibus_sinks },
 
     { ngx_string("omnibus_autoscale"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
@@ -292,7 +296,8 @@ ngx_omnibus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->dedup, prev->dedup,
                               NGX_OMNIBUS_DEDUP_KEY);
     ngx_conf_merge_size_value(conf->max_message_size,
-                              prev->max_message_size, 1024 * 1024);
+                              prev->max_message_size,
+                              NGX_OMNIBUS_MESSAGE_SIZE);
     ngx_conf_merge_value(conf->json, prev->json, 1);
     ngx_conf_merge_ptr_value(conf->limit, prev->limit, NULL);
     ngx_conf_merge_value(conf->ready, prev->ready, 0);
@@ -323,108 +328,6 @@ ngx_omnibus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-/* omnibus_publish, omnibus_admin, omnibus_health, omnibus_metrics */
-
-static char *
-ngx_omnibus_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_omnibus_loc_conf_t *olcf = conf;
-
-    ngx_str_t                 *value;
-    ngx_omnibus_zone_t        *zone, **field;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler != NULL) {
-        return "is duplicate: the location already has a content handler";
-    }
-
-    value = cf->args->elts;
-
-    if (cmd->offset == offsetof(ngx_omnibus_loc_conf_t, metrics)) {
-        olcf->metrics = 1;
-        clcf->handler = ngx_omnibus_metrics_handler;
-        return NGX_CONF_OK;
-    }
-
-    zone = ngx_omnibus_zone_use(cf, &value[1]);
-    if (zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    field = (ngx_omnibus_zone_t **) ((char *) olcf + cmd->offset);
-    *field = zone;
-
-    if (cmd->offset == offsetof(ngx_omnibus_loc_conf_t, publish)) {
-        clcf->handler = ngx_omnibus_publish_handler;
-
-        /*
-         * omnibus_max_message_size owns the size decision, so that an
-         * oversized message gets the JSON 413 instead of the core's page
-         */
-        if (clcf->client_max_body_size == NGX_CONF_UNSET) {
-            clcf->client_max_body_size = 0;
-        }
-
-        return NGX_CONF_OK;
-    }
-
-    if (cmd->offset == offsetof(ngx_omnibus_loc_conf_t, admin)) {
-        clcf->handler = ngx_omnibus_admin_handler;
-        return NGX_CONF_OK;
-    }
-
-    clcf->handler = ngx_omnibus_health_handler;
-
-    if (cf->args->nelts == 3) {
-        if (ngx_strcmp(value[2].data, "ready") != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\", expected \"ready\"",
-                               &value[2]);
-            return NGX_CONF_ERROR;
-        }
-
-        olcf->ready = 1;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_omnibus_dedup_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_omnibus_loc_conf_t *olcf = conf;
-
-    ngx_str_t  *value;
-
-    if (olcf->dedup != NGX_CONF_UNSET_UINT) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        olcf->dedup = NGX_OMNIBUS_DEDUP_OFF;
-
-    } else if (ngx_strcmp(value[1].data, "key") == 0) {
-        olcf->dedup = NGX_OMNIBUS_DEDUP_KEY;
-
-    } else if (ngx_strcmp(value[1].data, "content") == 0) {
-        olcf->dedup = NGX_OMNIBUS_DEDUP_CONTENT;
-
-    } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\", expected "
-                           "\"off\", \"key\" or \"content\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
 static ngx_int_t
 ngx_omnibus_init_module(ngx_cycle_t *cycle)
 {
@@ -449,6 +352,8 @@ ngx_omnibus_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_omnibus_init_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                i;
+    ngx_omnibus_zone_t      **zones;
     ngx_omnibus_main_conf_t  *omcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -462,19 +367,39 @@ ngx_omnibus_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_omnibus_notify_init_process(cycle, omcf) != NGX_OK) {
-        return NGX_ERROR;
+    zones = omcf->zones.elts;
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        ngx_omnibus_subscribe_init_process(zones[i]);
     }
 
     return ngx_omnibus_dispatch_init_process(cycle, omcf);
 }
 
 
+/* subscribers end first, then deliveries, then the wake-up channel */
+
 static void
 ngx_omnibus_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                i;
+    ngx_omnibus_zone_t      **zones;
+    ngx_omnibus_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_omnibus_module);
+    if (omcf == NULL || omcf->zones.nelts == 0) {
+        return;
+    }
+
+    zones = omcf->zones.elts;
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        if (zones[i]->cursor) {
+            ngx_omnibus_subscribe_exit_process(zones[i]);
+        }
+    }
+
     ngx_omnibus_dispatch_exit_process();
-    ngx_omnibus_notify_exit_process();
 }
 
 
@@ -518,17 +443,4 @@ ngx_omnibus_exit_master(ngx_cycle_t *cycle)
                       "%ui in flight and %ui dead letter(s)",
                       &zones[i]->name, queued, inflight, sh->dlq_size);
     }
-}
-
-
-static char *
-ngx_omnibus_message_size_check(ngx_conf_t *cf, void *post, void *data)
-{
-    size_t  *size = data;
-
-    if (*size == 0 || *size > NGX_OMNIBUS_MESSAGE_MAX) {
-        return "must be from 1 byte to 1024m";
-    }
-
-    return NGX_CONF_OK;
 }

@@ -1,0 +1,215 @@
+
+/*
+ * The fan-out's bookkeeping.  Every dispatched message enters its shard's
+ * retain ring; the owner then wakes the workers that have subscribers,
+ * and each of them feeds its own from the rings, past its per-shard
+ * cursor.  While a worker has subscribers the rings keep what its
+ * fan-out has not fed them yet (see ngx_omnibus_retain_locked()), and the
+ * zone keeps their count under its pid, so that the count of a worker
+ * killed with streams open can be reclaimed.
+ */
+
+
+#include <ngx_omnibus_core.h>
+
+
+static void ngx_omnibus_fanout_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on);
+
+
+ngx_int_t
+ngx_omnibus_fanout_init_process(ngx_omnibus_zone_t *zone, ngx_cycle_t *cycle)
+{
+    ngx_queue_init(&zone->subscribers);
+
+    zone->fanout.data = zone;
+    zone->fanout.log = cycle->log;
+
+    zone->cursor = ngx_palloc(cycle->pool,
+                              zone->sh->cap_shards * sizeof(uint64_t));
+    if (zone->cursor == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* a crashed predecessor's hold goes; cursors start with a subscriber */
+    ngx_omnibus_fanout_hold(zone, 0);
+    ngx_omnibus_fanout_reclaim(zone);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_omnibus_fanout_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on)
+{
+    ngx_uint_t               s, i;
+    ngx_omnibus_shard_t     *shard;
+    ngx_omnibus_sub_proc_t  *proc;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (s = 0; s < zone->sh->cap_shards; s++) {
+        shard = &zone->sh->shards[s];
+
+        if (on) {
+            zone->cursor[s] = shard->rseq;
+        }
+
+        if (ngx_worker < NGX_OMNIBUS_HOLD_SLOTS) {
+            shard->hold[ngx_worker] = on ? shard->rseq + 1 : 0;
+        }
+    }
+
+    /* an entry each for at most NGX_MAX_PROCESSES live processes */
+
+    if (on) {
+        for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+            proc = &zone->sh->sub_procs[i];
+
+            if (proc->pid == 0) {
+                proc->pid = ngx_pid;
+                proc->count = 0;
+                zone->sub_proc = proc;
+                zone->sh->nsub_procs++;
+                break;
+            }
+        }
+
+    } else if (zone->sub_proc) {
+        zone->sub_proc->pid = 0;
+        zone->sub_proc = NULL;
+        zone->sh->nsub_procs--;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/* a subscriber of this worker starts: register before reading the rings */
+
+void
+ngx_omnibus_fanout_join(ngx_omnibus_zone_t *zone, ngx_queue_t *link)
+{
+    if (ngx_queue_empty(&zone->subscribers)) {
+        ngx_omnibus_fanout_hold(zone, 1);
+    }
+
+    ngx_queue_insert_tail(&zone->subscribers, link);
+    zone->nsubscribers++;
+
+    if (zone->sub_proc) {
+        zone->sub_proc->count = zone->nsubscribers;
+    }
+}
+
+
+void
+ngx_omnibus_fanout_leave(ngx_omnibus_zone_t *zone, ngx_queue_t *link)
+{
+    ngx_queue_remove(link);
+    zone->nsubscribers--;
+
+    if (zone->sub_proc) {
+        zone->sub_proc->count = zone->nsubscribers;
+    }
+
+    if (zone->nsubscribers == 0) {
+        ngx_omnibus_fanout_hold(zone, 0);
+    }
+}
+
+
+/*
+ * A worker killed with its streams open never left: free its entry, by
+ * the same liveness test that takes over its deliveries.
+ */
+
+void
+ngx_omnibus_fanout_reclaim(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t               i, n;
+    ngx_omnibus_sh_t        *sh;
+    ngx_omnibus_sub_proc_t  *proc;
+
+    if (!zone->subscribed) {
+        return;
+    }
+
+    sh = zone->sh;
+    n = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        proc = &sh->sub_procs[i];
+
+        if (proc->pid == 0 || proc->pid == ngx_pid
+            || kill(proc->pid, 0) == 0 || ngx_errno != NGX_ESRCH)
+        {
+            continue;
+        }
+
+        n += proc->count;
+        proc->pid = 0;
+        proc->count = 0;
+        sh->nsub_procs--;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (n) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "omnibus zone \"%V\": %ui subscriber(s) of a worker "
+                      "that is gone left the count", &zone->name, n);
+    }
+}
+
+
+ngx_uint_t
+ngx_omnibus_fanout_count(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t               i, n;
+    ngx_omnibus_sub_proc_t  *proc;
+
+    n = 0;
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        proc = &zone->sh->sub_procs[i];
+
+        if (proc->pid) {
+            n += proc->count;
+        }
+    }
+
+    return n;
+}
+
+
+/* after a dispatch: the workers with subscribers have news */
+
+void
+ngx_omnibus_fanout_wake(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t  w;
+
+    if (zone->sh->nsub_procs == 0) {
+        return;
+    }
+
+    for (w = 0; w < ngx_omnibus_workers; w++) {
+        if (w != ngx_worker) {
+            ngx_omnibus_notify_worker(zone, w);
+
+        } else if (zone->nsubscribers) {
+            ngx_post_event(&zone->fanout, &ngx_posted_events);
+        }
+    }
+}
+
+
+void
+ngx_omnibus_fanout_feed(ngx_omnibus_zone_t *zone)
+{
+    if (!ngx_queue_empty(&zone->subscribers)) {
+        ngx_post_event(&zone->fanout, &ngx_posted_events);
+    }
+}

@@ -1,0 +1,438 @@
+
+/*
+ * Prometheus text exposition (format 0.0.4) of every zone.
+ */
+
+
+#include <ngx_omnibus_http.h>
+
+
+static void
+ngx_omnibus_metrics_family(ngx_omnibus_out_t *out, const char *name,
+    const char *type, const char *help)
+{
+    ngx_omnibus_out_printf(out, "# HELP message_bus_%s %s\n"
+                           "# TYPE message_bus_%s %s\n",
+                           name, help, name, type);
+}
+
+
+/* labels: zone="..." plus an optional route="..." */
+
+static void
+ngx_omnibus_metrics_histogram(ngx_omnibus_out_t *out, const char *name,
+    u_char *labels, ngx_omnibus_histogram_t *h)
+{
+    uint64_t    us;
+    ngx_uint_t  i, cumulative, count;
+
+    /* the count first: observations may land while we read */
+    count = h->count;
+    cumulative = 0;
+
+    for (i = 0; i < NGX_OMNIBUS_BUCKETS; i++) {
+        cumulative = ngx_min(cumulative + h->bucket[i], count);
+        us = ngx_omnibus_bounds_us[i];
+
+        ngx_omnibus_out_printf(out, "message_bus_%s_bucket{%s,"
+                               "le=\"%uL.%06uL\"} %ui\n", name, labels,
+                               us / 1000000, us % 1000000, cumulative);
+    }
+
+    ngx_omnibus_out_printf(out,
+                           "message_bus_%s_bucket{%s,le=\"+Inf\"} %ui\n"
+                           "message_bus_%s_sum{%s} %uA.%06uA\n"
+                           "message_bus_%s_count{%s} %ui\n",
+                           name, labels, count,
+                           name, labels, h->sum_us / 1000000,
+                           h->sum_us % 1000000,
+                           name, labels, count);
+}
+
+
+static u_char *
+ngx_omnibus_metrics_labels(ngx_omnibus_out_t *out, ngx_str_t *zone,
+    ngx_omnibus_route_t *route)
+{
+    u_char      *p, *q;
+    ngx_uint_t   i;
+
+    p = ngx_pnalloc(out->r->pool, zone->len + 2 * (route ? route->name.len
+                                                         : 0) + 32);
+    if (p == NULL) {
+        out->error = 1;
+        return (u_char *) "";
+    }
+
+    q = ngx_sprintf(p, "zone=\"%V\"", zone);
+
+    if (route) {
+        q = ngx_cpymem(q, ",route=\"", 8);
+
+        for (i = 0; i < route->name.len; i++) {
+            if (route->name.data[i] == '"' || route->name.data[i] == '\\') {
+                *q++ = '\\';
+            }
+
+            *q++ = route->name.data[i];
+        }
+
+        *q++ = '"';
+    }
+
+    *q = '\0';
+
+    return p;
+}
+
+
+/*
+ * Most families are one field read in each zone, shard or route; the
+ * table below says which, and writers do the rest.
+ */
+
+enum {
+    NGX_OMNIBUS_M_ZONE = 0,                  /* ngx_omnibus_sh_t field */
+    NGX_OMNIBUS_M_SHARD,                     /* ngx_omnibus_shard_t field */
+    NGX_OMNIBUS_M_ROUTE,                     /* ngx_omnibus_route_sh_t field */
+    NGX_OMNIBUS_M_HISTOGRAM,                 /* histogram in the zone */
+    NGX_OMNIBUS_M_ROUTE_HISTOGRAM,           /* histogram per route */
+    NGX_OMNIBUS_M_OWN                        /* a writer of its own */
+};
+
+
+typedef void (*ngx_omnibus_metric_pt)(ngx_omnibus_out_t *out,
+    ngx_omnibus_zone_t *zone, ngx_str_t *name);
+
+
+static void
+ngx_omnibus_metric_queue(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
+    ngx_str_t *name)
+{
+    ngx_uint_t            s;
+    ngx_omnibus_shard_t  *shard;
+
+    for (s = 0; s < ngx_omnibus_shards_shown(zone->sh); s++) {
+        shard = &zone->sh->shards[s];
+
+        ngx_omnibus_out_printf(out,
+                          "message_bus_queue_size{zone=\"%V\",shard=\"%ui\","
+                          "priority=\"high\"} %ui\n"
+                          "message_bus_queue_size{zone=\"%V\",shard=\"%ui\","
+                          "priority=\"normal\"} %ui\n",
+                          name, s, shard->high_queued,
+                          name, s, shard->queued - shard->high_queued);
+    }
+}
+
+
+static void
+ngx_omnibus_metric_topics(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
+    ngx_str_t *name)
+{
+    ngx_uint_t                 i;
+    ngx_omnibus_topic_stat_t  *ts;
+
+    for (i = 0; i < NGX_OMNIBUS_TOPIC_STATS; i++) {
+        ts = &zone->sh->topics[i];
+
+        if (ts->len) {
+            /* topic names need no escaping: [A-Za-z0-9_.:-] only */
+            ngx_omnibus_out_printf(out, "message_bus_topic_throughput_total{"
+                                   "zone=\"%V\",topic=\"%*s\"} %uA\n",
+                                   name, (size_t) ts->len, ts->topic,
+                                   ts->count);
+        }
+    }
+
+    ngx_omnibus_out_printf(out, "message_bus_topic_throughput_total{"
+                           "zone=\"%V\",topic=\"_other\"} %uA\n",
+                           name, zone->sh->topic_other);
+}
+
+
+static void
+ngx_omnibus_metric_subscribers(ngx_omnibus_out_t *out,
+    ngx_omnibus_zone_t *zone, ngx_str_t *name)
+{
+    ngx_omnibus_out_printf(out, "message_bus_subscribers{zone=\"%V\"} %ui\n",
+                           name, ngx_omnibus_fanout_count(zone));
+}
+
+
+static void
+ngx_omnibus_metric_rejected(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
+    ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_OMNIBUS_REJ_MAX; i++) {
+        ngx_omnibus_out_printf(out, "message_bus_rejected_total{zone=\"%V\","
+                               "reason=\"%s\"} %uA\n", name,
+                               ngx_omnibus_rejections[i].code,
+                               zone->sh->rejected[i]);
+    }
+}
+
+
+static void
+ngx_omnibus_metric_autoscale(ngx_omnibus_out_t *out,
+    ngx_omnibus_zone_t *zone, ngx_str_t *name)
+{
+    ngx_omnibus_sh_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_omnibus_out_printf(out,
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"shard_up\"} %uA\n"
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"shard_down\"} %uA\n"
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"concurrency_up\"} %uA\n"
+        "message_bus_autoscale_decisions_total{zone=\"%V\","
+        "action=\"concurrency_down\"} %uA\n",
+        name, sh->scaled_up, name, sh->scaled_down,
+        name, sh->scaled_concurrency_up, name, sh->scaled_concurrency_down);
+}
+
+
+static void
+ngx_omnibus_metric_bytes(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
+    ngx_str_t *name)
+{
+    ngx_uint_t  pages, pfree;
+
+    pages = (zone->shpool->end - zone->shpool->start) / ngx_pagesize;
+    pfree = zone->shpool->pfree;
+
+    ngx_omnibus_out_printf(out, "message_bus_zone_used_bytes{zone=\"%V\"} "
+                           "%ui\n", name, (pages - pfree) * ngx_pagesize);
+}
+
+
+static void
+ngx_omnibus_metric_free(ngx_omnibus_out_t *out, ngx_omnibus_zone_t *zone,
+    ngx_str_t *name)
+{
+    ngx_omnibus_out_printf(out, "message_bus_zone_free_bytes{zone=\"%V\"} "
+                           "%ui\n", name, zone->shpool->pfree * ngx_pagesize);
+}
+
+
+#define ngx_omnibus_zone_field(f)   NGX_OMNIBUS_M_ZONE,                    \
+                                    offsetof(ngx_omnibus_sh_t, f), NULL
+#define ngx_omnibus_shard_field(f)  NGX_OMNIBUS_M_SHARD,                   \
+                                    offsetof(ngx_omnibus_shard_t, f), NULL
+#define ngx_omnibus_route_field(f)  NGX_OMNIBUS_M_ROUTE,                   \
+                                    offsetof(ngx_omnibus_route_sh_t, f), NULL
+#define ngx_omnibus_own(w)          NGX_OMNIBUS_M_OWN, 0, w
+
+
+static struct {
+    const char             *name;
+    const char             *type;
+    const char             *help;
+    ngx_uint_t              kind;
+    size_t                  offset;
+    ngx_omnibus_metric_pt   write;
+} ngx_omnibus_families[] = {
+
+    { "queue_size", "gauge", "Messages queued per shard and priority class.",
+      ngx_omnibus_own(ngx_omnibus_metric_queue) },
+    { "retained_messages", "gauge",
+      "Dispatched messages kept per shard for resuming subscribers.",
+      ngx_omnibus_shard_field(retained) },
+    { "shard_paused", "gauge", "1 while the admin API holds the shard.",
+      ngx_omnibus_shard_field(paused) },
+    { "inflight_messages", "gauge",
+      "Messages dispatched and not yet done with every route.",
+      ngx_omnibus_shard_field(ninflight) },
+    { "message_age_seconds", "histogram", "Time from publish to dispatch.",
+      NGX_OMNIBUS_M_HISTOGRAM, offsetof(ngx_omnibus_sh_t, age), NULL },
+    { "dispatch_duration_seconds", "histogram",
+      "Time from dispatch until every route is done with a message.",
+      NGX_OMNIBUS_M_HISTOGRAM, offsetof(ngx_omnibus_sh_t, dispatch), NULL },
+    { "callback_latency_seconds", "histogram",
+      "Duration of webhook attempts, per route.",
+      NGX_OMNIBUS_M_ROUTE_HISTOGRAM,
+      offsetof(ngx_omnibus_route_sh_t, latency), NULL },
+    { "callback_errors_total", "counter",
+      "Failed webhook attempts, per route.",
+      ngx_omnibus_route_field(errors) },
+    { "route_delivered_total", "counter", "Messages delivered, per route.",
+      ngx_omnibus_route_field(delivered) },
+    { "route_dead_total", "counter",
+      "Messages sent to the dead letter queue, per route.",
+      ngx_omnibus_route_field(dead) },
+    { "breaker_state", "gauge",
+      "Circuit breaker per route: 0 closed, 1 open, 2 half-open.",
+      ngx_omnibus_route_field(breaker.state) },
+    { "publish_retries_total", "counter",
+      "Delivery attempts retried, per shard.",
+      ngx_omnibus_shard_field(retries) },
+    { "delivered_total", "counter",
+      "Deliveries that succeeded (one per message and route).",
+      ngx_omnibus_zone_field(delivered) },
+    { "dead_lettered_total", "counter",
+      "Deliveries that went to the dead letter queue.",
+      ngx_omnibus_zone_field(dead) },
+    { "dlq_size", "gauge", "Entries in the dead letter queue.",
+      ngx_omnibus_zone_field(dlq_size) },
+    { "dlq_evicted_total", "counter",
+      "Dead letter entries dropped to make room.",
+      ngx_omnibus_zone_field(dlq_evicted) },
+    { "dlq_replayed_total", "counter",
+      "Dead letter entries queued again by replay.",
+      ngx_omnibus_zone_field(dlq_replayed) },
+    { "subscribers", "gauge", "Connected SSE and long-poll subscribers.",
+      ngx_omnibus_own(ngx_omnibus_metric_subscribers) },
+    { "slow_subscribers_dropped_total", "counter",
+      "SSE subscribers dropped for not reading their stream.",
+      ngx_omnibus_zone_field(slow_dropped) },
+    { "subscriber_missed_total", "counter",
+      "Messages the subscribers of a worker missed: the retain ring held "
+      "them for that worker's fan-out as long as it could.",
+      ngx_omnibus_zone_field(sub_missed) },
+    { "topic_throughput_total", "counter",
+      "Messages published per topic; topics past the cap count as _other.",
+      ngx_omnibus_own(ngx_omnibus_metric_topics) },
+    { "published_total", "counter", "Messages accepted into a queue.",
+      ngx_omnibus_zone_field(published) },
+    { "rejected_total", "counter", "Publishes refused, by reason.",
+      ngx_omnibus_own(ngx_omnibus_metric_rejected) },
+    { "deduplicated_total", "counter",
+      "Publishes answered as duplicates of an earlier message.",
+      ngx_omnibus_zone_field(deduplicated) },
+    { "unrouted_total", "counter",
+      "Messages dispatched with no route or subscriber to take them.",
+      ngx_omnibus_zone_field(unrouted) },
+    { "dedup_entries", "gauge", "Idempotency keys remembered.",
+      ngx_omnibus_zone_field(dedup_entries) },
+    { "shards", "gauge", "Shards on the ring.",
+      ngx_omnibus_zone_field(nshards) },
+    { "shard_concurrency", "gauge",
+      "Concurrent deliveries per shard and route.",
+      ngx_omnibus_shard_field(concurrency) },
+    { "autoscale_decisions_total", "counter",
+      "Autoscaler decisions, by action.",
+      ngx_omnibus_own(ngx_omnibus_metric_autoscale) },
+    { "ring_version", "gauge", "Changes of the hash ring so far.",
+      ngx_omnibus_zone_field(ring_version) },
+    { "zone_used_bytes", "gauge", "Shared memory pages in use, in bytes.",
+      ngx_omnibus_own(ngx_omnibus_metric_bytes) },
+    { "zone_free_bytes", "gauge", "Shared memory pages free, in bytes.",
+      ngx_omnibus_own(ngx_omnibus_metric_free) },
+};
+
+
+static void
+ngx_omnibus_metrics_write(ngx_omnibus_out_t *out, ngx_uint_t f,
+    ngx_omnibus_zone_t *zone)
+{
+    u_char                *p;
+    ngx_uint_t             i, n;
+    ngx_omnibus_sh_t      *sh;
+    ngx_omnibus_route_t  **routes;
+
+    sh = zone->sh;
+    routes = zone->routes.elts;
+
+    switch (ngx_omnibus_families[f].kind) {
+
+    case NGX_OMNIBUS_M_ZONE:
+        p = (u_char *) sh + ngx_omnibus_families[f].offset;
+        ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\"} %ui\n",
+                               ngx_omnibus_families[f].name, &zone->name,
+                               *(ngx_uint_t *) p);
+        break;
+
+    case NGX_OMNIBUS_M_SHARD:
+        n = ngx_omnibus_shards_shown(sh);
+
+        for (i = 0; i < n; i++) {
+            p = (u_char *) &sh->shards[i] + ngx_omnibus_families[f].offset;
+            ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\","
+                                   "shard=\"%ui\"} %ui\n",
+                                   ngx_omnibus_families[f].name, &zone->name,
+                                   i, *(ngx_uint_t *) p);
+        }
+
+        break;
+
+    case NGX_OMNIBUS_M_ROUTE:
+    case NGX_OMNIBUS_M_ROUTE_HISTOGRAM:
+        for (i = 0; i < zone->routes.nelts; i++) {
+            p = (u_char *) ngx_omnibus_route_sh(routes[i])
+                + ngx_omnibus_families[f].offset;
+
+            if (ngx_omnibus_families[f].kind == NGX_OMNIBUS_M_ROUTE) {
+                ngx_omnibus_out_printf(out, "message_bus_%s{%s} %ui\n",
+                                       ngx_omnibus_families[f].name,
+                                       ngx_omnibus_metrics_labels(out,
+                                                 &zone->name, routes[i]),
+                                       *(ngx_uint_t *) p);
+
+            } else {
+                ngx_omnibus_metrics_histogram(out,
+                                       ngx_omnibus_families[f].name,
+                                       ngx_omnibus_metrics_labels(out,
+                                                 &zone->name, routes[i]),
+                                       (ngx_omnibus_histogram_t *) p);
+            }
+        }
+
+        break;
+
+    case NGX_OMNIBUS_M_HISTOGRAM:
+        p = (u_char *) sh + ngx_omnibus_families[f].offset;
+        ngx_omnibus_metrics_histogram(out, ngx_omnibus_families[f].name,
+                                      ngx_omnibus_metrics_labels(out,
+                                                        &zone->name, NULL),
+                                      (ngx_omnibus_histogram_t *) p);
+        break;
+
+    default:
+        ngx_omnibus_families[f].write(out, zone, &zone->name);
+    }
+}
+
+
+ngx_int_t
+ngx_omnibus_metrics_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_uint_t                f, z;
+    ngx_omnibus_out_t         out;
+    ngx_omnibus_zone_t      **zones;
+    ngx_omnibus_main_conf_t  *omcf;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_omnibus_reply_not_allowed(r, "GET, HEAD");
+    }
+
+    omcf = ngx_http_get_module_main_conf(r, ngx_omnibus_module);
+    zones = omcf->zones.elts;
+
+    ngx_omnibus_out_init(&out, r);
+
+    for (f = 0; f < sizeof(ngx_omnibus_families)
+                    / sizeof(ngx_omnibus_families[0]); f++)
+    {
+        ngx_omnibus_metrics_family(&out, ngx_omnibus_families[f].name,
+                                   ngx_omnibus_families[f].type,
+                                   ngx_omnibus_families[f].help);
+
+        for (z = 0; z < omcf->zones.nelts; z++) {
+            ngx_omnibus_metrics_write(&out, f, zones[z]);
+        }
+    }
+
+    return ngx_omnibus_out_send(&out, NGX_HTTP_OK,
+                                "text/plain; version=0.0.4; charset=utf-8");
+}

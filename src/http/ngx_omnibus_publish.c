@@ -1,0 +1,606 @@
+
+/*
+ * The publish handler.  Everything that can be decided from the request
+ * line and headers (method, topic, priority, rate limit, declared size,
+ * backpressure) is decided before the body is read; the body is then
+ * validated and offered to the shard's queue, alone or as NDJSON lines.
+ */
+
+
+#include <ngx_omnibus_http.h>
+
+
+static void ngx_omnibus_publish_body(ngx_http_request_t *r);
+static ngx_int_t ngx_omnibus_publish_one(ngx_http_request_t *r,
+    ngx_omnibus_ctx_t *ctx);
+static ngx_int_t ngx_omnibus_publish_batch(ngx_http_request_t *r,
+    ngx_omnibus_ctx_t *ctx);
+static ngx_omnibus_enqueue_rc_e ngx_omnibus_publish_offer(
+    ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx, ngx_str_t *payload,
+    ngx_str_t *key, u_char *id);
+static ngx_int_t ngx_omnibus_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+const ngx_omnibus_rejection_t  ngx_omnibus_rejections[NGX_OMNIBUS_REJ_MAX] = {
+    { NGX_HTTP_BAD_REQUEST, "invalid_json", 0 },
+    { NGX_HTTP_BAD_REQUEST, "invalid_topic", 0 },
+    { NGX_HTTP_BAD_REQUEST, "invalid_priority", 0 },
+    { NGX_HTTP_BAD_REQUEST, "empty_message", 0 },
+    { NGX_HTTP_NOT_ALLOWED, "method_not_allowed", 0 },
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "message_too_large", 0 },
+    { NGX_HTTP_TOO_MANY_REQUESTS, "backpressure", 1 },
+    { NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited", 1 },
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "zone_full", 1 },
+    { NGX_HTTP_BAD_REQUEST, "invalid_idempotency_key", 0 },
+    { NGX_HTTP_BAD_REQUEST, "invalid_content_type", 0 },
+};
+
+
+static ngx_http_variable_t  ngx_omnibus_vars[] = {
+
+    { ngx_string("omnibus_message_id"), NULL, ngx_omnibus_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("omnibus_topic"), NULL, ngx_omnibus_variable,
+      1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("omnibus_shard"), NULL, ngx_omnibus_variable,
+      2, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_omnibus_reject(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
+    ngx_uint_t reason, const char *message, time_t retry_after)
+{
+    (void) ngx_atomic_fetch_add(&zone->sh->rejected[reason], 1);
+
+    if (retry_after == 0) {
+        retry_after = ngx_omnibus_rejections[reason].retry_after;
+    }
+
+    return ngx_omnibus_reply_error(r, ngx_omnibus_rejections[reason].status,
+                                   ngx_omnibus_rejections[reason].code,
+                                   message, retry_after);
+}
+
+
+/* the same, before the body was read: keep the connection reusable */
+
+static ngx_int_t
+ngx_omnibus_refuse(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
+    ngx_uint_t reason, const char *message, time_t retry_after)
+{
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_omnibus_reject(r, zone, reason, message, retry_after);
+}
+
+
+/* NGX_OK admitted, NGX_DECLINED limited, NGX_ERROR zone full */
+
+static ngx_int_t
+ngx_omnibus_publish_limit(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
+    ngx_omnibus_limit_conf_t *lc, time_t *retry_after)
+{
+    ngx_str_t  key;
+
+    if (ngx_http_complex_value(r, lc->key, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* an empty key is not limited, as in limit_req */
+    if (key.len == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_omnibus_limit_admit(zone, &lc->rate, &key, retry_after);
+}
+
+
+static ngx_int_t
+ngx_omnibus_publish_topic(ngx_http_request_t *r,
+    ngx_omnibus_loc_conf_t *olcf, ngx_str_t *topic)
+{
+    u_char  *p, *last;
+
+    if (olcf->topic) {
+        return ngx_http_complex_value(r, olcf->topic, topic);
+    }
+
+    /* the last segment of the URI */
+
+    last = r->uri.data + r->uri.len;
+
+    for (p = last; p > r->uri.data && p[-1] != '/'; p--) { /* void */ }
+
+    topic->data = p;
+    topic->len = last - p;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_omnibus_publish_handler(ngx_http_request_t *r)
+{
+    time_t                   retry_after;
+    ngx_int_t                rc;
+    ngx_str_t                prio;
+    ngx_omnibus_ctx_t       *ctx;
+    ngx_omnibus_zone_t      *zone;
+    ngx_omnibus_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
+    zone = olcf->publish;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_omnibus_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->zone = zone;
+    ngx_http_set_ctx(r, ctx, ngx_omnibus_module);
+
+    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT))) {
+        (void) ngx_atomic_fetch_add(
+                            &zone->sh->rejected[NGX_OMNIBUS_REJ_METHOD], 1);
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_omnibus_reply_not_allowed(r, "POST, PUT");
+    }
+
+    if (ngx_omnibus_publish_topic(r, olcf, &ctx->topic) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_omnibus_topic_valid(&ctx->topic) != NGX_OK) {
+        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_INVALID_TOPIC,
+                                  "a topic is 1-255 bytes of "
+                                  "[A-Za-z0-9_.:-] in dot-separated tokens, "
+                                  "none empty", 0);
+    }
+
+    if (ngx_http_complex_value(r, olcf->priority, &prio) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (prio.len == 0) {
+        ctx->priority = 0;
+
+    } else if (prio.len == 1 && prio.data[0] >= '0' && prio.data[0] <= '9') {
+        ctx->priority = prio.data[0] - '0';
+
+    } else {
+        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_INVALID_PRIORITY,
+                                  "priority must be an integer from 0 to 9",
+                                  0);
+    }
+
+    if (ngx_http_complex_value(r, olcf->idempotency_key, &ctx->key)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* room is left for the "#line" suffix of batch keys */
+    if (ctx->key.len > NGX_OMNIBUS_KEY_MAX - 16) {
+        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_INVALID_KEY,
+                                  "an idempotency key is at most 239 bytes",
+                                  0);
+    }
+
+    if (r->headers_in.content_type) {
+        ctx->ctype = r->headers_in.content_type->value;
+
+        if (ctx->ctype.len > NGX_OMNIBUS_CTYPE_MAX) {
+            return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_INVALID_CTYPE,
+                                      "a Content-Type is at most 255 bytes",
+                                      0);
+        }
+
+    } else if (olcf->json) {
+        ngx_str_set(&ctx->ctype, "application/json");
+
+    } else {
+        ngx_str_set(&ctx->ctype, "application/octet-stream");
+    }
+
+    ctx->batch = (ctx->ctype.len >= 20
+                  && ngx_strncasecmp(ctx->ctype.data,
+                                     (u_char *) "application/x-ndjson", 20)
+                     == 0);
+
+    if (olcf->limit) {
+        rc = ngx_omnibus_publish_limit(r, zone, olcf->limit, &retry_after);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_RATE_LIMITED,
+                                      "too many publishes for this client, "
+                                      "retry later", retry_after);
+        }
+
+        if (rc == NGX_ERROR) {
+            return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_ZONE_FULL,
+                                      "the bus has no shared memory left",
+                                      0);
+        }
+    }
+
+    if (r->headers_in.content_length_n > (off_t) olcf->max_message_size) {
+        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_TOO_LARGE,
+                                  "the message is larger than "
+                                  "omnibus_max_message_size", 0);
+    }
+
+    ctx->shard = ngx_omnibus_ring_shard(zone, &ctx->topic);
+
+    if (ngx_omnibus_queue_refuses(zone, ctx->shard) != NGX_OK) {
+        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_BACKPRESSURE,
+                                  "the topic's shard is over its high "
+                                  "watermark, retry later", 0);
+    }
+
+    ctx->collecting = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_omnibus_publish_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_omnibus_publish_body(ngx_http_request_t *r)
+{
+    ngx_int_t           rc;
+    ngx_omnibus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_omnibus_module);
+    ctx->collecting = 0;
+
+    if (ctx->too_large) {
+        rc = ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_TOO_LARGE,
+                                "the message is larger than "
+                                "omnibus_max_message_size", 0);
+
+    } else if (ctx->len == 0) {
+        rc = ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_EMPTY,
+                                "the message body is empty", 0);
+
+    } else if (ctx->batch) {
+        rc = ngx_omnibus_publish_batch(r, ctx);
+
+    } else {
+        rc = ngx_omnibus_publish_one(r, ctx);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_omnibus_publish_validate(ngx_http_request_t *r, ngx_str_t *payload,
+    ngx_str_t *err)
+{
+    ngx_omnibus_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
+
+    if (!olcf->json) {
+        return NGX_OK;
+    }
+
+    return ngx_omnibus_json_valid(payload->data, payload->len, err);
+}
+
+
+static void
+ngx_omnibus_publish_result(ngx_omnibus_out_t *out, ngx_omnibus_ctx_t *ctx,
+    u_char *id, ngx_uint_t duplicate)
+{
+    ngx_omnibus_out_printf(out, "\"id\":\"%*s\",\"topic\":",
+                           (size_t) NGX_OMNIBUS_ID_LEN, id);
+    ngx_omnibus_out_json_str(out, ctx->topic.data, ctx->topic.len);
+    ngx_omnibus_out_printf(out, ",\"shard\":%ui,\"priority\":%ui%s",
+                           ctx->shard, ctx->priority,
+                           duplicate ? ",\"duplicate\":true" : "");
+}
+
+
+static ngx_int_t
+ngx_omnibus_publish_one(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
+{
+    u_char                    buf[256];
+    ngx_str_t                 payload, err;
+    ngx_omnibus_out_t         out;
+    ngx_omnibus_enqueue_rc_e  rc;
+
+    payload.data = ctx->body;
+    payload.len = ctx->len;
+
+    err.data = buf;
+    err.len = sizeof(buf) - 1;
+
+    switch (ngx_omnibus_publish_validate(r, &payload, &err)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        buf[err.len] = '\0';
+        return ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_INVALID_JSON,
+                                  (char *) buf, 0);
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_omnibus_publish_offer(r, ctx, &payload, &ctx->key, ctx->id);
+
+    switch (rc) {
+
+    case NGX_OMNIBUS_BACKPRESSURE:
+        return ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_BACKPRESSURE,
+                                  "the topic's shard is over its high "
+                                  "watermark, retry later", 0);
+
+    case NGX_OMNIBUS_ZONE_FULL:
+        return ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_ZONE_FULL,
+                                  "the bus has no shared memory left", 0);
+
+    default:
+        break;
+    }
+
+    ctx->has_id = 1;
+
+    ngx_omnibus_out_init(&out, r);
+    ngx_omnibus_out_printf(&out, "{");
+    ngx_omnibus_publish_result(&out, ctx, ctx->id,
+                               rc == NGX_OMNIBUS_DUPLICATE);
+    ngx_omnibus_out_printf(&out, "}\n");
+
+    return ngx_omnibus_out_send(&out,
+                                rc == NGX_OMNIBUS_DUPLICATE
+                                ? NGX_HTTP_OK : NGX_HTTP_ACCEPTED,
+                                "application/json");
+}
+
+
+/* NDJSON: each line is a message with its own result */
+
+static ngx_int_t
+ngx_omnibus_publish_batch(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
+{
+    u_char                    *p, *nl, *last, *kp, buf[256];
+    ngx_int_t                  valid;
+    ngx_str_t                  payload, err, key;
+    ngx_uint_t                 line, n, reason;
+    ngx_omnibus_out_t          out;
+    ngx_omnibus_enqueue_rc_e   rc;
+    u_char                     id[NGX_OMNIBUS_ID_LEN];
+
+    ngx_omnibus_out_init(&out, r);
+    ngx_omnibus_out_printf(&out, "{\"results\":[");
+
+    kp = NULL;
+
+    if (ctx->key.len) {
+        kp = ngx_pnalloc(r->pool, ctx->key.len + 1 + NGX_INT_T_LEN);
+        if (kp == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    p = ctx->body;
+    last = ctx->body + ctx->len;
+    n = 0;
+
+    for (line = 1; p < last; line++, p = nl + 1) {
+        nl = ngx_strlchr(p, last, '\n');
+        if (nl == NULL) {
+            nl = last;
+        }
+
+        payload.data = p;
+        payload.len = nl - p;
+
+        if (payload.len && payload.data[payload.len - 1] == '\r') {
+            payload.len--;
+        }
+
+        if (payload.len == 0) {
+            continue;
+        }
+
+        ngx_omnibus_out_printf(&out, n++ ? ",{" : "{");
+
+        err.data = buf;
+        err.len = sizeof(buf);
+
+        valid = ngx_omnibus_publish_validate(r, &payload, &err);
+
+        if (valid == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (valid == NGX_DECLINED) {
+            (void) ngx_atomic_fetch_add(
+                       &ctx->zone->sh->rejected[NGX_OMNIBUS_REJ_INVALID_JSON],
+                       1);
+            ngx_omnibus_out_printf(&out, "\"line\":%ui,\"status\":400,"
+                                   "\"error\":\"invalid_json\",\"message\":",
+                                   line);
+            ngx_omnibus_out_json_str(&out, err.data, err.len);
+            ngx_omnibus_out_printf(&out, "}");
+            continue;
+        }
+
+        /* a producer's key names the batch; each line gets its own */
+
+        key.len = 0;
+
+        if (kp) {
+            key.data = kp;
+            key.len = ngx_sprintf(kp, "%V#%ui", &ctx->key, line) - kp;
+        }
+
+        rc = ngx_omnibus_publish_offer(r, ctx, &payload, &key, id);
+
+        if (rc == NGX_OMNIBUS_QUEUED || rc == NGX_OMNIBUS_DUPLICATE) {
+            ngx_memcpy(ctx->id, id, NGX_OMNIBUS_ID_LEN);
+            ctx->has_id = 1;
+
+            ngx_omnibus_out_printf(&out, "\"line\":%ui,\"status\":%d,",
+                                   line, rc == NGX_OMNIBUS_QUEUED ? 202 : 200);
+            ngx_omnibus_publish_result(&out, ctx, id,
+                                       rc == NGX_OMNIBUS_DUPLICATE);
+            ngx_omnibus_out_printf(&out, "}");
+            continue;
+        }
+
+        reason = (rc == NGX_OMNIBUS_BACKPRESSURE)
+                 ? NGX_OMNIBUS_REJ_BACKPRESSURE : NGX_OMNIBUS_REJ_ZONE_FULL;
+
+        (void) ngx_atomic_fetch_add(&ctx->zone->sh->rejected[reason], 1);
+
+        ngx_omnibus_out_printf(&out, "\"line\":%ui,\"status\":%ui,"
+                               "\"error\":\"%s\",\"message\":\"%s\"}",
+                               line, ngx_omnibus_rejections[reason].status,
+                               ngx_omnibus_rejections[reason].code,
+                               reason == NGX_OMNIBUS_REJ_BACKPRESSURE
+                               ? "the shard is over its high watermark"
+                               : "the bus has no shared memory left");
+    }
+
+    if (n == 0) {
+        return ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_EMPTY,
+                                  "the batch has no messages", 0);
+    }
+
+    ngx_omnibus_out_printf(&out, "]}\n");
+
+    return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
+}
+
+
+static ngx_omnibus_enqueue_rc_e
+ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
+    ngx_str_t *payload, ngx_str_t *key, u_char *id)
+{
+    ngx_omnibus_offer_t       offer;
+    ngx_omnibus_loc_conf_t   *olcf;
+    ngx_omnibus_enqueue_rc_e  rc;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
+
+    offer.topic = ctx->topic;
+    offer.key = *key;
+    offer.payload = *payload;
+    offer.priority = ctx->priority;
+    offer.shard = ctx->shard;
+    offer.json = olcf->json;
+
+    if (ctx->batch) {
+        ngx_str_set(&offer.ctype, "application/json");
+
+    } else {
+        offer.ctype = ctx->ctype;
+    }
+
+    ngx_omnibus_dedup_identity(&offer, olcf->dedup);
+
+    rc = ngx_omnibus_enqueue(ctx->zone, &offer, id, r->connection->log);
+
+    /* a ring change may have moved the topic meanwhile */
+    ctx->shard = offer.shard;
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "omnibus publish: \"%V\" shard %ui, %uz bytes, "
+                   "result %d", &ctx->topic, ctx->shard, payload->len,
+                   (int) rc);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_omnibus_publish_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_omnibus_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_omnibus_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    u_char                  *p;
+    ngx_omnibus_ctx_t       *ctx;
+    ngx_omnibus_loc_conf_t  *olcf;
+
+    /* in other locations our context, if any, is a subscriber's */
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_omnibus_module);
+
+    if (olcf->publish == NULL || ctx == NULL
+        || (data != 1 && !ctx->has_id))
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    switch (data) {
+
+    case 0:
+        v->data = ctx->id;
+        v->len = NGX_OMNIBUS_ID_LEN;
+        break;
+
+    case 1:
+        v->data = ctx->topic.data;
+        v->len = ctx->topic.len;
+        break;
+
+    default:
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->data = p;
+        v->len = ngx_sprintf(p, "%ui", ctx->shard) - p;
+        break;
+    }
+
+    return NGX_OK;
+}

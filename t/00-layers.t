@@ -1,0 +1,19 @@
+#!/usr/bin/perl
+# The layers of src/ (core < delivery < backends < http < the module
+# file): calls only go down and no files call each other in a cycle,
+# checked on the symbols of the built objects by scripts/layers.pl.
+
+use strict;
+use warnings;
+
+use Test::More;
+use FindBin qw($Bin);
+
+my $out = `perl $Bin/../scripts/layers.pl 2>&1`;
+
+is($? >> 8, 0, 'calls only go down, no cycle, no header from above')
+    or diag($out);
+like($out, qr/^layers: \d+ files, \d+ calls between them/m,
+     'the check saw the objects') or diag($out);
+
+done_testing();
