@@ -391,6 +391,7 @@ ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     shpool->data = sh;
     zone->sh = sh;
 
+    sh->magic = NGX_OMNIBUS_MAGIC;
     sh->layout = NGX_OMNIBUS_LAYOUT;
     sh->sh_size = sizeof(ngx_omnibus_sh_t);
     sh->shard_size = sizeof(ngx_omnibus_shard_t);
@@ -457,7 +458,8 @@ ngx_omnibus_zone_adopt(ngx_omnibus_zone_t *zone, ngx_omnibus_zone_t *ozone,
 
     sh = ozone->sh;
 
-    if (sh->layout != NGX_OMNIBUS_LAYOUT
+    if (sh->magic != NGX_OMNIBUS_MAGIC
+        || sh->layout != NGX_OMNIBUS_LAYOUT
         || sh->sh_size != sizeof(ngx_omnibus_sh_t)
         || sh->shard_size != sizeof(ngx_omnibus_shard_t)
         || sh->msg_size != sizeof(ngx_omnibus_msg_t))

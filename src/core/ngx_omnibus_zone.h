@@ -13,6 +13,7 @@
  * Bump on any change of the structures below: a reload adopts a zone of
  * the same name and size only if it has this version and these sizes.
  */
+#define NGX_OMNIBUS_MAGIC             0x626e6d6f   /* "omnb" */
 #define NGX_OMNIBUS_LAYOUT            4
 
 #define NGX_OMNIBUS_WAKE_SLOTS        256
@@ -105,6 +106,7 @@ typedef struct {
 
 
 typedef struct {
+    uint32_t                    magic;       /* NGX_OMNIBUS_MAGIC */
     uint32_t                    layout;      /* NGX_OMNIBUS_LAYOUT */
     uint32_t                    sh_size;     /* of this structure */
     uint32_t                    shard_size;
