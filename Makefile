@@ -20,12 +20,13 @@ all: $(MODULE)
 deps:
 	@./scripts/deps.sh $(PKGS)
 
-# configure once per change of the module's build script
+# configure once per change of the module's build script; --with-debug as
+# Debian's nginx is built, so that `error_log ... debug` traces the module
 $(BUILD)/nginx/objs/Makefile: $(CONFIGS) Makefile
 	@test -d $(NGINX_SRC)/auto || $(MAKE) --no-print-directory deps
 	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD)
 	cp -a $(NGINX_SRC) $(BUILD)/nginx
-	cd $(BUILD)/nginx && ./configure --with-compat \
+	cd $(BUILD)/nginx && ./configure --with-compat --with-debug \
 	    --with-cc-opt='$(CC_OPT)' --add-dynamic-module=$(CURDIR) \
 	    > configure.log 2>&1 || { tail -30 configure.log; exit 1; }
 

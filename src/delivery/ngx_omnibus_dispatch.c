@@ -64,7 +64,9 @@ ngx_omnibus_dispatch_init_process(ngx_cycle_t *cycle,
         ngx_omnibus_dispatch_recover(zone);
     }
 
+    /* NGINX's debug log reads every timer's data as a connection */
     ngx_omnibus_sweep_event.handler = ngx_omnibus_dispatch_sweep;
+    ngx_omnibus_sweep_event.data = omcf;
     ngx_omnibus_sweep_event.log = cycle->log;
     ngx_omnibus_sweep_event.cancelable = 1;
 
