@@ -331,12 +331,22 @@ ngx_omnibus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_omnibus_init_module(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                i;
     ngx_core_conf_t          *ccf;
+    ngx_omnibus_zone_t      **zones;
     ngx_omnibus_main_conf_t  *omcf;
 
     omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_omnibus_module);
     if (omcf == NULL || omcf->zones.nelts == 0) {
         return NGX_OK;
+    }
+
+    /* past the point where loading this configuration can fail */
+
+    zones = omcf->zones.elts;
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        ngx_omnibus_zone_commit(zones[i]);
     }
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);

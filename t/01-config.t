@@ -24,6 +24,10 @@ sub fails {
     my ($ok, $out) = $t->test_conf;
     ok(!$ok, "$name: nginx -t fails");
     like($out, $re, "$name: the message says why");
+    like($out, qr/\[emerg\]\ \d+\#\d+:\ (?:omnibus_\w+:\ 
+                                          |"omnibus_\w+"\ directive\ 
+                                          |.*\ in\ "omnibus_\w+")/x,
+         "$name: the message names the directive");
 }
 
 my $zone = "omnibus_zone zone=bus:8m;\n";
@@ -38,11 +42,11 @@ fails("server { listen 127.0.0.1:%%PORT0%%;
        location /h/ { omnibus_health nope; } }",
       qr/unknown omnibus zone "nope"/, 'health of an unknown zone');
 fails("omnibus_zone shards=8;\n$server",
-      qr/"omnibus_zone" must have "zone=NAME:SIZE"/, 'zone= missing');
+      qr/omnibus_zone: a "zone=NAME:SIZE" parameter is required/, 'zone= missing');
 fails("omnibus_zone zone=bus:lots;\n$server",
       qr/invalid zone size "zone=bus:lots"/, 'bad size');
 fails("omnibus_zone zone=bus:8m colour=blue;\n$server",
-      qr/invalid omnibus_zone parameter "colour=blue"/, 'unknown parameter');
+      qr/omnibus_zone: invalid parameter "colour=blue"/, 'unknown parameter');
 fails("omnibus_zone zone=bus:8m shards=20;\n$server",
       qr/shards must satisfy 1 <= min_shards <= shards <= max_shards/,
       'shards above max_shards');
@@ -88,13 +92,13 @@ fails("$zone omnibus_route bus a..b http://127.0.0.1:9/x;\n$server",
 fails("$zone omnibus_route bus a.*x http://127.0.0.1:9/x;\n$server",
       qr/invalid topic pattern "a.\*x"/, 'wildcard inside a token');
 fails("$zone omnibus_route bus a.> http://127.0.0.1:9/x retries=x;\n$server",
-      qr/invalid omnibus_route parameter "retries=x"/, 'bad retries');
+      qr/omnibus_route: invalid parameter "retries=x"/, 'bad retries');
 fails("$zone omnibus_route bus a.> http://127.0.0.1:9/x breaker=5:0:1;\n"
       . $server,
-      qr/invalid omnibus_route parameter "breaker=5:0:1"/, 'bad breaker');
+      qr/omnibus_route: invalid parameter "breaker=5:0:1"/, 'bad breaker');
 fails("$zone omnibus_route bus a.> http://127.0.0.1:9/x concurrency=0;\n"
       . $server,
-      qr/invalid omnibus_route parameter "concurrency=0"/,
+      qr/omnibus_route: invalid parameter "concurrency=0"/,
       'zero concurrency');
 fails("omnibus_zone zone=bus:8m retain=0;\n"
       . "server { listen 127.0.0.1:%%PORT0%%;

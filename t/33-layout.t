@@ -13,7 +13,7 @@ use Omnibus::Test;
 use Time::HiRes qw(sleep);
 
 use constant MAGIC  => 0x626e6d6f;      # NGX_OMNIBUS_MAGIC, "omnb"
-use constant LAYOUT => 4;               # NGX_OMNIBUS_LAYOUT
+use constant LAYOUT => 5;               # NGX_OMNIBUS_LAYOUT
 use constant SIZE   => 3 * 1024 * 1024; # a zone size no other zone has
 
 plan skip_all => 'needs /proc/PID/mem' unless -e "/proc/$$/mem";

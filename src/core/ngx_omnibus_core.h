@@ -30,6 +30,7 @@ typedef struct ngx_omnibus_zone_s   ngx_omnibus_zone_t;
 typedef struct ngx_omnibus_route_s  ngx_omnibus_route_t;
 
 
+#include <ngx_omnibus_directive.h>
 #include <ngx_omnibus_topic.h>
 #include <ngx_omnibus_pattern.h>
 #include <ngx_omnibus_index.h>

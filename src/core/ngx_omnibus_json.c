@@ -1,8 +1,8 @@
 
 /*
  * JSON: strict validation of message bodies with yajl's stream parser
- * (no comments, no trailing garbage, UTF-8 checked, bounded depth), and
- * string escaping for the JSON this module writes.
+ * (no comments, no trailing garbage, bounded depth) and a pass of our own
+ * for strict UTF-8, and string escaping for the JSON this module writes.
  *
  * yajl allocates a handle, a lexer and its stacks for every parse: five
  * malloc(), a realloc() and four free() calls per message.  A parse
@@ -205,6 +205,134 @@ static yajl_callbacks  ngx_omnibus_json_callbacks = {
 };
 
 
+/*
+ * yajl checks UTF-8 loosely: overlong forms, surrogates and code points
+ * past U+10FFFF pass, and an escaped lone surrogate becomes '?'.  This
+ * pass over a document yajl accepted closes those gaps (RFC 3629, and
+ * RFC 8259's escapes).  Backslashes are inside strings only, so it looks
+ * at nothing but them and the bytes past ASCII, eight bytes at a time.
+ */
+
+#define ngx_omnibus_json_has(v, c)                                          \
+    ((((v) ^ (0x0101010101010101ULL * (c))) - 0x0101010101010101ULL)      \
+     & ~((v) ^ (0x0101010101010101ULL * (c))) & 0x8080808080808080ULL)
+
+static ngx_int_t
+ngx_omnibus_json_strict(u_char *p, size_t len, ngx_str_t *err)
+{
+    u_char      *start, *last, c;
+    uint32_t     cp, low;
+    uint64_t     v;
+    const char  *why;
+
+    start = p;
+    last = p + len;
+
+    while (p < last) {
+
+        if (last - p >= 8) {
+            ngx_memcpy(&v, p, 8);
+
+            if ((v & 0x8080808080808080ULL) == 0
+                && !(ngx_omnibus_json_has(v, '\\')))
+            {
+                p += 8;
+                continue;
+            }
+        }
+
+        c = *p;
+
+        if (c < 0x80) {
+            if (c != '\\') {
+                p++;
+                continue;
+            }
+
+            if (p[1] != 'u') {
+                p += 2;
+                continue;
+            }
+
+            /* yajl has checked that four hex digits follow */
+
+            cp = ngx_hextoi(p + 2, 4);
+
+            if (cp >= 0xdc00 && cp <= 0xdfff) {
+                why = "a low surrogate escape without its high half";
+                goto invalid;
+            }
+
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                low = (last - p >= 12 && p[6] == '\\' && p[7] == 'u')
+                      ? (uint32_t) ngx_hextoi(p + 8, 4) : 0;
+
+                if (low < 0xdc00 || low > 0xdfff) {
+                    why = "a high surrogate escape without its low half";
+                    goto invalid;
+                }
+
+                p += 12;
+                continue;
+            }
+
+            p += 6;
+            continue;
+        }
+
+        why = "invalid UTF-8";
+
+        if (c >= 0xc2 && c <= 0xdf) {
+            if (last - p < 2 || (p[1] & 0xc0) != 0x80) {
+                goto invalid;
+            }
+
+            p += 2;
+            continue;
+        }
+
+        if (c >= 0xe0 && c <= 0xef) {
+            if (last - p < 3
+                || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80
+                || (c == 0xe0 && p[1] < 0xa0)         /* overlong */
+                || (c == 0xed && p[1] > 0x9f))        /* surrogate */
+            {
+                goto invalid;
+            }
+
+            p += 3;
+            continue;
+        }
+
+        if (c >= 0xf0 && c <= 0xf4) {
+            if (last - p < 4
+                || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80
+                || (p[3] & 0xc0) != 0x80
+                || (c == 0xf0 && p[1] < 0x90)         /* overlong */
+                || (c == 0xf4 && p[1] > 0x8f))        /* past U+10FFFF */
+            {
+                goto invalid;
+            }
+
+            p += 4;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    err->len = ngx_snprintf(err->data, err->len, "body is not valid JSON "
+                            "(near byte %uz): %s", (size_t) (p - start), why)
+               - err->data;
+
+    return NGX_DECLINED;
+}
+
+
 /* NGX_OK, or NGX_DECLINED with a reason in err */
 
 ngx_int_t
@@ -235,7 +363,7 @@ ngx_omnibus_json_valid(u_char *p, size_t len, ngx_str_t *err)
 
     if (st == yajl_status_ok) {
         yajl_free(h);
-        return NGX_OK;
+        return ngx_omnibus_json_strict(p, len, err);
     }
 
     at = yajl_get_bytes_consumed(h);

@@ -38,6 +38,11 @@ ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
         ngx_shmtx_lock(&zone->shpool->mutex);
     }
 
+    if (sh->retired) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_OMNIBUS_RETIRED;
+    }
+
     shard = &sh->shards[offer->shard];
 
     if (offer->dedup_on
@@ -251,6 +256,7 @@ ngx_omnibus_queue_done(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg,
 
         ngx_queue_remove(&msg->queue);
         shard->ninflight--;
+        zone->sh->completed++;
         ngx_omnibus_msg_unref_locked(zone->shpool, msg);
     }
 

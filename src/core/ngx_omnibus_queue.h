@@ -13,7 +13,8 @@ typedef enum {
     NGX_OMNIBUS_QUEUED = 0,
     NGX_OMNIBUS_DUPLICATE,
     NGX_OMNIBUS_BACKPRESSURE,
-    NGX_OMNIBUS_ZONE_FULL
+    NGX_OMNIBUS_ZONE_FULL,
+    NGX_OMNIBUS_RETIRED
 } ngx_omnibus_enqueue_rc_e;
 
 

@@ -88,8 +88,7 @@ ngx_omnibus_scale_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     }
 
     if (zone->scale_down >= zone->scale_up) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "omnibus_autoscale: down= must be below up=");
+        ngx_omnibus_conf_error(cf, "down= must be below up=");
         return NGX_CONF_ERROR;
     }
 
@@ -97,10 +96,11 @@ ngx_omnibus_scale_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
 
 invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid omnibus_autoscale parameter \"%V\" (expected "
-                       "interval=TIME of at least 100ms, up=N%% or down=N%%)",
-                       &value[i]);
+    ngx_omnibus_conf_error(cf,
+                           "invalid parameter \"%V\" (expected "
+                           "interval=TIME of at least 100ms, up=N%% or "
+                           "down=N%%)",
+                           &value[i]);
 
     return NGX_CONF_ERROR;
 }

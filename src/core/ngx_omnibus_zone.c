@@ -14,6 +14,9 @@ static ngx_int_t ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data);
 static ngx_int_t ngx_omnibus_zone_adopt(ngx_omnibus_zone_t *zone,
     ngx_omnibus_zone_t *ozone, ngx_log_t *log);
 static void ngx_omnibus_zone_slots_locked(ngx_omnibus_zone_t *zone);
+static ngx_int_t ngx_omnibus_zone_replace(ngx_omnibus_zone_t *zone,
+    ngx_log_t *log);
+static void ngx_omnibus_zone_unretire(void *data);
 static char *ngx_omnibus_zone_param(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     ngx_str_t *value);
 static ngx_int_t ngx_omnibus_parse_percent(u_char *p, size_t len);
@@ -31,6 +34,8 @@ ngx_omnibus_zone_create(ngx_conf_t *cf)
     if (zone == NULL) {
         return NULL;
     }
+
+    zone->cycle = cf->cycle;
 
     zone->shards = 8;
     zone->min_shards = 2;
@@ -85,9 +90,9 @@ ngx_omnibus_zone_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
             }
 
             if (zone->name.len == 0 || zone->name.len + 1 >= s.len) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone \"%V\", expected "
-                                   "zone=NAME:SIZE", &value[i]);
+                ngx_omnibus_conf_error(cf,
+                                       "invalid zone \"%V\", expected "
+                                       "zone=NAME:SIZE", &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -96,8 +101,8 @@ ngx_omnibus_zone_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
 
             *size = ngx_parse_size(&s);
             if (*size == NGX_ERROR) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone size \"%V\"", &value[i]);
+                ngx_omnibus_conf_error(cf,
+                                       "invalid zone size \"%V\"", &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -110,9 +115,8 @@ ngx_omnibus_zone_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     }
 
     if (zone->name.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"omnibus_zone\" must have \"zone=NAME:SIZE\" "
-                           "parameter");
+        ngx_omnibus_conf_error(cf, "a \"zone=NAME:SIZE\" parameter is "
+                               "required");
         return NGX_CONF_ERROR;
     }
 
@@ -121,18 +125,18 @@ ngx_omnibus_zone_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
         || zone->min_shards > zone->shards
         || zone->shards > zone->max_shards)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "omnibus zone \"%V\": shards must satisfy "
-                           "1 <= min_shards <= shards <= max_shards <= %d",
-                           &zone->name, NGX_OMNIBUS_MAX_SHARDS);
+        ngx_omnibus_conf_error(cf,
+                               "omnibus zone \"%V\": shards must satisfy "
+                               "1 <= min_shards <= shards <= max_shards <= %d",
+                               &zone->name, NGX_OMNIBUS_MAX_SHARDS);
         return NGX_CONF_ERROR;
     }
 
     if (zone->bp_low >= zone->bp_high || zone->bp_high > 100) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "omnibus zone \"%V\": backpressure must be "
-                           "HIGH%%:LOW%% with LOW < HIGH <= 100",
-                           &zone->name);
+        ngx_omnibus_conf_error(cf,
+                               "omnibus zone \"%V\": backpressure must be "
+                               "HIGH%%:LOW%% with LOW < HIGH <= 100",
+                               &zone->name);
         return NGX_CONF_ERROR;
     }
 
@@ -142,10 +146,10 @@ ngx_omnibus_zone_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
           + 16 * ngx_pagesize;
 
     if ((size_t) *size < min) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "omnibus zone \"%V\" is too small for "
-                           "max_shards=%ui: %z bytes, needs at least %uz",
-                           &zone->name, zone->max_shards, *size, min);
+        ngx_omnibus_conf_error(cf,
+                               "omnibus zone \"%V\" is too small for "
+                               "max_shards=%ui: %z bytes, needs at least %uz",
+                               &zone->name, zone->max_shards, *size, min);
         return NGX_CONF_ERROR;
     }
 
@@ -163,9 +167,9 @@ ngx_omnibus_zone_shm(ngx_conf_t *cf, ngx_omnibus_zone_t *zone, size_t size,
     }
 
     if (zone->shm_zone->data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "shared memory zone \"%V\" is already used by "
-                           "another module", &zone->name);
+        ngx_omnibus_conf_error(cf,
+                               "shared memory zone \"%V\" is already used by "
+                               "another module", &zone->name);
         return NGX_CONF_ERROR;
     }
 
@@ -242,10 +246,10 @@ ngx_omnibus_zone_param(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
                      value->len - params[i].name.len);
 
         if (n == NGX_ERROR || n < params[i].min || n > params[i].max) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid \"%V\": expected a number from "
-                               "%i to %i", value, params[i].min,
-                               params[i].max);
+            ngx_omnibus_conf_error(cf,
+                                   "invalid \"%V\": expected a number from "
+                                   "%i to %i", value, params[i].min,
+                                   params[i].max);
             return NGX_CONF_ERROR;
         }
 
@@ -259,9 +263,9 @@ ngx_omnibus_zone_param(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
 
         zone->dedup_ttl = ngx_parse_time(&v, 1);
         if (zone->dedup_ttl == (time_t) NGX_ERROR || zone->dedup_ttl == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid \"%V\": expected a time such as "
-                               "3600s or 1h", value);
+            ngx_omnibus_conf_error(cf,
+                                   "invalid \"%V\": expected a time such as "
+                                   "3600s or 1h", value);
             return NGX_CONF_ERROR;
         }
 
@@ -291,14 +295,14 @@ ngx_omnibus_zone_param(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
 
     invalid_bp:
 
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid \"%V\": expected "
-                           "backpressure=HIGH%%:LOW%%", value);
+        ngx_omnibus_conf_error(cf,
+                               "invalid \"%V\": expected "
+                               "backpressure=HIGH%%:LOW%%", value);
         return NGX_CONF_ERROR;
     }
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid omnibus_zone parameter \"%V\"", value);
+    ngx_omnibus_conf_error(cf,
+                           "invalid parameter \"%V\"", value);
 
     return NGX_CONF_ERROR;
 }
@@ -371,6 +375,10 @@ ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
     if (ozone) {
         return ngx_omnibus_zone_adopt(zone, ozone, shm_zone->shm.log);
+    }
+
+    if (ngx_omnibus_zone_replace(zone, shm_zone->shm.log) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     zone->shpool = shpool;
@@ -499,6 +507,131 @@ ngx_omnibus_zone_adopt(ngx_omnibus_zone_t *zone, ngx_omnibus_zone_t *ozone,
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/*
+ * A zone of the same name but another size in the running configuration
+ * is not adopted by NGINX: a new one is made, and the old one goes with
+ * the old workers.  Refuse the reload while the old zone holds messages;
+ * when it is empty, retire it, so that publishes still in progress on
+ * the old workers are refused (503, retried elsewhere) instead of landing
+ * where nobody will dispatch them.  If this configuration fails to load
+ * after all, the old zone comes back into service.
+ */
+
+static ngx_int_t
+ngx_omnibus_zone_replace(ngx_omnibus_zone_t *zone, ngx_log_t *log)
+{
+    ngx_uint_t           i, s, held;
+    ngx_list_part_t     *part;
+    ngx_shm_zone_t      *shm;
+    ngx_omnibus_sh_t    *sh;
+    ngx_pool_cleanup_t  *cln;
+    ngx_omnibus_zone_t  *old;
+
+    /* ngx_cycle is still the running configuration's */
+    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
+    shm = part->elts;
+    old = NULL;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm = part->elts;
+            i = 0;
+        }
+
+        if (shm[i].tag == zone->shm_zone->tag
+            && shm[i].shm.name.len == zone->name.len
+            && ngx_strncmp(shm[i].shm.name.data, zone->name.data,
+                           zone->name.len)
+               == 0)
+        {
+            old = shm[i].data;
+            break;
+        }
+    }
+
+    if (old == NULL || old->sh == NULL
+        || old->sh->magic != NGX_OMNIBUS_MAGIC)
+    {
+        return NGX_OK;
+    }
+
+    sh = old->sh;
+    held = 0;
+
+    ngx_shmtx_lock(&old->shpool->mutex);
+
+    for (s = 0; s < sh->cap_shards; s++) {
+        held += sh->shards[s].queued + sh->shards[s].ninflight;
+    }
+
+    held += sh->dlq_size;
+
+    if (held == 0) {
+        sh->retired = 1;
+    }
+
+    ngx_shmtx_unlock(&old->shpool->mutex);
+
+    if (held) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "omnibus zone \"%V\" changes size from %uz to %uz "
+                      "while it holds %ui message(s) queued, in flight or "
+                      "dead-lettered, which a new zone would lose: keep its "
+                      "size until it is empty", &zone->name,
+                      old->shm_zone->shm.size, zone->shm_zone->shm.size,
+                      held);
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(zone->cycle->pool, 0);
+    if (cln == NULL) {
+        sh->retired = 0;
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_omnibus_zone_unretire;
+    cln->data = zone;
+    zone->retiring = sh;
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "omnibus zone \"%V\" changes size from %uz to %uz: "
+                  "publishes still in progress on the old workers get 503",
+                  &zone->name, old->shm_zone->shm.size,
+                  zone->shm_zone->shm.size);
+
+    return NGX_OK;
+}
+
+
+/* the new configuration failed to load: the old zone serves on */
+
+static void
+ngx_omnibus_zone_unretire(void *data)
+{
+    ngx_omnibus_zone_t *zone = data;
+
+    if (zone->retiring) {
+        zone->retiring->retired = 0;
+        zone->retiring = NULL;
+    }
+}
+
+
+/* the configuration is in force: the retired zone goes with the old one */
+
+void
+ngx_omnibus_zone_commit(ngx_omnibus_zone_t *zone)
+{
+    zone->retiring = NULL;
 }
 
 

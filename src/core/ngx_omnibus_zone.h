@@ -14,7 +14,7 @@
  * the same name and size only if it has this version and these sizes.
  */
 #define NGX_OMNIBUS_MAGIC             0x626e6d6f   /* "omnb" */
-#define NGX_OMNIBUS_LAYOUT            4
+#define NGX_OMNIBUS_LAYOUT            5
 
 #define NGX_OMNIBUS_WAKE_SLOTS        256
 #define NGX_OMNIBUS_HOLD_SLOTS        64
@@ -36,6 +36,8 @@ typedef enum {
     NGX_OMNIBUS_REJ_ZONE_FULL,
     NGX_OMNIBUS_REJ_INVALID_KEY,
     NGX_OMNIBUS_REJ_INVALID_CTYPE,
+    NGX_OMNIBUS_REJ_INVALID_BODY,
+    NGX_OMNIBUS_REJ_RESIZING,
     NGX_OMNIBUS_REJ_MAX
 } ngx_omnibus_rejection_e;
 
@@ -135,6 +137,9 @@ typedef struct {
 
     time_t                      nomem_logged;
 
+    /* replaced by a zone of another size in a reload: take nothing more */
+    ngx_uint_t                  retired;
+
     /* a ring change under way: see ngx_omnibus_scale.c */
     ngx_uint_t                  fence;
     ngx_uint_t                  fence_shard;
@@ -165,6 +170,7 @@ typedef struct {
     ngx_atomic_t                unrouted;
     ngx_atomic_t                delivered;
     ngx_atomic_t                dead;
+    ngx_atomic_t                completed;   /* done with every route */
     ngx_atomic_t                dlq_evicted;
     ngx_atomic_t                dlq_replayed;
     ngx_atomic_t                evicted_retained;
@@ -184,6 +190,8 @@ typedef struct {
 
 struct ngx_omnibus_zone_s {
     ngx_str_t                   name;
+    ngx_cycle_t                *cycle;       /* that this zone is of */
+    ngx_omnibus_sh_t           *retiring;    /* an old zone we replace */
     ngx_shm_zone_t             *shm_zone;
     ngx_slab_pool_t            *shpool;
     ngx_omnibus_sh_t           *sh;
@@ -240,6 +248,7 @@ char *ngx_omnibus_zone_shm(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
 ngx_int_t ngx_omnibus_zone_add_slot(ngx_omnibus_zone_t *zone,
     ngx_omnibus_slot_t *slot);
 void ngx_omnibus_zone_nomem(ngx_omnibus_zone_t *zone, ngx_log_t *log);
+void ngx_omnibus_zone_commit(ngx_omnibus_zone_t *zone);
 ngx_uint_t ngx_omnibus_shard_owner(ngx_uint_t shard);
 ngx_uint_t ngx_omnibus_shards_shown(ngx_omnibus_sh_t *sh);
 

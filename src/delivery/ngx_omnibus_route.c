@@ -30,10 +30,10 @@ ngx_omnibus_route_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     ngx_omnibus_route_t   *route, **rp;
 
     if (ngx_omnibus_pattern_valid(&value[0]) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid topic pattern \"%V\": dot-separated "
-                           "tokens of [A-Za-z0-9_:-], \"*\" for one token, "
-                           "\">\" for the rest at the end", &value[0]);
+        ngx_omnibus_conf_error(cf, "invalid topic pattern \"%V\": "
+                               "dot-separated tokens of [A-Za-z0-9_:-], \"*\" "
+                               "for one token, \">\" for the rest at the end",
+                               &value[0]);
         return NGX_CONF_ERROR;
     }
 
@@ -57,10 +57,10 @@ ngx_omnibus_route_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     route->sink = ngx_omnibus_route_sink(&value[1], sinks);
 
     if (route->sink == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid route URL \"%V\": no sink takes its "
-                           "scheme (expected http://HOST[:PORT][/PATH])",
-                           &value[1]);
+        ngx_omnibus_conf_error(cf,
+                               "invalid route URL \"%V\": no sink takes its "
+                               "scheme (expected http://HOST[:PORT][/PATH])",
+                               &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -98,9 +98,9 @@ ngx_omnibus_route_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     rc = ngx_omnibus_zone_add_slot(zone, &route->slot);
 
     if (rc == NGX_DECLINED) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "too many routes in omnibus zone \"%V\": "
-                           "at most %d", &zone->name, NGX_OMNIBUS_MAX_ROUTES);
+        ngx_omnibus_conf_error(cf, "too many routes in omnibus zone "
+                               "\"%V\": at most %d", &zone->name,
+                               NGX_OMNIBUS_MAX_ROUTES);
         return NGX_CONF_ERROR;
     }
 
@@ -227,11 +227,11 @@ ngx_omnibus_route_param(ngx_conf_t *cf, ngx_omnibus_route_t *route,
 
 invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid omnibus_route parameter \"%V\" (expected "
-                       "timeout=TIME, retries=N, backoff=TIME, "
-                       "max_backoff=TIME, breaker=FAILURES:TIME:SUCCESSES, "
-                       "concurrency=N or name=LABEL)", value);
+    ngx_omnibus_conf_error(cf, "invalid parameter \"%V\" (expected "
+                           "timeout=TIME, retries=N, backoff=TIME, "
+                           "max_backoff=TIME, "
+                           "breaker=FAILURES:TIME:SUCCESSES, "
+                           "concurrency=N or name=LABEL)", value);
 
     return NGX_CONF_ERROR;
 }

@@ -33,8 +33,7 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
     olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
+    if (ngx_omnibus_discard_body(r, &rc) != NGX_OK) {
         return rc;
     }
 

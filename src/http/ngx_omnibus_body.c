@@ -35,6 +35,10 @@ ngx_omnibus_body_append(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     u_char  *body;
     size_t   want;
 
+    if (size == 0) {
+        return NGX_OK;
+    }
+
     if (ctx->len + size > olcf->max_message_size) {
         ctx->too_large = 1;
         return NGX_OK;

@@ -54,9 +54,9 @@ ngx_omnibus_zone_use(ngx_conf_t *cf, ngx_str_t *name)
     zone = ngx_omnibus_zone_lookup(cf, name);
 
     if (zone == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown omnibus zone \"%V\" (declare it with "
-                           "omnibus_zone before use)", name);
+        ngx_omnibus_conf_error(cf,
+                               "unknown omnibus zone \"%V\" (declare it with "
+                               "omnibus_zone before use)", name);
     }
 
     return zone;
@@ -87,8 +87,8 @@ ngx_omnibus_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (ngx_omnibus_zone_lookup(cf, &zone->name) != NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "duplicate omnibus zone \"%V\"", &zone->name);
+        ngx_omnibus_conf_error(cf,
+                               "duplicate omnibus zone \"%V\"", &zone->name);
         return NGX_CONF_ERROR;
     }
 
@@ -207,9 +207,10 @@ ngx_omnibus_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (cf->args->nelts == 3) {
         if (ngx_strcmp(value[2].data, "ready") != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\", expected \"ready\"",
-                               &value[2]);
+            ngx_omnibus_conf_error(cf,
+                                   "invalid parameter \"%V\", "
+                                   "expected \"ready\"",
+                                   &value[2]);
             return NGX_CONF_ERROR;
         }
 
@@ -246,10 +247,10 @@ ngx_omnibus_subscribe_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     if (olcf->subscribe->retain == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "omnibus zone \"%V\" has retain=0: subscribers "
-                           "read the retain ring, give it retain=N",
-                           &value[1]);
+        ngx_omnibus_conf_error(cf,
+                               "omnibus zone \"%V\" has retain=0: subscribers "
+                               "read the retain ring, give it retain=N",
+                               &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -295,10 +296,10 @@ ngx_omnibus_subscribe_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
 invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid omnibus_subscribe parameter \"%V\" (expected "
-                       "heartbeat=TIME or buffer=SIZE of at least 4k)",
-                       &value[i]);
+    ngx_omnibus_conf_error(cf,
+                           "invalid parameter \"%V\" (expected "
+                           "heartbeat=TIME or buffer=SIZE of at least 4k)",
+                           &value[i]);
 
     return NGX_CONF_ERROR;
 }
@@ -327,9 +328,9 @@ ngx_omnibus_dedup_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         olcf->dedup = NGX_OMNIBUS_DEDUP_CONTENT;
 
     } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\", expected "
-                           "\"off\", \"key\" or \"content\"", &value[1]);
+        ngx_omnibus_conf_error(cf,
+                               "invalid value \"%V\", expected "
+                               "\"off\", \"key\" or \"content\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -381,10 +382,10 @@ ngx_omnibus_rate_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     if (value[2].len < 5 || ngx_strncmp(value[2].data, "rate=", 5) != 0
         || ngx_omnibus_rate_parse(&v, &lc->rate) != NGX_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid rate \"%V\", expected rate=Nr/s or "
-                           "rate=Nr/m with N from 1 to %d", &value[2],
-                           NGX_OMNIBUS_RATE_MAX);
+        ngx_omnibus_conf_error(cf,
+                               "invalid rate \"%V\", expected rate=Nr/s or "
+                               "rate=Nr/m with N from 1 to %d", &value[2],
+                               NGX_OMNIBUS_RATE_MAX);
         return NGX_CONF_ERROR;
     }
 

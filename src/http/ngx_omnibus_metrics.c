@@ -277,6 +277,9 @@ static struct {
     { "dead_lettered_total", "counter",
       "Deliveries that went to the dead letter queue.",
       ngx_omnibus_zone_field(dead) },
+    { "completed_total", "counter",
+      "Messages done with every route they were dispatched to.",
+      ngx_omnibus_zone_field(completed) },
     { "dlq_size", "gauge", "Entries in the dead letter queue.",
       ngx_omnibus_zone_field(dlq_size) },
     { "dlq_evicted_total", "counter",
@@ -407,8 +410,7 @@ ngx_omnibus_metrics_handler(ngx_http_request_t *r)
     ngx_omnibus_zone_t      **zones;
     ngx_omnibus_main_conf_t  *omcf;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
+    if (ngx_omnibus_discard_body(r, &rc) != NGX_OK) {
         return rc;
     }
 

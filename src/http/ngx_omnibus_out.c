@@ -216,6 +216,33 @@ ngx_omnibus_reply_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/*
+ * The body of a request answered without reading it is discarded, so
+ * that the connection stays reusable.  A malformed one (a bad chunk)
+ * cannot be skipped: the answer is a JSON 400 on a connection that
+ * closes.  NGX_OK: go on; else the request is answered, return *rc.
+ */
+
+ngx_int_t
+ngx_omnibus_discard_body(ngx_http_request_t *r, ngx_int_t *rc)
+{
+    *rc = ngx_http_discard_request_body(r);
+
+    if (*rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (*rc == NGX_HTTP_BAD_REQUEST) {
+        r->keepalive = 0;
+        *rc = ngx_omnibus_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                      "invalid_body",
+                                      "the request body is malformed", 0);
+    }
+
+    return NGX_DONE;
+}
+
+
 /* 405 with the methods the resource takes; the body has been discarded */
 
 ngx_int_t

@@ -23,17 +23,33 @@ static ngx_int_t ngx_omnibus_variable(ngx_http_request_t *r,
 
 
 const ngx_omnibus_rejection_t  ngx_omnibus_rejections[NGX_OMNIBUS_REJ_MAX] = {
-    { NGX_HTTP_BAD_REQUEST, "invalid_json", 0 },
-    { NGX_HTTP_BAD_REQUEST, "invalid_topic", 0 },
-    { NGX_HTTP_BAD_REQUEST, "invalid_priority", 0 },
-    { NGX_HTTP_BAD_REQUEST, "empty_message", 0 },
-    { NGX_HTTP_NOT_ALLOWED, "method_not_allowed", 0 },
-    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "message_too_large", 0 },
-    { NGX_HTTP_TOO_MANY_REQUESTS, "backpressure", 1 },
-    { NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited", 1 },
-    { NGX_HTTP_SERVICE_UNAVAILABLE, "zone_full", 1 },
-    { NGX_HTTP_BAD_REQUEST, "invalid_idempotency_key", 0 },
-    { NGX_HTTP_BAD_REQUEST, "invalid_content_type", 0 },
+    { NGX_HTTP_BAD_REQUEST, "invalid_json", 0,
+      "the body is not valid JSON" },
+    { NGX_HTTP_BAD_REQUEST, "invalid_topic", 0,
+      "a topic is 1-255 bytes of [A-Za-z0-9_.:-] in dot-separated tokens, "
+      "none empty" },
+    { NGX_HTTP_BAD_REQUEST, "invalid_priority", 0,
+      "priority must be an integer from 0 to 9" },
+    { NGX_HTTP_BAD_REQUEST, "empty_message", 0,
+      "the message body is empty" },
+    { NGX_HTTP_NOT_ALLOWED, "method_not_allowed", 0,
+      "this resource does not take that method" },
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "message_too_large", 0,
+      "the message is larger than omnibus_max_message_size" },
+    { NGX_HTTP_TOO_MANY_REQUESTS, "backpressure", 1,
+      "the topic's shard is over its high watermark, retry later" },
+    { NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited", 1,
+      "too many publishes for this client, retry later" },
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "zone_full", 1,
+      "the bus has no shared memory left" },
+    { NGX_HTTP_BAD_REQUEST, "invalid_idempotency_key", 0,
+      "an idempotency key is at most 239 bytes without control characters" },
+    { NGX_HTTP_BAD_REQUEST, "invalid_content_type", 0,
+      "a Content-Type is at most 255 bytes without control characters" },
+    { NGX_HTTP_BAD_REQUEST, "invalid_body", 0,
+      "the request body is malformed" },
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "zone_resizing", 1,
+      "the zone is being replaced by a reload, retry" },
 };
 
 
@@ -52,37 +68,96 @@ static ngx_http_variable_t  ngx_omnibus_vars[] = {
 };
 
 
+/* counted, and answered as the table says unless told more */
+
 static ngx_int_t
-ngx_omnibus_reject(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
+ngx_omnibus_reject_with(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
     ngx_uint_t reason, const char *message, time_t retry_after)
 {
+    const ngx_omnibus_rejection_t  *rej;
+
+    rej = &ngx_omnibus_rejections[reason];
+
     (void) ngx_atomic_fetch_add(&zone->sh->rejected[reason], 1);
 
-    if (retry_after == 0) {
-        retry_after = ngx_omnibus_rejections[reason].retry_after;
-    }
-
-    return ngx_omnibus_reply_error(r, ngx_omnibus_rejections[reason].status,
-                                   ngx_omnibus_rejections[reason].code,
-                                   message, retry_after);
+    return ngx_omnibus_reply_error(r, rej->status, rej->code,
+                                   message ? message : rej->message,
+                                   retry_after ? retry_after
+                                               : rej->retry_after);
 }
 
 
-/* the same, before the body was read: keep the connection reusable */
+#define ngx_omnibus_reject(r, zone, reason)                                 \
+    ngx_omnibus_reject_with(r, zone, reason, NULL, 0)
+
+
+/*
+ * The same, before the body was read: discarded, for the connection to
+ * stay reusable.  A body that cannot be (a bad chunk) does not change
+ * the answer; the connection closes after it.
+ */
 
 static ngx_int_t
 ngx_omnibus_refuse(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
-    ngx_uint_t reason, const char *message, time_t retry_after)
+    ngx_uint_t reason, time_t retry_after)
 {
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc == NGX_HTTP_BAD_REQUEST) {
+        r->keepalive = 0;
+
+    } else if (rc != NGX_OK) {
+        return rc;
     }
 
-    return ngx_omnibus_reject(r, zone, reason, message, retry_after);
+    if (reason == NGX_OMNIBUS_REJ_METHOD) {
+        (void) ngx_atomic_fetch_add(&zone->sh->rejected[reason], 1);
+        return ngx_omnibus_reply_not_allowed(r, "POST, PUT");
+    }
+
+    return ngx_omnibus_reject_with(r, zone, reason, NULL, retry_after);
 }
 
 
-/* NGX_OK admitted, NGX_DECLINED limited, NGX_ERROR zone full */
+/* what an offer the queue did not take answers */
+
+static ngx_uint_t
+ngx_omnibus_publish_refusal(ngx_omnibus_enqueue_rc_e rc)
+{
+    switch (rc) {
+
+    case NGX_OMNIBUS_BACKPRESSURE:
+        return NGX_OMNIBUS_REJ_BACKPRESSURE;
+
+    case NGX_OMNIBUS_RETIRED:
+        return NGX_OMNIBUS_REJ_RESIZING;
+
+    default:
+        return NGX_OMNIBUS_REJ_ZONE_FULL;
+    }
+}
+
+
+/* a header value stored and forwarded to webhooks: no control but HT */
+
+static ngx_int_t
+ngx_omnibus_publish_printable(ngx_str_t *value)
+{
+    u_char  *p, *last;
+
+    last = value->data + value->len;
+
+    for (p = value->data; p < last; p++) {
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
 
 static ngx_int_t
 ngx_omnibus_publish_limit(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
@@ -148,14 +223,7 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_omnibus_module);
 
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT))) {
-        (void) ngx_atomic_fetch_add(
-                            &zone->sh->rejected[NGX_OMNIBUS_REJ_METHOD], 1);
-
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_omnibus_reply_not_allowed(r, "POST, PUT");
+        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_METHOD, 0);
     }
 
     if (ngx_omnibus_publish_topic(r, olcf, &ctx->topic) != NGX_OK) {
@@ -163,10 +231,7 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
     }
 
     if (ngx_omnibus_topic_valid(&ctx->topic) != NGX_OK) {
-        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_INVALID_TOPIC,
-                                  "a topic is 1-255 bytes of "
-                                  "[A-Za-z0-9_.:-] in dot-separated tokens, "
-                                  "none empty", 0);
+        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_INVALID_TOPIC, 0);
     }
 
     if (ngx_http_complex_value(r, olcf->priority, &prio) != NGX_OK) {
@@ -181,7 +246,6 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
 
     } else {
         return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_INVALID_PRIORITY,
-                                  "priority must be an integer from 0 to 9",
                                   0);
     }
 
@@ -192,18 +256,19 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
     }
 
     /* room is left for the "#line" suffix of batch keys */
-    if (ctx->key.len > NGX_OMNIBUS_KEY_MAX - 16) {
-        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_INVALID_KEY,
-                                  "an idempotency key is at most 239 bytes",
-                                  0);
+    if (ctx->key.len > NGX_OMNIBUS_KEY_MAX - 16
+        || ngx_omnibus_publish_printable(&ctx->key) != NGX_OK)
+    {
+        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_INVALID_KEY, 0);
     }
 
     if (r->headers_in.content_type) {
         ctx->ctype = r->headers_in.content_type->value;
 
-        if (ctx->ctype.len > NGX_OMNIBUS_CTYPE_MAX) {
+        if (ctx->ctype.len > NGX_OMNIBUS_CTYPE_MAX
+            || ngx_omnibus_publish_printable(&ctx->ctype) != NGX_OK)
+        {
             return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_INVALID_CTYPE,
-                                      "a Content-Type is at most 255 bytes",
                                       0);
         }
 
@@ -224,34 +289,41 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
 
         if (rc == NGX_DECLINED) {
             return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_RATE_LIMITED,
-                                      "too many publishes for this client, "
-                                      "retry later", retry_after);
+                                      retry_after);
         }
 
         if (rc == NGX_ERROR) {
-            return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_ZONE_FULL,
-                                      "the bus has no shared memory left",
-                                      0);
+            return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_ZONE_FULL, 0);
         }
     }
 
     if (r->headers_in.content_length_n > (off_t) olcf->max_message_size) {
-        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_TOO_LARGE,
-                                  "the message is larger than "
-                                  "omnibus_max_message_size", 0);
+        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_TOO_LARGE, 0);
     }
 
     ctx->shard = ngx_omnibus_ring_shard(zone, &ctx->topic);
 
     if (ngx_omnibus_queue_refuses(zone, ctx->shard) != NGX_OK) {
-        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_BACKPRESSURE,
-                                  "the topic's shard is over its high "
-                                  "watermark, retry later", 0);
+        return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_BACKPRESSURE, 0);
     }
 
     ctx->collecting = 1;
 
     rc = ngx_http_read_client_request_body(r, ngx_omnibus_publish_body);
+
+    /* a body that cannot be read to its end: the connection closes */
+
+    if (rc == NGX_HTTP_BAD_REQUEST) {
+        r->keepalive = 0;
+        return ngx_omnibus_reject(r, zone, NGX_OMNIBUS_REJ_INVALID_BODY);
+    }
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        r->keepalive = 0;
+        return ngx_omnibus_reject_with(r, zone, NGX_OMNIBUS_REJ_TOO_LARGE,
+                                       "the message is larger than "
+                                       "client_max_body_size", 0);
+    }
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -271,13 +343,10 @@ ngx_omnibus_publish_body(ngx_http_request_t *r)
     ctx->collecting = 0;
 
     if (ctx->too_large) {
-        rc = ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_TOO_LARGE,
-                                "the message is larger than "
-                                "omnibus_max_message_size", 0);
+        rc = ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_TOO_LARGE);
 
     } else if (ctx->len == 0) {
-        rc = ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_EMPTY,
-                                "the message body is empty", 0);
+        rc = ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_EMPTY);
 
     } else if (ctx->batch) {
         rc = ngx_omnibus_publish_batch(r, ctx);
@@ -340,8 +409,9 @@ ngx_omnibus_publish_one(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
 
     case NGX_DECLINED:
         buf[err.len] = '\0';
-        return ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_INVALID_JSON,
-                                  (char *) buf, 0);
+        return ngx_omnibus_reject_with(r, ctx->zone,
+                                       NGX_OMNIBUS_REJ_INVALID_JSON,
+                                       (char *) buf, 0);
 
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -349,19 +419,9 @@ ngx_omnibus_publish_one(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
 
     rc = ngx_omnibus_publish_offer(r, ctx, &payload, &ctx->key, ctx->id);
 
-    switch (rc) {
-
-    case NGX_OMNIBUS_BACKPRESSURE:
-        return ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_BACKPRESSURE,
-                                  "the topic's shard is over its high "
-                                  "watermark, retry later", 0);
-
-    case NGX_OMNIBUS_ZONE_FULL:
-        return ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_ZONE_FULL,
-                                  "the bus has no shared memory left", 0);
-
-    default:
-        break;
+    if (rc != NGX_OMNIBUS_QUEUED && rc != NGX_OMNIBUS_DUPLICATE) {
+        return ngx_omnibus_reject(r, ctx->zone,
+                                  ngx_omnibus_publish_refusal(rc));
     }
 
     ctx->has_id = 1;
@@ -471,8 +531,7 @@ ngx_omnibus_publish_batch(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
             continue;
         }
 
-        reason = (rc == NGX_OMNIBUS_BACKPRESSURE)
-                 ? NGX_OMNIBUS_REJ_BACKPRESSURE : NGX_OMNIBUS_REJ_ZONE_FULL;
+        reason = ngx_omnibus_publish_refusal(rc);
 
         (void) ngx_atomic_fetch_add(&ctx->zone->sh->rejected[reason], 1);
 
@@ -480,14 +539,12 @@ ngx_omnibus_publish_batch(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
                                "\"error\":\"%s\",\"message\":\"%s\"}",
                                line, ngx_omnibus_rejections[reason].status,
                                ngx_omnibus_rejections[reason].code,
-                               reason == NGX_OMNIBUS_REJ_BACKPRESSURE
-                               ? "the shard is over its high watermark"
-                               : "the bus has no shared memory left");
+                               ngx_omnibus_rejections[reason].message);
     }
 
     if (n == 0) {
-        return ngx_omnibus_reject(r, ctx->zone, NGX_OMNIBUS_REJ_EMPTY,
-                                  "the batch has no messages", 0);
+        return ngx_omnibus_reject_with(r, ctx->zone, NGX_OMNIBUS_REJ_EMPTY,
+                                       "the batch has no messages", 0);
     }
 
     ngx_omnibus_out_printf(&out, "]}\n");
@@ -569,7 +626,7 @@ ngx_omnibus_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     ctx = ngx_http_get_module_ctx(r, ngx_omnibus_module);
 
     if (olcf->publish == NULL || ctx == NULL
-        || (data != 1 && !ctx->has_id))
+        || (data == 1 ? ctx->topic.data == NULL : !ctx->has_id))
     {
         v->not_found = 1;
         return NGX_OK;

@@ -99,9 +99,9 @@ ngx_omnibus_http_parse_url(ngx_conf_t *cf, ngx_omnibus_route_t *route,
     u.no_resolve = 1;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid route URL \"%V\": %s", url,
-                           u.err ? u.err : "cannot parse");
+        ngx_omnibus_conf_error(cf,
+                               "invalid route URL \"%V\": %s", url,
+                               u.err ? u.err : "cannot parse");
         return NGX_CONF_ERROR;
     }
 

@@ -35,8 +35,7 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
     ngx_omnibus_sub_t       *sub;
     ngx_omnibus_loc_conf_t  *olcf;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
+    if (ngx_omnibus_discard_body(r, &rc) != NGX_OK) {
         return rc;
     }
 
