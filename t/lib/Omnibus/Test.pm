@@ -8,6 +8,9 @@ package Omnibus::Test;
 # OMNIBUS_NGINX names the nginx binary (default /usr/sbin/nginx). Not
 # NGINX: nginx itself reads that variable as a list of inherited listening
 # sockets (binary upgrade) and then does not daemonize.
+# OMNIBUS_MODULE names the module's .so (default objs/); scripts/sanitize.sh
+# sets both to its ASan/UBSan build, and OMNIBUS_SANITIZE=1 for tests that
+# cannot run under the sanitizers (they plan skip_all).
 
 use strict;
 use warnings;
@@ -27,7 +30,7 @@ use Time::HiRes qw(sleep time);
 
 our $NGINX = $ENV{OMNIBUS_NGINX} || '/usr/sbin/nginx';
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
-our $MODULE = "$ROOT/objs/ngx_omnibus_module.so";
+our $MODULE = $ENV{OMNIBUS_MODULE} || "$ROOT/objs/ngx_omnibus_module.so";
 
 # nginx must not see NGINX (see above), whatever the caller's environment
 if (defined $ENV{NGINX}) {
@@ -439,6 +442,41 @@ sub metric {
     my ($v) = $self->http(GET => '/metrics')->{body}
                   =~ /^message_bus_\Q$name\E\{zone="\Q$zone\E"\} (\d+)$/m;
     return $v // -1;
+}
+
+# The counters' invariant of a bus, from one /metrics answer:
+#   published + dlq_replayed = completed + queued + inflight + unrouted
+# (queued and inflight summed over their shard/priority samples). Returns
+# (left, right, {each part}); a side is undef when one of its counters is
+# missing from /metrics. Deliveries move messages from queued/inflight to
+# completed, so wait for them to settle before comparing:
+#   wait_until(sub { my ($l, $r) = $t->invariant; defined $l && $l == $r })
+sub invariant {
+    my ($self, $zone) = @_;
+    $zone //= 'bus';
+    my $res = $self->http(GET => '/metrics');
+    my $body = $res ? $res->{body} : '';
+
+    my %p;
+    for my $name (qw(published_total dlq_replayed_total completed_total
+                     queue_size inflight_messages unrouted_total))
+    {
+        while ($body =~ /^message_bus_\Q$name\E\{zone="\Q$zone\E"
+                          (?:,[^}]*)?\}\ (\d+)$/mgx)
+        {
+            $p{$name} = ($p{$name} // 0) + $1;
+        }
+    }
+
+    my $sum = sub {
+        my $n = 0;
+        for (@_) { return undef unless defined $p{$_}; $n += $p{$_} }
+        return $n;
+    };
+    return ($sum->(qw(published_total dlq_replayed_total)),
+            $sum->(qw(completed_total queue_size inflight_messages
+                      unrouted_total)),
+            \%p);
 }
 
 sub get_json { my ($self, $path, %o) = @_; $self->http(GET => $path, %o) }
