@@ -203,4 +203,13 @@ close $fh;
 my $out = `promtool check metrics < $file 2>&1`;
 is($?, 0, 'promtool check metrics passes') or diag($out);
 
+# every accepted message is done, queued, in flight or went to nobody
+my ($accepted, $accounted);
+ok(Omnibus::Test::wait_until(sub {
+       ($accepted, $accounted) = $t->invariant;
+       defined $accepted && defined $accounted && $accepted == $accounted
+   }, timeout => 30),
+   'published + replayed = completed + queued + in flight + unrouted')
+    or diag("accepted $accepted, accounted for $accounted");
+
 $t->finish;

@@ -245,4 +245,13 @@ ok(Omnibus::Test::wait_until(sub {
        $t->error_log =~ /half-open -> open/
    }, timeout => 20), 'the failed probe reopens it');
 
+# every accepted message is done, queued, in flight or went to nobody
+my ($accepted, $accounted);
+ok(Omnibus::Test::wait_until(sub {
+       ($accepted, $accounted) = $t->invariant;
+       defined $accepted && defined $accounted && $accepted == $accounted
+   }, timeout => 30),
+   'published + replayed = completed + queued + in flight + unrouted')
+    or diag("accepted $accepted, accounted for $accounted");
+
 $t->finish;

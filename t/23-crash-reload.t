@@ -199,4 +199,13 @@ ok(Omnibus::Test::wait_until(sub { first_receipts() >= 60 }, timeout => 60),
 is_deeply([first_receipts()], [1 .. 60], 'in order across the kill');
 ok(Omnibus::Test::wait_until(\&settled, timeout => 30), 'settled again');
 
+# every accepted message is done, queued, in flight or went to nobody
+my ($accepted, $accounted);
+ok(Omnibus::Test::wait_until(sub {
+       ($accepted, $accounted) = $t->invariant;
+       defined $accepted && defined $accounted && $accepted == $accounted
+   }, timeout => 30),
+   'published + replayed = completed + queued + in flight + unrouted')
+    or diag("accepted $accepted, accounted for $accounted");
+
 $t->finish;
