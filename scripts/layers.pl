@@ -39,11 +39,14 @@ my @objs;
 find(sub { push @objs, $File::Find::name if /\.o$/ }, $objdir);
 die "layers: no objects under $objdir: build first\n" unless @objs;
 
-my (%def, %uses);
+my (%def, %uses, %built);
 for my $o (@objs) {
     my $file = basename($o, '.o');
     die "layers: $o has no source under src/\n" unless $layer{$file};
-    for (`nm $o`) {
+    my @nm = `nm $o`;
+    die "layers: nm $o failed\n" if $? != 0;
+    $built{$file} = 1;
+    for (@nm) {
         if (/^[0-9a-f]+ [TDBRC] (\S+)$/) {
             $def{$1} = $file;
         } elsif (/^\s+U (\S+)$/) {
@@ -51,6 +54,13 @@ for my $o (@objs) {
         }
     }
 }
+
+# a partial or link-time-optimised build would hide calls
+for my $file (sort keys %layer) {
+    die "layers: $path{$file} has no object under $objdir\n"
+        unless $built{$file};
+}
+die "layers: no symbols defined in the objects\n" unless %def;
 
 my @bad;
 my %edge;
@@ -95,17 +105,24 @@ sub visit {
 
 visit($_) for grep { !$state{$_} } sort keys %layer;
 
-# headers: core and delivery are HTTP-free, no layer includes a higher one's
-my %header_layer = (
-    'ngx_omnibus_delivery.h' => 'delivery',
-    'ngx_omnibus_sink.h' => 'delivery',
-    'ngx_omnibus_conn.h' => 'backends',
-    'ngx_omnibus_sink_http.h' => 'backends',
-    'ngx_omnibus_http.h' => 'http', 'ngx_omnibus_subscribe.h' => 'http',
-    'ngx_omnibus.h' => 'top',
-    # NGINX's HTTP: for the endpoints, and for the webhook sink's upstreams
-    'ngx_http.h' => 'backends',
-);
+# headers: core and delivery are HTTP-free, no layer includes a higher
+# one's; a header's layer is its folder's, whatever path names it
+my %header_layer = ('ngx_omnibus.h' => 'top');
+
+find(sub {
+    return unless /\.h$/;
+    my ($l) = substr($File::Find::name, length("$root/src/")) =~ m{^([^/]+)/}
+        or return;
+    $header_layer{$_} = $l;
+}, "$root/src");
+
+sub header_layer {
+    my ($h) = @_;
+    $h = basename($h);
+    # NGINX's HTTP: for the endpoints, and the webhook sink's upstreams
+    return 'backends' if $h =~ /^ngx_http/;
+    return $header_layer{$h};
+}
 
 find(sub {
     return unless /\.[ch]$/;
@@ -113,8 +130,8 @@ find(sub {
     my ($l) = $rel =~ m{^src/([^/]+)/} or return;
     open my $fh, '<', $_ or die "$rel: $!";
     while (<$fh>) {
-        my ($h) = /^#include\s+[<"]([\w.]+)[>"]/ or next;
-        my $hl = $header_layer{$h} or next;
+        my ($h) = /^\s*#\s*include\s+[<"]([\w.\/-]+)[>"]/ or next;
+        my $hl = header_layer($h) or next;
         if ($rank{$l} < $rank{$hl}) {
             push @bad, "$rel ($l) includes $h ($hl)";
         }

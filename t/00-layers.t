@@ -13,7 +13,7 @@ my $out = `perl $Bin/../scripts/layers.pl 2>&1`;
 
 is($? >> 8, 0, 'calls only go down, no cycle, no header from above')
     or diag($out);
-like($out, qr/^layers: \d+ files, \d+ calls between them/m,
+like($out, qr/^layers: \d+ files, [1-9]\d* calls between them/m,
      'the check saw the objects') or diag($out);
 
 done_testing();

@@ -31,6 +31,8 @@ $t->conf(<<'EOF')->start;
     omnibus_route bus rr.> http://pair/rr;
     omnibus_route bus fifo.> http://127.0.0.1:%%PORT1%%/fifo
                   concurrency=1 backoff=50ms;
+    omnibus_route bus split.> http://127.0.0.1:%%PORT1%%/split
+                  timeout=10s;
 
     server {
         listen 127.0.0.1:%%PORT0%%;
@@ -202,6 +204,22 @@ print $fh $m;
 close $fh;
 my $out = `promtool check metrics < $file 2>&1`;
 is($?, 0, 'promtool check metrics passes') or diag($out);
+
+# a response that comes in pieces, cut in the status line and in the
+# headers: one attempt each, delivered
+
+for my $cut (10, 30) {
+    $rx->set('/split' => { split => $cut });
+    my $id = publish("split.at$cut", '{}')->{id};
+    ok(Omnibus::Test::wait_until(sub {
+           my $s = $t->http(GET => '/omnibus/')->{json};
+           my ($r) = grep { $_->{name} =~ m{/split$} } @{$s->{routes}};
+           $r && $r->{delivered} == ($cut == 10 ? 1 : 2)
+       }, timeout => 5), "cut after $cut bytes: delivered");
+    my @got = grep { $_->{headers}{'x-omnibus-id'} eq $id }
+              $rx->requests_for('/split');
+    is(scalar @got, 1, "cut after $cut bytes: one attempt");
+}
 
 # every accepted message is done, queued, in flight or went to nobody
 my ($accepted, $accounted);

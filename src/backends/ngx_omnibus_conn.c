@@ -14,13 +14,12 @@ static void ngx_omnibus_conn_dummy(ngx_event_t *ev);
 
 void
 ngx_omnibus_conn_pool_init(ngx_omnibus_conn_pool_t *pool, ngx_uint_t max_idle,
-    ngx_msec_t keepalive, ngx_log_t *log)
+    ngx_msec_t keepalive)
 {
     ngx_queue_init(&pool->idle);
     pool->nidle = 0;
     pool->max_idle = max_idle;
     pool->keepalive = keepalive;
-    pool->log = log;
 }
 
 
@@ -264,16 +263,18 @@ ngx_omnibus_conn_unwrap(ngx_connection_t *c, ngx_uint_t close_fd)
         ngx_delete_posted_event(c->write);
     }
 
+    /* the fd stays open: it must leave epoll for real, not by close() */
+
     if (ngx_del_conn) {
-        (void) ngx_del_conn(c, NGX_CLOSE_EVENT);
+        (void) ngx_del_conn(c, 0);
 
     } else {
         if (c->read->active || c->read->disabled) {
-            (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+            (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
         }
 
         if (c->write->active || c->write->disabled) {
-            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
         }
     }
 
@@ -283,9 +284,13 @@ ngx_omnibus_conn_unwrap(ngx_connection_t *c, ngx_uint_t close_fd)
 
 
 void
-ngx_omnibus_reconnect_init(ngx_omnibus_reconnect_t *rc,
+ngx_omnibus_reconnect_init(ngx_omnibus_reconnect_t *rc, ngx_msec_t base,
+    ngx_msec_t cap, ngx_omnibus_breaker_t *breaker,
     ngx_event_handler_pt handler, void *data, ngx_log_t *log)
 {
+    rc->base = ngx_max(base, 1);
+    rc->cap = ngx_max(cap, rc->base);
+    rc->breaker = breaker;
     rc->timer.handler = handler;
     rc->timer.data = data;
     rc->timer.log = log;

@@ -24,7 +24,6 @@ typedef struct {
     ngx_uint_t                  nidle;
     ngx_uint_t                  max_idle;
     ngx_msec_t                  keepalive;   /* idle for this long: close */
-    ngx_log_t                  *log;
 } ngx_omnibus_conn_pool_t;
 
 
@@ -39,7 +38,7 @@ typedef struct {
 
 
 void ngx_omnibus_conn_pool_init(ngx_omnibus_conn_pool_t *pool,
-    ngx_uint_t max_idle, ngx_msec_t keepalive, ngx_log_t *log);
+    ngx_uint_t max_idle, ngx_msec_t keepalive);
 ngx_int_t ngx_omnibus_conn_open(struct sockaddr *sockaddr, socklen_t socklen,
     ngx_str_t *name, ngx_log_t *log, ngx_connection_t **cp);
 ngx_err_t ngx_omnibus_conn_error(ngx_connection_t *c);
@@ -52,7 +51,8 @@ void ngx_omnibus_conn_pool_close(ngx_omnibus_conn_pool_t *pool);
 ngx_connection_t *ngx_omnibus_conn_wrap(ngx_socket_t fd, ngx_log_t *log);
 void ngx_omnibus_conn_unwrap(ngx_connection_t *c, ngx_uint_t close_fd);
 
-void ngx_omnibus_reconnect_init(ngx_omnibus_reconnect_t *rc,
+void ngx_omnibus_reconnect_init(ngx_omnibus_reconnect_t *rc, ngx_msec_t base,
+    ngx_msec_t cap, ngx_omnibus_breaker_t *breaker,
     ngx_event_handler_pt handler, void *data, ngx_log_t *log);
 ngx_msec_t ngx_omnibus_reconnect_later(ngx_omnibus_reconnect_t *rc);
 void ngx_omnibus_reconnect_done(ngx_omnibus_reconnect_t *rc);

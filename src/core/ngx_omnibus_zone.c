@@ -12,7 +12,7 @@
 
 static ngx_int_t ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data);
 static ngx_int_t ngx_omnibus_zone_adopt(ngx_omnibus_zone_t *zone,
-    ngx_omnibus_zone_t *ozone, ngx_log_t *log);
+    ngx_slab_pool_t *shpool, ngx_log_t *log);
 static void ngx_omnibus_zone_slots_locked(ngx_omnibus_zone_t *zone);
 static ngx_int_t ngx_omnibus_zone_replace(ngx_omnibus_zone_t *zone,
     ngx_log_t *log);
@@ -374,7 +374,7 @@ ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (ozone) {
-        return ngx_omnibus_zone_adopt(zone, ozone, shm_zone->shm.log);
+        return ngx_omnibus_zone_adopt(zone, shpool, shm_zone->shm.log);
     }
 
     if (ngx_omnibus_zone_replace(zone, shm_zone->shm.log) != NGX_OK) {
@@ -455,16 +455,18 @@ ngx_omnibus_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 /*
  * A zone of the same name and size kept over a reload.  What it holds was
  * laid out by the module that created it, perhaps another build: adopt
- * it only if the layout is the same, else the reload fails.
+ * it only if the layout is the same, else the reload fails.  The old
+ * configuration's structures are that build's too: the zone is found
+ * from the shared memory itself.
  */
 
 static ngx_int_t
-ngx_omnibus_zone_adopt(ngx_omnibus_zone_t *zone, ngx_omnibus_zone_t *ozone,
+ngx_omnibus_zone_adopt(ngx_omnibus_zone_t *zone, ngx_slab_pool_t *shpool,
     ngx_log_t *log)
 {
     ngx_omnibus_sh_t  *sh;
 
-    sh = ozone->sh;
+    sh = shpool->data;
 
     if (sh->magic != NGX_OMNIBUS_MAGIC
         || sh->layout != NGX_OMNIBUS_LAYOUT
@@ -493,7 +495,7 @@ ngx_omnibus_zone_adopt(ngx_omnibus_zone_t *zone, ngx_omnibus_zone_t *ozone,
     }
 
     zone->sh = sh;
-    zone->shpool = ozone->shpool;
+    zone->shpool = shpool;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -524,11 +526,12 @@ static ngx_int_t
 ngx_omnibus_zone_replace(ngx_omnibus_zone_t *zone, ngx_log_t *log)
 {
     ngx_uint_t           i, s, held;
+    ngx_shm_t           *old;
     ngx_list_part_t     *part;
     ngx_shm_zone_t      *shm;
+    ngx_slab_pool_t     *shpool;
     ngx_omnibus_sh_t    *sh;
     ngx_pool_cleanup_t  *cln;
-    ngx_omnibus_zone_t  *old;
 
     /* ngx_cycle is still the running configuration's */
     part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
@@ -553,21 +556,29 @@ ngx_omnibus_zone_replace(ngx_omnibus_zone_t *zone, ngx_log_t *log)
                            zone->name.len)
                == 0)
         {
-            old = shm[i].data;
+            old = &shm[i].shm;
             break;
         }
     }
 
-    if (old == NULL || old->sh == NULL
-        || old->sh->magic != NGX_OMNIBUS_MAGIC)
+    /* the old zone as its own build laid it out, found from its memory */
+
+    if (old == NULL || old->addr == NULL) {
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) old->addr;
+    sh = shpool->data;
+
+    if (sh == NULL || sh->magic != NGX_OMNIBUS_MAGIC
+        || sh->layout != NGX_OMNIBUS_LAYOUT)
     {
         return NGX_OK;
     }
 
-    sh = old->sh;
     held = 0;
 
-    ngx_shmtx_lock(&old->shpool->mutex);
+    ngx_shmtx_lock(&shpool->mutex);
 
     for (s = 0; s < sh->cap_shards; s++) {
         held += sh->shards[s].queued + sh->shards[s].ninflight;
@@ -579,16 +590,15 @@ ngx_omnibus_zone_replace(ngx_omnibus_zone_t *zone, ngx_log_t *log)
         sh->retired = 1;
     }
 
-    ngx_shmtx_unlock(&old->shpool->mutex);
+    ngx_shmtx_unlock(&shpool->mutex);
 
     if (held) {
         ngx_log_error(NGX_LOG_EMERG, log, 0,
                       "omnibus zone \"%V\" changes size from %uz to %uz "
                       "while it holds %ui message(s) queued, in flight or "
                       "dead-lettered, which a new zone would lose: keep its "
-                      "size until it is empty", &zone->name,
-                      old->shm_zone->shm.size, zone->shm_zone->shm.size,
-                      held);
+                      "size until it is empty", &zone->name, old->size,
+                      zone->shm_zone->shm.size, held);
         return NGX_ERROR;
     }
 
@@ -605,8 +615,7 @@ ngx_omnibus_zone_replace(ngx_omnibus_zone_t *zone, ngx_log_t *log)
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "omnibus zone \"%V\" changes size from %uz to %uz: "
                   "publishes still in progress on the old workers get 503",
-                  &zone->name, old->shm_zone->shm.size,
-                  zone->shm_zone->shm.size);
+                  &zone->name, old->size, zone->shm_zone->shm.size);
 
     return NGX_OK;
 }

@@ -201,11 +201,13 @@ ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone, ngx_uint_t s,
         /*
          * Per-topic order across a reload: the worker we replaced has
          * messages of this shard it may yet hand back to the queue front.
-         * It adds none while we run, so the first batch decides.
+         * It adds none while we run, so the first batch decides.  Nor
+         * does anything go out ahead of messages still owed a job.
          */
 
         if (zone->ordered && done == 0
-            && ngx_omnibus_inflight_elsewhere_locked(shard))
+            && (zone->starved
+                || ngx_omnibus_inflight_elsewhere_locked(shard)))
         {
             ngx_shmtx_unlock(&zone->shpool->mutex);
             break;

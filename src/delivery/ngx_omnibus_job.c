@@ -18,6 +18,9 @@
 /* backoffs double this many times at most, before their cap */
 #define NGX_OMNIBUS_BACKOFF_SHIFT_MAX  20
 
+/* jobs kept for reuse at most, per worker */
+#define NGX_OMNIBUS_JOBS_FREE_MAX      4096
+
 
 static ngx_omnibus_job_t *ngx_omnibus_job_get(ngx_omnibus_route_t *route);
 static void ngx_omnibus_job_free(ngx_omnibus_job_t *job);
@@ -65,6 +68,8 @@ static ngx_queue_t  ngx_omnibus_jobs_live = {
     &ngx_omnibus_jobs_live, &ngx_omnibus_jobs_live
 };
 
+static ngx_uint_t   ngx_omnibus_jobs_nfree;
+
 
 static ngx_omnibus_job_t *
 ngx_omnibus_job_get(ngx_omnibus_route_t *route)
@@ -75,6 +80,7 @@ ngx_omnibus_job_get(ngx_omnibus_route_t *route)
     if (!ngx_queue_empty(&ngx_omnibus_jobs_free)) {
         q = ngx_queue_head(&ngx_omnibus_jobs_free);
         ngx_queue_remove(q);
+        ngx_omnibus_jobs_nfree--;
 
         job = ngx_queue_data(q, ngx_omnibus_job_t, queue);
         ngx_memzero(job, sizeof(ngx_omnibus_job_t));
@@ -96,7 +102,16 @@ static void
 ngx_omnibus_job_free(ngx_omnibus_job_t *job)
 {
     ngx_queue_remove(&job->live);
+
+    /* a burst's worth is kept, not every job the worker ever had */
+
+    if (ngx_omnibus_jobs_nfree >= NGX_OMNIBUS_JOBS_FREE_MAX) {
+        ngx_free(job);
+        return;
+    }
+
     ngx_queue_insert_head(&ngx_omnibus_jobs_free, &job->queue);
+    ngx_omnibus_jobs_nfree++;
 }
 
 
@@ -122,7 +137,14 @@ ngx_omnibus_job_start(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg,
             continue;
         }
 
-        job = ngx_omnibus_job_get(route);
+        /*
+         * While a job of the zone is owed, an ordered route takes none:
+         * the sweep starts them in their order of dispatch.
+         */
+
+        job = (zone->starved && route->concurrency == 1)
+              ? NULL : ngx_omnibus_job_get(route);
+
         if (job == NULL) {
             ngx_omnibus_job_starve(zone, msg, slot);
             continue;
@@ -155,12 +177,16 @@ ngx_omnibus_job_starve(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg,
     msg->starved |= (uint64_t) 1 << slot;
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    zone->starved = 1;
+    /* once until the sweep starts them again */
 
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "omnibus zone \"%V\": no memory for a delivery of "
-                  "message %*s, retried in a second", &zone->name,
-                  (size_t) NGX_OMNIBUS_ID_LEN, msg->id);
+    if (!zone->starved) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "omnibus zone \"%V\": no memory for a delivery of "
+                      "message %*s, retried in a second", &zone->name,
+                      (size_t) NGX_OMNIBUS_ID_LEN, msg->id);
+    }
+
+    zone->starved = 1;
 }
 
 
@@ -453,4 +479,6 @@ ngx_omnibus_job_exit_process(void)
         ngx_queue_remove(q);
         ngx_free(ngx_queue_data(q, ngx_omnibus_job_t, queue));
     }
+
+    ngx_omnibus_jobs_nfree = 0;
 }

@@ -23,8 +23,8 @@ char *
 ngx_omnibus_route_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     ngx_str_t *value, ngx_uint_t nvalue, ngx_omnibus_sink_t **sinks)
 {
-    u_char                *p;
     char                  *rv;
+    u_char                *p;
     ngx_int_t              rc;
     ngx_uint_t             i;
     ngx_omnibus_route_t   *route, **rp;

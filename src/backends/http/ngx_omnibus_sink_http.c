@@ -41,6 +41,7 @@ typedef struct {
     ngx_http_request_t             parser;       /* NGINX's parser state */
     unsigned                       reused:1;
     unsigned                       sent:1;
+    unsigned                       status_line:1;
     unsigned                       headers:1;
     unsigned                       close:1;
     u_char                         buf[NGX_OMNIBUS_HTTP_HEAD];
@@ -143,7 +144,7 @@ ngx_omnibus_http_init(ngx_omnibus_route_t *route, ngx_cycle_t *cycle)
     hc = route->conf;
 
     ngx_omnibus_conn_pool_init(&hc->idle, NGX_OMNIBUS_HTTP_IDLE,
-                               NGX_OMNIBUS_HTTP_KEEP, cycle->log);
+                               NGX_OMNIBUS_HTTP_KEEP);
 
     return NGX_OK;
 }
@@ -507,6 +508,7 @@ ngx_omnibus_http_read(ngx_event_t *rev)
                 ngx_close_connection(c);
                 h->c = NULL;
                 ngx_destroy_pool(h->pool);
+                job->data = NULL;
 
                 ngx_omnibus_http_attempt(job, 1);
                 return;
@@ -575,20 +577,28 @@ ngx_omnibus_http_read(ngx_event_t *rev)
 static ngx_int_t
 ngx_omnibus_http_parse(ngx_omnibus_http_t *h)
 {
-    size_t               name;
     off_t                length;
+    size_t               name;
     ngx_int_t            rc;
     ngx_str_t            value;
     ngx_http_request_t  *r;
 
     r = &h->parser;
 
-    if (h->status.code == 0) {
+    /* the parser keeps its place in r->state; the code grows by digits */
+
+    if (!h->status_line) {
         rc = ngx_http_parse_status_line(r, &h->head, &h->status);
 
         if (rc != NGX_OK) {
             return rc;
         }
+
+        if (h->status.code < 100 || h->status.http_version >= 2000) {
+            return NGX_ERROR;
+        }
+
+        h->status_line = 1;
 
         /* HTTP/1.0 closes unless told otherwise; simpler to close it */
         h->close = (h->status.http_version < NGX_HTTP_VERSION_11);

@@ -8,6 +8,7 @@ package Omnibus::Receiver;
 #   $rx->set('/slow' => { delay => 1.5 });            # others not blocked
 #   $rx->set('/flaky' => { fail_first => 2, status => 503 });
 #   $rx->set('/drop' => { close => 1 });              # close, no answer
+#   $rx->set('/split' => { split => 10 });  # 10 bytes, the rest 0.2 s later
 #
 # Omnibus::Receiver->new(t => $t, index => 1) listens on the harness's
 # port 1 (released by the harness just before the bind) and logs into its
@@ -172,6 +173,12 @@ sub _serve {
 
                 if ($rule->{delay}) {
                     push @later, [time + $rule->{delay}, $fh, $resp];
+                    @later = sort { $a->[0] <=> $b->[0] } @later;
+
+                } elsif ($rule->{split}) {
+                    _send($fh, substr($resp, 0, $rule->{split}));
+                    push @later, [time + 0.2, $fh,
+                                  substr($resp, $rule->{split})];
                     @later = sort { $a->[0] <=> $b->[0] } @later;
 
                 } else {
