@@ -16,6 +16,10 @@
 
 #include <yajl/yajl_parse.h>
 
+#if (__SSE2__)
+#include <emmintrin.h>
+#endif
+
 
 #define NGX_OMNIBUS_JSON_SCRATCH  16384
 
@@ -210,7 +214,8 @@ static yajl_callbacks  ngx_omnibus_json_callbacks = {
  * past U+10FFFF pass, and an escaped lone surrogate becomes '?'.  This
  * pass over a document yajl accepted closes those gaps (RFC 3629, and
  * RFC 8259's escapes).  Backslashes are inside strings only, so it looks
- * at nothing but them and the bytes past ASCII, eight bytes at a time.
+ * at nothing but them and the bytes past ASCII, skipped sixteen bytes at
+ * a time (SSE2, in every x86-64) or eight.
  */
 
 #define ngx_omnibus_json_has(v, c)                                          \
@@ -224,11 +229,30 @@ ngx_omnibus_json_strict(u_char *p, size_t len, ngx_str_t *err)
     uint32_t     cp, low;
     uint64_t     v;
     const char  *why;
+#if (__SSE2__)
+    __m128i      x, backslash;
+
+    backslash = _mm_set1_epi8('\\');
+#endif
 
     start = p;
     last = p + len;
 
     while (p < last) {
+
+#if (__SSE2__)
+        if (last - p >= 16) {
+            x = _mm_loadu_si128((const __m128i *) p);
+
+            if ((_mm_movemask_epi8(x)
+                 | _mm_movemask_epi8(_mm_cmpeq_epi8(x, backslash)))
+                == 0)
+            {
+                p += 16;
+                continue;
+            }
+        }
+#endif
 
         if (last - p >= 8) {
             ngx_memcpy(&v, p, 8);

@@ -1,10 +1,7 @@
 
 /*
- * Messages in the zone: their ids, the chunk sizes they are cut into,
- * reading their payload back, and freeing them with the last reference.
- * The slab allocator rounds small chunks up to a power of two and large
- * ones up to whole pages; a message is cut into pieces whose sizes the
- * allocator serves without that waste.
+ * Messages in the zone: their ids, reading their payload back, and
+ * freeing them with the last reference.
  */
 
 
@@ -62,33 +59,6 @@ ngx_omnibus_msg_id_parse(ngx_str_t *id, ngx_uint_t *shard, uint64_t *seq)
     *seq = q;
 
     return NGX_OK;
-}
-
-
-/* the size of the next chunk for "need" bytes, possibly less than need */
-
-size_t
-ngx_omnibus_msg_chunk(size_t need)
-{
-    size_t  size;
-
-    if (need >= ngx_pagesize) {
-        size = ngx_align(need, ngx_pagesize);
-
-        if (size - need <= need / 8) {
-            return size;
-        }
-
-        return need & ~(ngx_pagesize - 1);
-    }
-
-    for (size = 8; size < need; size <<= 1) { /* void */ }
-
-    if (size - need <= need / 8 || need <= 64) {
-        return size;
-    }
-
-    return size >> 1;
 }
 
 

@@ -92,12 +92,43 @@ void ngx_omnibus_msg_id(u_char *id, uint64_t instance, uint32_t rand,
     ngx_uint_t shard, uint64_t seq);
 ngx_int_t ngx_omnibus_msg_id_parse(ngx_str_t *id, ngx_uint_t *shard,
     uint64_t *seq);
-size_t ngx_omnibus_msg_chunk(size_t need);
 void ngx_omnibus_msg_free_locked(ngx_slab_pool_t *shpool,
     ngx_omnibus_msg_t *msg);
 void ngx_omnibus_msg_unref_locked(ngx_slab_pool_t *shpool,
     ngx_omnibus_msg_t *msg);
 u_char *ngx_omnibus_msg_copy_payload(u_char *dst, ngx_omnibus_msg_t *msg);
+
+
+/*
+ * The size of the next chunk for "need" bytes, possibly less than need.
+ * The slab allocator rounds small chunks up to a power of two and large
+ * ones up to whole pages; a message is cut into pieces whose sizes the
+ * allocator serves without that waste.
+ */
+
+static ngx_inline size_t
+ngx_omnibus_msg_chunk(size_t need)
+{
+    size_t  size;
+
+    if (need >= ngx_pagesize) {
+        size = ngx_align(need, ngx_pagesize);
+
+        if (size - need <= need / 8) {
+            return size;
+        }
+
+        return need & ~(ngx_pagesize - 1);
+    }
+
+    for (size = 8; size < need; size <<= 1) { /* void */ }
+
+    if (size - need <= need / 8 || need <= 64) {
+        return size;
+    }
+
+    return size >> 1;
+}
 
 
 #endif /* _NGX_OMNIBUS_MSG_H_INCLUDED_ */

@@ -713,13 +713,6 @@ ngx_omnibus_shards_shown(ngx_omnibus_sh_t *sh)
 }
 
 
-ngx_uint_t
-ngx_omnibus_shard_owner(ngx_uint_t shard)
-{
-    return shard % ngx_omnibus_workers;
-}
-
-
 void
 ngx_omnibus_zone_nomem(ngx_omnibus_zone_t *zone, ngx_log_t *log)
 {

@@ -240,6 +240,10 @@ typedef struct {
 extern ngx_uint_t  ngx_omnibus_workers;
 
 
+/* shard s belongs to worker s mod worker_processes */
+#define ngx_omnibus_shard_owner(s)  ((s) % ngx_omnibus_workers)
+
+
 ngx_omnibus_zone_t *ngx_omnibus_zone_create(ngx_conf_t *cf);
 char *ngx_omnibus_zone_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     ngx_str_t *value, ngx_uint_t n, ssize_t *size);
@@ -249,7 +253,6 @@ ngx_int_t ngx_omnibus_zone_add_slot(ngx_omnibus_zone_t *zone,
     ngx_omnibus_slot_t *slot);
 void ngx_omnibus_zone_nomem(ngx_omnibus_zone_t *zone, ngx_log_t *log);
 void ngx_omnibus_zone_commit(ngx_omnibus_zone_t *zone);
-ngx_uint_t ngx_omnibus_shard_owner(ngx_uint_t shard);
 ngx_uint_t ngx_omnibus_shards_shown(ngx_omnibus_sh_t *sh);
 
 

@@ -212,7 +212,6 @@ ngx_omnibus_job_submit(ngx_omnibus_job_t *job)
         || !ngx_queue_empty(&route->waiting[job->shard]))
     {
         ngx_queue_insert_tail(&route->waiting[job->shard], &job->queue);
-        job->waiting = 1;
         return;
     }
 
@@ -233,7 +232,6 @@ ngx_omnibus_job_attempt(ngx_omnibus_job_t *job)
 
     if (ngx_omnibus_breaker_admit(&route->breaker, &probe, &wait) != NGX_OK) {
         ngx_queue_insert_tail(&route->held, &job->queue);
-        job->held = 1;
 
         if (wait) {
             ngx_omnibus_held_wait(route, wait);
@@ -392,7 +390,6 @@ ngx_omnibus_held_release(ngx_omnibus_route_t *route)
         ngx_queue_remove(q);
 
         job = ngx_queue_data(q, ngx_omnibus_job_t, queue);
-        job->held = 0;
 
         ngx_omnibus_job_attempt(job);
     }
@@ -430,7 +427,6 @@ ngx_omnibus_job_finish(ngx_omnibus_job_t *job, ngx_uint_t complete)
         ngx_queue_remove(q);
 
         next = ngx_queue_data(q, ngx_omnibus_job_t, queue);
-        next->waiting = 0;
 
         route->active[shard]++;
         ngx_omnibus_job_attempt(next);

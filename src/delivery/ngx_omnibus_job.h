@@ -19,8 +19,6 @@ struct ngx_omnibus_job_s {
     ngx_event_t                 timer;       /* backoff */
     uint64_t                    started;     /* usec, this attempt */
     void                       *data;        /* the sink's */
-    unsigned                    held:1;
-    unsigned                    waiting:1;
     unsigned                    probe:1;
     unsigned                    sending:1;   /* the sink has an attempt */
 };

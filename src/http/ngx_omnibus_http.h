@@ -106,7 +106,6 @@ char *ngx_omnibus_message_size_check(ngx_conf_t *cf, void *post, void *data);
 void ngx_omnibus_out_init(ngx_omnibus_out_t *out, ngx_http_request_t *r);
 void ngx_omnibus_out_printf(ngx_omnibus_out_t *out, const char *fmt, ...);
 void ngx_omnibus_out_json_str(ngx_omnibus_out_t *out, u_char *p, size_t len);
-void ngx_omnibus_out_raw(ngx_omnibus_out_t *out, u_char *p, size_t len);
 void ngx_omnibus_out_payload(ngx_omnibus_out_t *out, ngx_str_t *payload,
     ngx_uint_t json);
 ngx_int_t ngx_omnibus_out_send(ngx_omnibus_out_t *out, ngx_uint_t status,

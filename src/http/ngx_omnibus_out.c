@@ -11,6 +11,10 @@
 #define NGX_OMNIBUS_OUT_CHUNK  4096
 
 
+static void ngx_omnibus_out_raw(ngx_omnibus_out_t *out, u_char *p,
+    size_t len);
+
+
 void
 ngx_omnibus_out_init(ngx_omnibus_out_t *out, ngx_http_request_t *r)
 {
@@ -114,7 +118,7 @@ ngx_omnibus_out_json_str(ngx_omnibus_out_t *out, u_char *p, size_t len)
 }
 
 
-void
+static void
 ngx_omnibus_out_raw(ngx_omnibus_out_t *out, u_char *p, size_t len)
 {
     ngx_buf_t  *b;
