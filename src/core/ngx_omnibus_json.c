@@ -2,7 +2,8 @@
 /*
  * JSON: strict validation of message bodies with yajl's stream parser
  * (no comments, no trailing garbage, bounded depth) and a pass of our own
- * for strict UTF-8, and string escaping for the JSON this module writes.
+ * for strict UTF-8; NDJSON lines; and string escaping for the JSON this
+ * module writes.
  *
  * yajl allocates a handle, a lexer and its stacks for every parse: five
  * malloc(), a realloc() and four free() calls per message.  A parse
@@ -435,4 +436,39 @@ u_char *
 ngx_omnibus_json_escape(u_char *dst, u_char *src, size_t len)
 {
     return (u_char *) ngx_escape_json(dst, src, len);
+}
+
+
+/*
+ * The next line of an NDJSON body from *pos, without its LF or CR LF:
+ * NGX_OK and *pos past it, or NGX_DONE at the end.  Empty lines come too,
+ * for the line numbers of the results.
+ */
+
+ngx_int_t
+ngx_omnibus_ndjson_next(u_char **pos, u_char *last, ngx_str_t *line)
+{
+    u_char  *p, *nl;
+
+    p = *pos;
+
+    if (p >= last) {
+        return NGX_DONE;
+    }
+
+    nl = ngx_strlchr(p, last, '\n');
+    if (nl == NULL) {
+        nl = last;
+    }
+
+    line->data = p;
+    line->len = nl - p;
+
+    if (line->len && p[line->len - 1] == '\r') {
+        line->len--;
+    }
+
+    *pos = (nl < last) ? nl + 1 : last;
+
+    return NGX_OK;
 }

@@ -444,7 +444,7 @@ ngx_omnibus_publish_one(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
 static ngx_int_t
 ngx_omnibus_publish_batch(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
 {
-    u_char                    *p, *nl, *last, *kp, buf[256];
+    u_char                    *p, *last, *kp, buf[256];
     ngx_int_t                  valid;
     ngx_str_t                  payload, err, key;
     ngx_uint_t                 line, n, reason;
@@ -466,20 +466,11 @@ ngx_omnibus_publish_batch(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
 
     p = ctx->body;
     last = ctx->body + ctx->len;
+    line = 0;
     n = 0;
 
-    for (line = 1; p < last; line++, p = nl + 1) {
-        nl = ngx_strlchr(p, last, '\n');
-        if (nl == NULL) {
-            nl = last;
-        }
-
-        payload.data = p;
-        payload.len = nl - p;
-
-        if (payload.len && payload.data[payload.len - 1] == '\r') {
-            payload.len--;
-        }
+    while (ngx_omnibus_ndjson_next(&p, last, &payload) == NGX_OK) {
+        line++;
 
         if (payload.len == 0) {
             continue;
