@@ -24,10 +24,19 @@ $t->conf(<<'EOF')->start;
     omnibus_route bus hostile.> http://127.0.0.1:%%PORT1%%/hook
                   timeout=2s retries=1 backoff=10ms;
 
+    log_format omnibus '$status $omnibus_topic $omnibus_message_id '
+                       '$omnibus_shard';
+
     server {
         listen 127.0.0.1:%%PORT0%%;
 
-        location /publish/ { omnibus_publish bus; }
+        # the variables logged for requests refused before they are known
+        location /publish/ {
+            omnibus_publish bus;
+            access_log %%DIR%%/access.log;
+            access_log %%DIR%%/omnibus.log omnibus;
+        }
+
         location /raw/ { omnibus_publish bus; omnibus_json off; }
         location /subscribe/ { omnibus_subscribe bus heartbeat=1s; }
         location /omnibus/ { omnibus_admin bus; }
@@ -512,6 +521,17 @@ is($right, $left,
 
 is_deeply([$t->worker_pids], \@workers,
           'the workers of the start are still the ones alive (no crash)');
+
+# the variables of refused publishes are logged as unknown, not as
+# pointers to nothing (a sanitizer build checks the latter)
+{
+    my $r = $t->http(DELETE => '/publish/hostile.logged');
+    is($r->{status}, 405, 'a refused publish, logged');
+    ok(Omnibus::Test::wait_until(sub {
+           open my $fh, '<', $t->dir . '/omnibus.log' or return 0;
+           grep { /^405 hostile\.logged - -$|^405 - - -$/ } <$fh>;
+       }), 'its variables logged as known or "-"');
+}
 
 $t->check_log;
 
