@@ -6,7 +6,7 @@ MODULE     := objs/ngx_omnibus_module.so
 CC_OPT     := -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror
 
 # Debian packages the build, the tests, `make run` and `make bench` need.
-PKGS := nginx nginx-dev libyajl-dev libhiredis-dev libpq-dev librdkafka-dev \
+PKGS := nginx nginx-dev libyajl-dev \
         perl libjson-xs-perl prometheus curl \
         gnuplot-nox wrk nghttp2-client libnginx-mod-nchan
 
@@ -51,3 +51,14 @@ bench: deps $(MODULE)
 
 clean:
 	rm -rf $(BUILD) objs
+
+# libFuzzer harnesses (fuzz/): build them under $(BUILD)/fuzz with clang
+# and the sanitizers, then run each for FUZZ_SECONDS; fails on any finding,
+# leaving the reproducer in $(BUILD)/fuzz/artifacts/
+FUZZ_SECONDS ?= 30
+
+.PHONY: fuzz
+
+fuzz:
+	./fuzz/build.sh $(BUILD)/fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh $(BUILD)/fuzz

@@ -8,12 +8,19 @@
 #include <ngx_omnibus_core.h>
 
 
+/*
+ * The sequence field holds a shard's sequence modulo 2^40: the queue
+ * moves the zone's instance on when a shard's sequence wraps (see
+ * ngx_omnibus_enqueue()), so that ids stay unique and increasing.
+ */
+
 void
 ngx_omnibus_msg_id(u_char *id, uint64_t instance, uint32_t rand,
     ngx_uint_t shard, uint64_t seq)
 {
-    ngx_sprintf(id, "%012xL%08xD-%04xD-%010xL", instance, rand,
-                (uint32_t) shard, seq);
+    ngx_sprintf(id, "%012xL%08xD-%04xD-%010xL",
+                instance & 0xffffffffffffULL, rand, (uint32_t) shard & 0xffff,
+                seq % NGX_OMNIBUS_ID_SEQ_SPAN);
 }
 
 

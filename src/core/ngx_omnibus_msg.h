@@ -21,6 +21,7 @@
 #define NGX_OMNIBUS_ID_SHARD          21
 #define NGX_OMNIBUS_ID_SHARD_LEN      4
 #define NGX_OMNIBUS_ID_SEQ            26
+#define NGX_OMNIBUS_ID_SEQ_SPAN       ((uint64_t) 1 << 40)
 
 
 typedef struct ngx_omnibus_seg_s  ngx_omnibus_seg_t;

@@ -66,6 +66,16 @@ ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
     msg->seq = ++shard->seq;
     msg->born = ngx_omnibus_now_ms();
 
+    /*
+     * A shard's sequence past what an id holds (2^40, a year at 30,000
+     * messages a second): ids go on under a later instance, which sorts
+     * after every id of the earlier one.
+     */
+
+    if (msg->seq % NGX_OMNIBUS_ID_SEQ_SPAN == 0) {
+        sh->instance = ngx_max(msg->born, sh->instance + 1);
+    }
+
     ngx_omnibus_msg_id(msg->id, sh->instance, sh->instance_rand,
                        offer->shard, msg->seq);
     ngx_memcpy(id, msg->id, NGX_OMNIBUS_ID_LEN);

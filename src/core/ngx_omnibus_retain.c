@@ -180,7 +180,7 @@ ngx_omnibus_retain_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
         {
             msg = ngx_queue_data(q, ngx_omnibus_msg_t, rlink);
 
-            if (msg->seq == seq
+            if (msg->seq % NGX_OMNIBUS_ID_SEQ_SPAN == seq
                 && ngx_strncmp(msg->id, after->data, NGX_OMNIBUS_ID_LEN) == 0)
             {
                 from = msg->rseq;
