@@ -1,7 +1,7 @@
 # bench/results.png from the data files that bench/report.pl writes
 # (bench/data/*.dat). Run from bench/: gnuplot chart.gp
 
-set terminal pngcairo size 1500,1350 font "DejaVu Sans,10"
+set terminal pngcairo size 1500,1800 font "DejaVu Sans,10"
 set output "results.png"
 
 set style data histograms
@@ -14,7 +14,12 @@ set format y "%.0f"
 set key top right
 set offsets 0, 0, graph 0.12, 0
 
-set multiplot layout 3,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
+# section 6 (the soak) only when report.pl wrote its data
+soak_ok = 0
+soak_workers = 0
+if (system("test -s data/soak.gp && echo 1 || echo 0") eq "1") { load "data/soak.gp" }
+
+set multiplot layout 4,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
 
 set title "1. Publish throughput (wrk -t1 -c32, 2 workers, 100 topics)"
 set xlabel "JSON body size"
@@ -68,5 +73,48 @@ set title "5. Scaling: omnibus publish, 1 KiB"
 set xlabel ""
 set ylabel "requests/s"
 plot "data/scaling.dat" using 2:xtic(1) notitle lc rgb "#9467bd"
+
+# 6. soak: minutes on x; per worker i the columns 6+4(i-1) .. 9+4(i-1) of
+# data/soak.dat are RSS MiB, RssAnon MiB, fds, sockets
+set style data linespoints
+set xlabel "minute"
+set xtics autofreq
+set offsets 0, 0, graph 0.45, 0
+set key top left
+wcol(i, k) = 6 + 4 * (i - 1) + k
+
+set title "6. Soak: memory (open loop at half the maximum rate)"
+set ylabel "MiB (worker RSS, RssAnon)"
+set y2range [0:*]
+set ytics nomirror
+if (soak_ok) {
+    set y2label "zone used, MiB"
+    set y2tics
+    plot for [i=1:soak_workers] "data/soak.dat" using 1:wcol(i, 0) \
+             title sprintf("worker %d VmRSS", i) pt 7 ps 0.6 lc i, \
+         for [i=1:soak_workers] "" using 1:wcol(i, 1) \
+             title sprintf("worker %d RssAnon", i) dt 2 pt 6 ps 0.6 lc i, \
+         "" using 1:2 axes x1y2 title "zone used (right)" lw 2 pt 5 ps 0.6 lc rgb "#d62728"
+} else {
+    set label 1 "no soak data (see RESULTS.md)" at graph 0.5, 0.5 center
+    plot [0:1][0:1] 2 notitle
+    unset label 1
+}
+
+set title "6. Soak: file descriptors, connections, queue"
+set ylabel "fds, sockets, connections"
+if (soak_ok) {
+    set y2label "queued + in flight"
+    plot for [i=1:soak_workers] "data/soak.dat" using 1:wcol(i, 2) \
+             title sprintf("worker %d fds", i) pt 7 ps 0.6 lc i, \
+         for [i=1:soak_workers] "" using 1:wcol(i, 3) \
+             title sprintf("worker %d sockets", i) dt 2 pt 6 ps 0.6 lc i, \
+         "" using 1:4 title "active connections" pt 9 ps 0.6 lc rgb "#2ca02c", \
+         "" using 1:3 axes x1y2 title "queued (right)" lw 2 pt 5 ps 0.6 lc rgb "#d62728"
+} else {
+    set label 1 "no soak data (see RESULTS.md)" at graph 0.5, 0.5 center
+    plot [0:1][0:1] 2 notitle
+    unset label 1
+}
 
 unset multiplot

@@ -93,6 +93,12 @@ my @errors;
 if (open(my $f, '<', "$data/errors.txt")) {
     chomp(@errors = <$f>);
 }
+my %soakmeta = kv('soak-meta.tsv');
+my @soak = tsv('soak.tsv');
+my @soakerr;
+if (open(my $f, '<', "$data/soak-errors.txt")) {
+    chomp(@soakerr = <$f>);
+}
 
 # ------------------------------------------------------------ aggregation
 
@@ -254,6 +260,245 @@ printf $d "\"publish only (sect. 1)\" %s\n\"published (routes on)\" %s\n"
          . "\"delivered\" %s\n", $pub1k // 0, $e2emed{publish} // 0,
     $e2emed{delivered} // 0;
 close $d;
+
+# ------------------------------------------------------------------- soak
+#
+# Its own eval: whatever is wrong with the soak's data, the rest of the
+# report is still written.
+
+my $soak_md = '';
+my @soak_problems;
+my $soak_ok = eval { soak_section(); 1 };
+unless ($soak_ok) {
+    my $e = $@ || 'unknown error';
+    chomp $e;
+    $soak_md = "## 6. Soak\n\nThe soak section could not be written: $e\n\n";
+    push @soak_problems, "soak: report failed: $e";
+}
+write_soak_chart($soak_ok ? @soak : ());
+
+sub soak_workers {  # worker numbers present in the soak's columns
+    my @w = sort { $a <=> $b } map { /^rss_kb_(\d+)$/ ? $1 : () }
+                                keys %{$soak[0] || {}};
+    return @w;
+}
+
+sub mib { defined $_[0] && $_[0] =~ /\d/ ? sprintf('%.1f', $_[0] / 1024) : 'n/a' }
+sub minute { my $v = sprintf '%.1f', $_[0]; $v =~ s/\.0$//; $v }
+
+sub soak_section {
+    my $q = sub { $soak_md .= join('', @_) . "\n" };
+    my %m = %soakmeta;
+    $q->('## 6. Soak');
+    $q->('');
+    unless (%m) {
+        $q->('Not run (`SOAK_SECONDS=0`, or no data from an earlier run).');
+        $q->('');
+        return;
+    }
+    my $secs = $m{seconds} // 0;
+    my $src = ($m{rate_source} // '') eq 'section 2'
+        ? sprintf('half of the end-to-end maximum measured in section 2 of the'
+                  . ' same run (%s/s: the lower of the median published/s and'
+                  . ' delivered/s with the webhook route on)', num($m{max_rate}))
+        : ($m{rate_source} // '') eq 'measured'
+        ? sprintf('half of the maximum measured just before on the soak nginx'
+                  . ' (wrk closed loop, %s s, 1 KiB, route on, no subscribers:'
+                  . ' %s published/s, %s delivered/s; the lower: %s/s)',
+                  $meta{duration} // 5, num($m{max_published}),
+                  num($m{max_delivered}), num($m{max_rate}))
+        : 'given by `SOAK_RATE`';
+    $q->(sprintf 'A fresh nginx (%d workers) with its own zone `soak` (512 MiB,'
+                 . ' 8 shards, `retain=100`) and one webhook route (`soak.>` to'
+                 . ' the receiver nginx of section 2, `return 200`) takes an open'
+                 . ' loop publish load for %s s: h2load, %d HTTP/1.1 connections'
+                 . ' at `--rps=%s` each, %s messages/s of %s in all over %d'
+                 . ' topics; that is %s. %d SSE subscribers (`bench/soak-subs.pl`,'
+                 . ' one per topic, so every message also goes out once on SSE)'
+                 . ' are connected from before the load until the end and read'
+                 . ' their streams. At the start and every %s s'
+                 . ' `bench/soak-sample.pl` records each worker\'s `VmRSS` and'
+                 . ' `RssAnon` (`/proc/PID/status`), its open file descriptors and'
+                 . ' sockets (`/proc/PID/fd`), `message_bus_zone_used_bytes`, the'
+                 . ' active connections (`stub_status`) and the counters. After'
+                 . ' the load the zone is left to drain, then the last row is'
+                 . ' taken.',
+         $m{workers} // 2, num($secs), $m{clients} // 8, $m{rps_per_client} // '?',
+         num($m{rate}), human($m{size} // 1024), $m{topics} // 100, $src,
+         $m{subs} // 100, $m{interval} // 60);
+    $q->('');
+    $q->("Started $m{date} (load average $m{loadavg}).") if $m{date};
+    $q->('');
+    if (($m{status} // '') ne 'done') {
+        $q->("**The soak did not complete: $m{status}.** Rows below, if any,"
+             . ' are what was sampled before it stopped; the output of'
+             . ' `make bench` says why.');
+        $q->('');
+        push @soak_problems, "soak: $m{status}";
+    }
+    return unless @soak;
+
+    my @w = soak_workers();
+    my $hw = join(' / ', map { "w$_" } @w);
+    $q->("| minute | phase | published | published/s | delivered | queued + in flight | SSE events | zone used MiB | RSS MiB ($hw) | RssAnon MiB ($hw) | fds ($hw) | sockets ($hw) | active connections |");
+    $q->('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    my $prev;
+    for my $r (@soak) {
+        my $rate = $prev && $r->{t_s} > $prev->{t_s} && $r->{phase} eq 'load'
+            ? num(($r->{published} - $prev->{published})
+                  / ($r->{t_s} - $prev->{t_s})) : '';
+        $q->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s | %s | %s | %s |',
+             $r->{minute}, $r->{phase}, num($r->{published}), $rate,
+             num($r->{delivered}), num($r->{queued} + $r->{inflight}),
+             num($r->{sse_events}), $r->{zone_used_bytes} / 1048576,
+             join(' / ', map { mib($r->{"rss_kb_$_"}) } @w),
+             join(' / ', map { mib($r->{"rss_anon_kb_$_"}) } @w),
+             join(' / ', map { $r->{"fds_$_"} } @w),
+             join(' / ', map { $r->{"sockets_$_"} } @w),
+             $r->{active_conns});
+        $prev = $r;
+    }
+    $q->('');
+    my @ld = grep { $_->{phase} eq 'load' } @soak;
+    if (@ld && $ld[-1]{t_s} > 0) {
+        $q->(sprintf 'Achieved publish rate: %s messages/s over the %s s of load'
+                     . ' (target %s/s); `published/s` above is per interval.',
+             num($ld[-1]{published} / $ld[-1]{t_s}), num($ld[-1]{t_s}, 0),
+             num($m{rate}));
+        $q->('');
+        push @soak_problems, sprintf('soak: the load reached %s/s of the %s/s'
+                                     . ' asked (h2load short of CPU?)',
+                                     num($ld[-1]{published} / $ld[-1]{t_s}),
+                                     num($m{rate}))
+            if $m{rate} && $ld[-1]{published} / $ld[-1]{t_s} < 0.95 * $m{rate};
+    }
+
+    # the verdict: from minute 2 (the first sample at 2 minutes or later;
+    # the first after the start in a soak under 3 minutes) to the last
+    # sample under load
+    my @load = grep { $_->{phase} eq 'load' } @soak;
+    my $from = $secs >= 180 ? 119 : 1;
+    my @span = grep { $_->{t_s} >= $from } @load;
+    if (@span >= 2) {
+        my ($b, $e) = ($span[0], $span[-1]);
+        my (@parts, $x, $grew);
+        my $series = sub {
+            my ($name, $key) = @_;
+            my $v0 = $b->{$key};
+            return unless $v0 && $v0 > 0;
+            my ($lo, $hi) = (0, 0);
+            for my $r (@span) {
+                my $d = ($r->{$key} - $v0) / $v0 * 100;
+                $lo = $d if $d < $lo;
+                $hi = $d if $d > $hi;
+            }
+            my $end = ($e->{$key} - $v0) / $v0 * 100;
+            # a problem: grew by more than 10 % (and, for the zone, whose
+            # bytes follow the queue of the moment, by more than 1 MiB)
+            $grew = 1 if $end > 10 && ($key =~ /^rss/
+                                       || $e->{$key} - $v0 > 1048576);
+            my $band = -$lo > $hi ? -$lo : $hi;
+            $x = $band if !defined $x || $band > $x;
+            push @parts, sprintf '%s %s -> %s (%+.1f %%, band %+.1f .. %+.1f %%)',
+                $name, @_ > 2 ? ($_[2]->($v0), $_[2]->($e->{$key}))
+                              : (mib($v0), mib($e->{$key})),
+                $end, $lo, $hi;
+        };
+        $series->("worker $_ RSS MiB", "rss_kb_$_") for @w;
+        $series->('zone bytes MiB', 'zone_used_bytes',
+                  sub { sprintf '%.2f', $_[0] / 1048576 });
+        my $anon = join(', ', map {
+            my $v0 = $b->{"rss_anon_kb_$_"};
+            $v0 ? sprintf('worker %d %s -> %s MiB (%+.1f %%)', $_, mib($v0),
+                          mib($e->{"rss_anon_kb_$_"}),
+                          ($e->{"rss_anon_kb_$_"} - $v0) / $v0 * 100) : ()
+        } @w);
+        $q->(sprintf '**RSS and zone bytes within %.1f %% from minute %s to'
+                     . ' minute %s.** %s.', $x // 0, minute($b->{minute}),
+             minute($e->{minute}), join('; ', @parts));
+        $q->('');
+        $q->("Private memory (RssAnon, heap): $anon. VmRSS also counts the"
+             . ' pages of the shared zone a worker has touched (RssShmem), so'
+             . ' it follows the zone\'s high-water mark, not a leak.') if $anon;
+        $q->('');
+        push @soak_problems, sprintf('soak: RSS or zone bytes grew by more'
+                                     . ' than 10 %% between minute %s and'
+                                     . ' minute %s', minute($b->{minute}),
+                                     minute($e->{minute}))
+            if $grew;
+    } else {
+        $q->('Too few samples under load for the verdict (it needs the one at'
+             . ' minute 2 and a later one).');
+        $q->('');
+    }
+
+    my ($last) = grep { $_->{phase} eq 'drained' } @soak;
+    if ($last) {
+        my $all = $last->{delivered} >= $last->{published}
+                  && $last->{queued} + $last->{inflight} == 0;
+        my $sse = $last->{sse_events} >= $last->{published};
+        $q->(sprintf 'End: %s published, %s delivered to the webhook, %s queued'
+                     . ' or in flight, %s rejected (%s); %s drained %s s after'
+                     . ' the load stopped. SSE: %s events read by %d of %d'
+                     . ' subscribers (%d streams closed, %s dropped as slow,'
+                     . ' %s missed): %s.',
+             num($last->{published}), num($last->{delivered}),
+             num($last->{queued} + $last->{inflight}), num($last->{rejected}),
+             $all ? '**every published message was delivered**'
+                  : '**not every published message was delivered**',
+             ($m{drained} // 0) ? 'the queue' : 'the queue had not',
+             $m{drain_s} // 'n/a', num($last->{sse_events}),
+             $last->{sse_connected}, $m{subs} // 100, $last->{sse_closed},
+             num($last->{slow_dropped}), num($last->{missed}),
+             $sse ? 'every published message' : '**fewer than published**');
+        $q->('');
+        push @soak_problems, 'soak: not every published message was delivered'
+            unless $all;
+        push @soak_problems, 'soak: the SSE subscribers got fewer events than'
+                             . ' were published' unless $sse;
+    }
+    $q->("h2load: $m{h2load}; $m{h2load_status}; $m{h2load_finished}")
+        if $m{h2load};
+    $q->('');
+    if (@soakerr) {
+        $q->('Error log lines of the soak nginx:');
+        $q->('');
+        $q->('```');
+        $q->($_) for @soakerr;
+        $q->('```');
+        $q->('');
+        push @soak_problems, 'soak: [alert]/[crit]/[emerg] lines or a worker'
+                             . ' exiting on a signal in its error log';
+    }
+}
+
+# data/soak.dat and data/soak.gp for chart.gp (soak_ok = 0: no panel data)
+sub write_soak_chart {
+    my @rows = grep { $_->{phase} ne 'drained' } @_;
+    my @w = soak_workers();
+    open(my $g, '>', "$data/soak.gp") or die "$data/soak.gp: $!\n";
+    printf $g "soak_ok = %d\nsoak_workers = %d\n", @rows >= 2 ? 1 : 0,
+        scalar @w;
+    close $g;
+    open(my $d, '>', "$data/soak.dat") or die "$data/soak.dat: $!\n";
+    print $d "# minute zone_used_mib queued_inflight active_conns published_per_s,"
+           . " then per worker: rss_mib rss_anon_mib fds sockets\n";
+    my $prev;
+    for my $r (@rows) {
+        my $rate = $prev && $r->{t_s} > $prev->{t_s}
+            ? ($r->{published} - $prev->{published}) / ($r->{t_s} - $prev->{t_s})
+            : 0;
+        printf $d "%s %.3f %d %d %.0f", $r->{minute},
+            $r->{zone_used_bytes} / 1048576, $r->{queued} + $r->{inflight},
+            $r->{active_conns}, $rate;
+        printf $d " %.2f %.2f %d %d", $r->{"rss_kb_$_"} / 1024,
+            $r->{"rss_anon_kb_$_"} / 1024, $r->{"fds_$_"}, $r->{"sockets_$_"}
+            for @w;
+        print $d "\n";
+        $prev = $r;
+    }
+    close $d;
+}
 
 # ------------------------------------------------------------------ report
 
@@ -510,6 +755,9 @@ if (my @k = sort { $a <=> $b } keys %bmed) {
 }
 $p->('');
 
+# 6
+$md .= $soak_md;
+
 # commands
 $p->('## Commands');
 $p->('');
@@ -552,6 +800,7 @@ push @problems, "end to end: a closed-loop run did not drain"
     if grep { $_->{delivered} < $_->{accepted} } @e2e;
 push @problems, "memory: the $_->{payload} B zone did not reach 503 zone_full"
     for grep { $_->{zone_full} ne 'yes' } @mem;
+push @problems, @soak_problems;
 if (@problems) {
     $p->('');
     $p->("- $_") for @problems;

@@ -8,6 +8,8 @@
 #   3. fan-out: 1 publisher, 1000 SSE subscribers, omnibus vs nchan
 #   4. memory: shared memory bytes per queued message
 #   5. scaling: 1 vs 2 workers, empty bus vs 50,000 queued messages
+#   6. soak (bench/soak.sh): SOAK_SECONDS (600) at half the maximum rate,
+#      one webhook route and 100 SSE subscribers, sampled every minute
 # and writes bench/RESULTS.md, bench/results.png and the data files
 # they come from (bench/data/). Needs nginx, wrk, h2load, gnuplot, curl,
 # perl (core modules) and Debian's libnginx-mod-nchan.
@@ -16,7 +18,10 @@
 # BENCH_ROUNDS (3), BENCH_CONNS (wrk connections, 32), BENCH_FANOUT_SUBS
 # (1000), BENCH_FANOUT_MSGS (500), BENCH_LATENCY_DURATION (10),
 # BENCH_LOWLAT_MSGS (2000), NGINX_BIN,
-# NCHAN_MODULE, BENCH_KEEP=1 (keep bench/tmp).
+# NCHAN_MODULE, BENCH_KEEP=1 (keep bench/tmp); the soak's in bench/soak.sh
+# (SOAK_SECONDS=0 skips it). `bench/run.sh soak` or SOAK_ONLY=1 runs only
+# the soak and writes the report again with the other sections' data files
+# of the last full run.
 
 set -euo pipefail
 
@@ -41,6 +46,8 @@ DATA=$BENCH/data
 WRK=(wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$BENCH/pub.lua")
 
 START=$(date +%s.%N)
+SOAK_ONLY=${SOAK_ONLY:-0}
+[ "${1:-}" = soak ] && SOAK_ONLY=1
 
 for tool in "$NGINX" wrk h2load gnuplot curl perl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
@@ -48,7 +55,11 @@ done
 [ -f "$MODULE" ] || { echo "bench: $MODULE is missing: run make" >&2; exit 1; }
 [ -f "$NCHAN_MODULE" ] || { echo "bench: $NCHAN_MODULE is missing (libnginx-mod-nchan)" >&2; exit 1; }
 
-rm -rf "$TMP" "$DATA"
+if [ "$SOAK_ONLY" = 1 ]; then
+    rm -rf "$TMP"    # keep the data of the other sections
+else
+    rm -rf "$TMP" "$DATA"
+fi
 mkdir -p "$TMP" "$DATA"
 
 # ---------------------------------------------------------------- helpers
@@ -59,7 +70,7 @@ calc() { perl -e "printf q(%.${2:-0}f), $1"; }
 
 # `cmd LABEL command...`: run a command and record it once per LABEL in
 # data/commands.tsv (with bench/tmp paths shortened) for RESULTS.md
-cmd() {
+cmd_record() {  # cmd_record LABEL command...: record only
     local label=$1; shift
     if ! grep -q "^$label	" "$DATA/commands.tsv" 2>/dev/null; then
         local line="" a
@@ -72,6 +83,11 @@ cmd() {
         line=${line# }
         printf '%s\t%s\n' "$label" "${line//$ROOT\//}" >> "$DATA/commands.tsv"
     fi
+}
+
+cmd() {
+    cmd_record "$@"
+    shift
     "$@"
 }
 
@@ -351,6 +367,45 @@ check_errors() {  # report [alert]/[crit]/[emerg] lines and signalled workers
             | head -20 | sed "s/^/$n: /" || true
     done
 }
+
+# ------------------------------------------------------------------- soak
+
+. "$BENCH/soak.sh"
+
+# the soak in a subshell: when it fails, the report is still written
+run_soak() {
+    local rc
+    if [ "$SOAK_SECONDS" -le 0 ]; then
+        say "6. soak skipped (SOAK_SECONDS=$SOAK_SECONDS)"
+        rm -f "$DATA"/soak*.tsv "$DATA/soak-errors.txt"
+        return 0
+    fi
+    set +e
+    ( set -e; soak_main )
+    rc=$?
+    set -e
+    if [ "$rc" -ne 0 ]; then
+        say "6. soak failed (exit $rc): the report is written without it"
+        printf 'status\tfailed (exit %d)\n' "$rc" >> "$DATA/soak-meta.tsv"
+    fi
+    stop_nginx soak
+}
+
+write_report() {
+    perl "$BENCH/report.pl" "$DATA" "$BENCH/RESULTS.md"
+    (cd "$BENCH" && gnuplot chart.gp)
+    say "wrote bench/RESULTS.md and bench/results.png"
+}
+
+if [ "$SOAK_ONLY" = 1 ]; then
+    write_recv_conf
+    start_nginx recv "$RPORT"
+    run_soak
+    stop_nginx recv
+    write_report
+    echo "bench: soak only, total time $(calc "$(now) - $START" 0)s"
+    exit 0
+fi
 
 # do both modules load into one nginx?
 NCHAN_SEPARATE=0
@@ -642,6 +697,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
+# ------------------------------------------------------------------ 6. soak
+
+stop_nginx main
+[ "$NCHAN_SEPARATE" = 1 ] && stop_nginx nchan
+run_soak
+
 # ------------------------------------------------------------------ report
 
 for n in "${STARTED[@]}"; do stop_nginx "$n"; done
@@ -660,7 +721,5 @@ fi
 
 ELAPSED=$(calc "$(now) - $START" 0)
 echo "elapsed	$ELAPSED" >> "$DATA/meta.tsv"
-perl "$BENCH/report.pl" "$DATA" "$BENCH/RESULTS.md"
-(cd "$BENCH" && gnuplot chart.gp)
-say "wrote bench/RESULTS.md and bench/results.png"
+write_report
 echo "bench: total time ${ELAPSED}s"

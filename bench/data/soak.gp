@@ -1,0 +1,2 @@
+soak_ok = 1
+soak_workers = 2
