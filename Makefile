@@ -45,7 +45,8 @@ run: deps $(MODULE)
 test: deps $(MODULE)
 	OMNIBUS_NGINX=$(NGINX_BIN) prove -r -I t/lib t/
 
-# at most 10 minutes; writes bench/RESULTS.md and bench/results.png
+# about 17 minutes with the 10-minute soak; writes bench/RESULTS.md and
+# bench/results.png
 bench: deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) ./bench/run.sh
 
@@ -62,3 +63,12 @@ FUZZ_SECONDS ?= 30
 fuzz:
 	./fuzz/build.sh $(BUILD)/fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh $(BUILD)/fuzz
+
+# NGINX (Debian's source) and the module built by clang with ASan and
+# UBSan under build/sanitize/, then the whole suite against them: fails on
+# a report from the module's code, lists NGINX's own (scripts/sanitize.sh)
+.PHONY: test-sanitize
+
+test-sanitize: deps
+	@./scripts/deps.sh clang dpkg-dev binutils
+	./scripts/sanitize.sh

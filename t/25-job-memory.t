@@ -13,6 +13,9 @@ use Omnibus::Test;
 use Omnibus::Receiver;
 use Time::HiRes qw(sleep);
 
+plan skip_all => 'the LD_PRELOAD malloc shim cannot replace ASan\'s allocator'
+    if $ENV{OMNIBUS_SANITIZE};
+
 my $t = Omnibus::Test->new(ports => 2);
 
 my $job = `gdb -batch -ex 'print sizeof(ngx_omnibus_job_t)' $Omnibus::Test::MODULE 2>/dev/null`;
