@@ -114,6 +114,7 @@ ngx_int_t ngx_omnibus_reply_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, time_t retry_after);
 ngx_int_t ngx_omnibus_reply_not_allowed(ngx_http_request_t *r, char *allow);
 ngx_int_t ngx_omnibus_discard_body(ngx_http_request_t *r, ngx_int_t *rc);
+ngx_int_t ngx_omnibus_read_only(ngx_http_request_t *r, ngx_int_t *rc);
 
 /* endpoints */
 ngx_int_t ngx_omnibus_body_init(ngx_conf_t *cf);

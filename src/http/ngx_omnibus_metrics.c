@@ -410,12 +410,8 @@ ngx_omnibus_metrics_handler(ngx_http_request_t *r)
     ngx_omnibus_zone_t      **zones;
     ngx_omnibus_main_conf_t  *omcf;
 
-    if (ngx_omnibus_discard_body(r, &rc) != NGX_OK) {
+    if (ngx_omnibus_read_only(r, &rc) != NGX_OK) {
         return rc;
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_omnibus_reply_not_allowed(r, "GET, HEAD");
     }
 
     omcf = ngx_http_get_module_main_conf(r, ngx_omnibus_module);

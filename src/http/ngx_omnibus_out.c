@@ -247,6 +247,24 @@ ngx_omnibus_discard_body(ngx_http_request_t *r, ngx_int_t *rc)
 }
 
 
+/* a resource read with GET or HEAD: NGX_OK, or answered, return *rc */
+
+ngx_int_t
+ngx_omnibus_read_only(ngx_http_request_t *r, ngx_int_t *rc)
+{
+    if (ngx_omnibus_discard_body(r, rc) != NGX_OK) {
+        return NGX_DONE;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        *rc = ngx_omnibus_reply_not_allowed(r, "GET, HEAD");
+        return NGX_DONE;
+    }
+
+    return NGX_OK;
+}
+
+
 /* 405 with the methods the resource takes; the body has been discarded */
 
 ngx_int_t

@@ -35,12 +35,8 @@ ngx_omnibus_subscribe_handler(ngx_http_request_t *r)
     ngx_omnibus_sub_t       *sub;
     ngx_omnibus_loc_conf_t  *olcf;
 
-    if (ngx_omnibus_discard_body(r, &rc) != NGX_OK) {
+    if (ngx_omnibus_read_only(r, &rc) != NGX_OK) {
         return rc;
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_omnibus_reply_not_allowed(r, "GET, HEAD");
     }
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
