@@ -77,36 +77,16 @@ fuzz_token_valid(fuzz_token_t *t)
 
 
 static ngx_uint_t
-fuzz_ref_topic_valid(u_char *p, size_t len)
-{
-    ngx_uint_t    i, n;
-    fuzz_token_t  t[FUZZ_TOKENS];
-
-    if (len == 0 || len > NGX_OMNIBUS_TOPIC_MAX) {
-        return 0;
-    }
-
-    n = fuzz_split(p, len, t);
-
-    for (i = 0; i < n; i++) {
-        if (!fuzz_token_valid(&t[i])) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-static ngx_uint_t
 fuzz_is(fuzz_token_t *t, u_char c)
 {
     return t->len == 1 && t->data[0] == c;
 }
 
 
+/* a topic, or with wildcards a pattern: "*" anywhere, ">" at the end */
+
 static ngx_uint_t
-fuzz_ref_pattern_valid(u_char *p, size_t len)
+fuzz_ref_valid(u_char *p, size_t len, ngx_uint_t wildcards)
 {
     ngx_uint_t    i, n;
     fuzz_token_t  t[FUZZ_TOKENS];
@@ -118,7 +98,9 @@ fuzz_ref_pattern_valid(u_char *p, size_t len)
     n = fuzz_split(p, len, t);
 
     for (i = 0; i < n; i++) {
-        if (fuzz_is(&t[i], '*') || (fuzz_is(&t[i], '>') && i == n - 1)) {
+        if (wildcards
+            && (fuzz_is(&t[i], '*') || (fuzz_is(&t[i], '>') && i == n - 1)))
+        {
             continue;
         }
 
@@ -175,7 +157,7 @@ fuzz_topic(ngx_str_t *topic)
 
     valid = (ngx_omnibus_topic_valid(topic) == NGX_OK);
 
-    fuzz_assert(valid == fuzz_ref_topic_valid(topic->data, topic->len));
+    fuzz_assert(valid == fuzz_ref_valid(topic->data, topic->len, 0));
 
     if (!valid) {
         return;
@@ -224,7 +206,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     pvalid = (ngx_omnibus_pattern_valid(&pattern) == NGX_OK);
 
-    fuzz_assert(pvalid == fuzz_ref_pattern_valid(pattern.data, pattern.len));
+    fuzz_assert(pvalid == fuzz_ref_valid(pattern.data, pattern.len, 1));
 
     if (pvalid && ngx_omnibus_topic_valid(&topic) == NGX_OK) {
         m = ngx_omnibus_pattern_match(&pattern, topic.data, topic.len);
