@@ -72,3 +72,11 @@ fuzz:
 test-sanitize: deps
 	@./scripts/deps.sh clang dpkg-dev binutils
 	./scripts/sanitize.sh
+
+# NGINX 1.26 from Debian 13 (trixie)'s source and the module, built with
+# CC_OPT (-Werror) under build/nginx-1.26/, then the whole suite on them
+# (scripts/test-nginx.sh); a second run reuses the source and the build
+.PHONY: test-nginx-1.26
+
+test-nginx-1.26: deps
+	CC_OPT='$(CC_OPT)' ./scripts/test-nginx.sh trixie 1.26

@@ -12,7 +12,15 @@ use FindBin qw($Bin);
 plan skip_all => 'make test checks the layers of its own build'
     if $ENV{OMNIBUS_SANITIZE};
 
-my $out = `perl $Bin/../scripts/layers.pl 2>&1`;
+# the objects of the build under test: those beside OMNIBUS_MODULE when it
+# was built in an NGINX tree (make test-nginx-1.26), else make's
+my $objdir = '';
+if ($ENV{OMNIBUS_MODULE}) {
+    (my $addon = $ENV{OMNIBUS_MODULE}) =~ s{[^/]*$}{addon};
+    $objdir = $addon if -d $addon;
+}
+
+my $out = `perl $Bin/../scripts/layers.pl $objdir 2>&1`;
 
 is($? >> 8, 0, 'calls only go down, no cycle, no header from above')
     or diag($out);

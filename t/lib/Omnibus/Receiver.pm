@@ -43,16 +43,25 @@ sub new {
                                        Listen => 128, ReuseAddr => 1)
         or die "receiver cannot listen on $self->{port}: $!";
 
+    # the child says (by closing its end) when it has dropped its copies of
+    # the held ports: until then they stay bound, and the next bind of one
+    # (another receiver, nginx) fails with "Address already in use"
+    pipe(my $ready_r, my $ready_w) or die "pipe: $!";
     my $pid = fork // die "fork: $!";
 
     if ($pid == 0) {
+        close $ready_r;
         # the harness ports still held are the parent's to hand out
         Omnibus::Test::close_inherited_ports()
             if defined &Omnibus::Test::close_inherited_ports;
+        close $ready_w;
         $self->_serve($listen);
         POSIX::_exit(0);
     }
 
+    close $ready_w;
+    sysread $ready_r, my $eof, 1;
+    close $ready_r;
     close $listen;
     $self->{pid} = $pid;
 
