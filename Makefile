@@ -8,7 +8,9 @@ CC_OPT     := -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror
 # Debian packages the build, the tests, `make run` and `make bench` need.
 PKGS := nginx nginx-dev libyajl-dev \
         perl libjson-xs-perl prometheus curl \
-        gnuplot-nox wrk nghttp2-client libnginx-mod-nchan
+        gnuplot-nox wrk nghttp2-client libnginx-mod-nchan \
+        yamllint libyaml-libyaml-perl unzip docker-compose \
+        prometheus-alertmanager
 
 SOURCES := ngx_omnibus_module.c $(shell find src -name '*.[ch]')
 CONFIGS := config $(shell find src -name config)
@@ -80,3 +82,11 @@ test-sanitize: deps
 
 test-nginx-1.26: deps
 	CC_OPT='$(CC_OPT)' ./scripts/test-nginx.sh trixie 1.26
+
+# The image (docker/Dockerfile) built, run, published to, read and
+# stopped with SIGQUIT; starts a private Docker daemon when none answers
+# and makes the debian:12 base locally when it cannot be pulled
+.PHONY: test-image
+
+test-image:
+	./scripts/test-image.sh

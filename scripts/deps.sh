@@ -12,7 +12,10 @@ sudo=
 [ "$(id -u)" -ne 0 ] && sudo=sudo
 echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq || exit 1
+# another apt (a package timer, a parallel job) may hold the lock a while
+lock="-o DPkg::Lock::Timeout=300"
+$sudo apt-get $lock update -qq || exit 1
 # the packaged nginx must not keep port 80 busy or run as a service
-$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null \
+$sudo apt-get $lock install -y -qq --no-install-recommends $missing \
+    >/dev/null \
     || exit 1

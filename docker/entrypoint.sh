@@ -1,0 +1,322 @@
+#!/bin/sh
+# Entry point of the ngx_omnibus_module image (POSIX sh).
+#
+#   entrypoint.sh [NGINX-OPTION...]  render nginx.conf, then exec nginx in
+#                                    the foreground (-t, -T, -q pass on)
+#   entrypoint.sh render             print the rendered nginx.conf
+#   entrypoint.sh healthcheck        exit 0 when /healthz answers 200
+#   entrypoint.sh COMMAND [ARG...]   run COMMAND instead (sh, nginx -V, ...)
+#
+# nginx.conf comes from the template (OMNIBUS_TEMPLATE) and the OMNIBUS_*
+# variables (docker/README.md), or as is from OMNIBUS_CONFIG when that
+# names a file. Every value is checked against what its directive takes
+# before it is rendered, so that a bad variable fails here with its name
+# instead of as a confusing nginx error, and cannot inject directives.
+set -eu
+set -f      # topic patterns hold * and >: no globbing of split words
+
+prog=omnibus-entrypoint
+nl='
+'
+tab='	'
+cr=$(printf '\r')
+
+die() {
+    echo "$prog: $*" >&2
+    exit 1
+}
+
+# get VAR NAME DEFAULT: VAR = $NAME, or DEFAULT when that is unset or empty
+get() {
+    eval "_g=\${$2:-}"
+    [ -n "$_g" ] || _g=$3
+    eval "$1=\$_g"
+}
+
+# want NAME VALUE ERE WHAT: VALUE must match ERE whole. The checks are
+# queued and run by one awk (validate): a process per value made
+# rendering slow. (mawk's ERE has no {n,m}: lengths are checked in sh.)
+checks=
+want() {
+    case $2 in
+        *"$nl"* | *"$cr"* | *"$tab"*) die "$1 must be one line, no tabs" ;;
+    esac
+    checks="$checks$1$tab$3$tab$4$tab$2$nl"
+}
+
+validate() {
+    awk -F "$tab" -v prog="$prog" '
+        $4 !~ ("^(" $2 ")$") {
+            printf "%s: %s=\"%s\": expected %s\n", prog, $1, $4, $3 \
+                > "/dev/stderr"
+            bad = 1
+            exit 1
+        }
+        END { exit bad }
+    ' <<EOF || exit 1
+$checks
+EOF
+    checks=
+}
+
+# one VAR NAME DEFAULT ERE WHAT: VAR = $NAME or DEFAULT, checked
+one() {
+    get _o "$2" "$3"
+    want "$2" "$_o" "$4" "$5"
+    eval "$1=\$_o"
+}
+
+NUM='[1-9][0-9]*'
+SIZE='[1-9][0-9]*[kKmMgG]?'
+TIME='([0-9]+(ms|s|m|h|d|w|M|y)?)+'
+ADDR='[0-9A-Fa-f.:/]+'
+URLCH='[A-Za-z0-9._~%/:@!&+,=?-]'
+ROUTE_PARAMS='timeout|retries|backoff|max_backoff|breaker|concurrency|name'
+ROUTE_PARAMS_WHAT='timeout=, retries=, backoff=, max_backoff=, breaker=, concurrency= or name='
+
+# routes ROUTES: tpl_routes = one omnibus_route line per "PATTERN URL
+# [PARAM=VALUE...]" entry of ROUTES, entries separated by ";" or newlines
+routes() {
+    tpl_routes=
+    n=0
+    IFS=";$nl"
+    # shellcheck disable=SC2086 # split on the separators, globbing is off
+    for entry in $1; do
+        n=$((n + 1))
+        IFS=" $tab"
+        # shellcheck disable=SC2086
+        set -- $entry
+        [ $# -gt 0 ] || continue
+        [ $# -ge 2 ] || die "OMNIBUS_ROUTES entry $n \"$entry\":" \
+            "expected PATTERN URL [PARAM=VALUE ...]"
+        want "OMNIBUS_ROUTES entry $n pattern" "$1" \
+            '[A-Za-z0-9_.:*>-]+' 'a topic pattern (orders.>, a.*.b)'
+        want "OMNIBUS_ROUTES entry $n URL" "$2" \
+            "http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]+)?(/$URLCH*)?" \
+            'http://HOST[:PORT][/PATH]'
+        line="    omnibus_route $zone $1 $2"
+        shift 2
+        for p in "$@"; do
+            want "OMNIBUS_ROUTES entry $n parameter" "$p" \
+                "($ROUTE_PARAMS)=[A-Za-z0-9._:%>*-]+" \
+                "$ROUTE_PARAMS_WHAT"
+            line="$line $p"
+        done
+        tpl_routes="$tpl_routes$line;$nl"
+    done
+    IFS=" $tab$nl"
+    tpl_routes=${tpl_routes%"$nl"}
+}
+
+# addrs VAR NAME VALUE DIRECTIVE INDENT: VAR = one "DIRECTIVE ADDR;" line
+# per address of VALUE, a blank- or comma-separated list
+addrs() {
+    _a=
+    IFS=", $tab"
+    for a in $3; do
+        want "$2" "$a" "$ADDR" 'IP addresses or CIDR ranges'
+        _a="$_a$5$4 $a;$nl"
+    done
+    IFS=" $tab$nl"
+    eval "$1=\${_a%\"\$nl\"}"
+}
+
+render() {
+    case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
+    get template OMNIBUS_TEMPLATE "$here/nginx.conf.template"
+    [ -r "$template" ] || die "cannot read the template $template"
+
+    one zone OMNIBUS_ZONE bus '[A-Za-z0-9_-]+' 'a zone name'
+    [ ${#zone} -le 64 ] || die "OMNIBUS_ZONE is longer than 64 bytes"
+    tpl_zone=$zone
+
+    one tpl_module OMNIBUS_MODULE \
+        /usr/lib/nginx/modules/ngx_omnibus_module.so \
+        '[A-Za-z0-9._/+-]+' 'the path of ngx_omnibus_module.so'
+    get u OMNIBUS_USER ''
+    tpl_user=
+    if [ -n "$u" ]; then
+        want OMNIBUS_USER "$u" '[a-z_][a-z0-9_-]*( [a-z_][a-z0-9_-]*)?' \
+            'USER [GROUP] (only when nginx starts as root)'
+        tpl_user="user $u;"
+    fi
+    one tpl_worker_processes OMNIBUS_WORKER_PROCESSES 2 "auto|$NUM" \
+        'a number or auto'
+    one tpl_worker_connections OMNIBUS_WORKER_CONNECTIONS 1024 "$NUM" \
+        'a number'
+    one tpl_error_log OMNIBUS_ERROR_LOG stderr 'stderr|/[A-Za-z0-9._/-]+' \
+        'stderr or an absolute path'
+    one tpl_log_level OMNIBUS_LOG_LEVEL notice \
+        'debug|info|notice|warn|error|crit|alert|emerg' 'an error_log level'
+    one a OMNIBUS_ACCESS_LOG /dev/stdout 'off|/[A-Za-z0-9._/-]+' \
+        'off or an absolute path'
+    if [ "$a" = off ]; then
+        tpl_access_log=off
+    else
+        tpl_access_log="$a omnibus"
+    fi
+    [ -n "${OMNIBUS_NODE:-}" ] || OMNIBUS_NODE=$(uname -n)
+    one tpl_node OMNIBUS_NODE '' '[A-Za-z0-9][A-Za-z0-9._-]*' 'a host name'
+    [ ${#tpl_node} -le 253 ] || die "OMNIBUS_NODE is longer than 253 bytes"
+    one tpl_listen OMNIBUS_LISTEN 8080 \
+        '([0-9.]+:|\[[0-9A-Fa-f:.]+\]:)?[0-9]+' 'PORT or ADDRESS:PORT'
+
+    one tpl_zone_size OMNIBUS_ZONE_SIZE 64m "$SIZE" 'a size (64m)'
+    one tpl_shards OMNIBUS_SHARDS 8 "$NUM" 'a number'
+    one tpl_min_shards OMNIBUS_MIN_SHARDS 2 "$NUM" 'a number'
+    one tpl_max_shards OMNIBUS_MAX_SHARDS 16 "$NUM" 'a number'
+    one tpl_queue_size OMNIBUS_QUEUE_SIZE 10000 "$NUM" 'a number'
+    one tpl_concurrency OMNIBUS_CONCURRENCY 4 "$NUM" 'a number'
+    one tpl_dedup_ttl OMNIBUS_DEDUP_TTL 3600s "$TIME" 'a time (3600s)'
+    one tpl_dlq_size OMNIBUS_DLQ_SIZE 10000 "$NUM" 'a number'
+    one tpl_retain OMNIBUS_RETAIN 1000 '[0-9]+' 'a number'
+    one tpl_backpressure OMNIBUS_BACKPRESSURE 80%:50% '[0-9]+%:[0-9]+%' \
+        'HIGH%:LOW% (80%:50%)'
+
+    routes "${OMNIBUS_ROUTES:-}"
+
+    get a OMNIBUS_AUTOSCALE off
+    tpl_autoscale=
+    case $a in
+        off) ;;
+        on) tpl_autoscale="    omnibus_autoscale $zone;" ;;
+        *)
+            for p in $a; do
+                want OMNIBUS_AUTOSCALE "$p" \
+                    "interval=$TIME|(up|down)=[0-9]+%" \
+                    'on, off or interval=TIME up=N% down=N%'
+            done
+            # shellcheck disable=SC2086 # one blank between parameters
+            set -- $a
+            tpl_autoscale="    omnibus_autoscale $zone $*;" ;;
+    esac
+
+    get r OMNIBUS_RATE_LIMIT ''
+    tpl_rate_limit=
+    if [ -n "$r" ]; then
+        want OMNIBUS_RATE_LIMIT "$r" "$NUM"'r/[sm]' 'Nr/s or Nr/m'
+        # shellcheck disable=SC2016 # nginx variables, not the shell's
+        one k OMNIBUS_RATE_LIMIT_KEY '$binary_remote_addr' \
+            '(\$[A-Za-z_][A-Za-z0-9_]*)+' 'nginx variables ($http_x_api_key)'
+        tpl_rate_limit="    omnibus_rate_limit $k rate=$r;"
+    fi
+
+    one tpl_max_message_size OMNIBUS_MAX_MESSAGE_SIZE 1m "$SIZE" 'a size (1m)'
+    one tpl_dedup OMNIBUS_DEDUP key 'off|key|content' 'off, key or content'
+    one tpl_json OMNIBUS_JSON on 'on|off' 'on or off'
+    one hb OMNIBUS_SUBSCRIBE_HEARTBEAT 15s "$TIME" 'a time (15s)'
+    one buf OMNIBUS_SUBSCRIBE_BUFFER 1m "$SIZE" 'a size (1m)'
+
+    get a OMNIBUS_ADMIN_ALLOW '127.0.0.1 ::1'
+    case $a in
+        all) tpl_admin_acl='            allow all;' ;;
+        none) tpl_admin_acl='            deny all;' ;;
+        *)
+            addrs tpl_admin_acl OMNIBUS_ADMIN_ALLOW "$a" allow '            '
+            tpl_admin_acl="$tpl_admin_acl
+            deny all;" ;;
+    esac
+
+    get a OMNIBUS_REAL_IP_FROM ''
+    tpl_real_ip=
+    if [ -n "$a" ]; then
+        addrs ips OMNIBUS_REAL_IP_FROM "$a" set_real_ip_from '    '
+        tpl_real_ip="
+    # the client address from X-Forwarded-For of these proxies: for the
+    # rate limit key, the admin allow list and the access log
+$ips
+    real_ip_header X-Forwarded-For;
+    real_ip_recursive on;"
+    fi
+
+    # every value checked: from here on they are what they claim to be
+    validate
+
+    # subscribers read the retain rings: none without them
+    tpl_subscribe=
+    if [ "$tpl_retain" -gt 0 ]; then
+        tpl_subscribe="        location /subscribe/ {
+            omnibus_subscribe $zone heartbeat=$hb buffer=$buf;
+        }"
+    fi
+
+    export tpl_module tpl_user tpl_worker_processes tpl_worker_connections \
+        tpl_error_log tpl_log_level tpl_access_log tpl_node tpl_listen \
+        tpl_zone tpl_zone_size tpl_shards tpl_min_shards tpl_max_shards \
+        tpl_queue_size tpl_concurrency tpl_dedup_ttl tpl_dlq_size \
+        tpl_retain tpl_backpressure tpl_routes tpl_autoscale \
+        tpl_rate_limit tpl_max_message_size tpl_dedup tpl_json \
+        tpl_subscribe tpl_admin_acl tpl_real_ip
+
+    # values are spliced in, never scanned again, so an @ in one is text
+    awk -v prog="$prog" '
+        {
+            line = $0
+            out = ""
+            alone = line ~ /^[ \t]*@[a-z_]+@[ \t]*$/
+            while (match(line, /@[a-z_]+@/)) {
+                name = "tpl_" substr(line, RSTART + 1, RLENGTH - 2)
+                if (!(name in ENVIRON)) {
+                    printf "%s: %s:%d: unknown placeholder %s\n", prog,
+                           FILENAME, FNR, substr(line, RSTART, RLENGTH) \
+                           > "/dev/stderr"
+                    failed = 1
+                    exit 1
+                }
+                out = out substr(line, 1, RSTART - 1) ENVIRON[name]
+                line = substr(line, RSTART + RLENGTH)
+            }
+            out = out line
+            if (!(alone && out ~ /^[ \t]*$/))
+                print out
+        }
+        END { exit failed }
+    ' "$template"
+}
+
+# the prefix is the only directory nginx writes: the rendered
+# configuration, the pid file and the temp dirs
+run_nginx() {
+    get prefix OMNIBUS_PREFIX /var/lib/omnibus
+    get nginx OMNIBUS_NGINX /usr/sbin/nginx
+    get conf OMNIBUS_CONFIG ''
+    if [ -z "$conf" ]; then
+        if ! [ -d "$prefix" ] || ! [ -w "$prefix" ]; then
+            die "OMNIBUS_PREFIX $prefix is not a writable directory" \
+                "(running as uid $(id -u))"
+        fi
+        conf=$prefix/nginx.conf
+        # not in an || list: set -e must stay on inside render
+        render > "$conf.tmp"
+        mv -f "$conf.tmp" "$conf"
+    fi
+    # PID 1: docker stop's SIGQUIT reaches nginx itself, which quits
+    # gracefully
+    exec "$nginx" -p "$prefix/" -c "$conf" -g 'daemon off;' "$@"
+}
+
+# bash's /dev/tcp: no HTTP client in the image for this alone
+healthcheck() {
+    get listen OMNIBUS_LISTEN 8080
+    port=${listen##*:}
+    host=${listen%"$port"}
+    host=${host%:}
+    host=${host#\[}
+    host=${host%\]}
+    case $host in ''|0.0.0.0|'*') host=127.0.0.1 ;; ::) host=::1 ;; esac
+    exec bash -c '
+        exec 3<>"/dev/tcp/$1/$2" || exit 1
+        printf "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n" >&3
+        IFS= read -r status <&3 || exit 1
+        case $status in "HTTP/1."?" 200 "*) exit 0 ;; esac
+        echo "healthz: $status" >&2
+        exit 1
+    ' healthcheck "$host" "$port"
+}
+
+case ${1:-} in
+    render) render ;;
+    healthcheck) healthcheck ;;
+    '' | -*) run_nginx "$@" ;;
+    *) exec "$@" ;;
+esac

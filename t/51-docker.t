@@ -1,0 +1,397 @@
+# docker/ without Docker: the image's entrypoint renders nginx.conf from
+# the template for a few environments, and each result passes `nginx -t`
+# with the built module (one is served for real); bad variables are
+# refused with their name; the load balancer's configuration passes
+# `nginx -t`; the compose file passes `docker-compose config`, the YAML
+# files yamllint, prometheus.yml promtool and alertmanager.yml amtool
+# (each skipped, with the reason, when its tool is missing).
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Temp qw(tempdir);
+use Test::More;
+use lib 't/lib';
+use Omnibus::Test;
+
+my $ROOT = abs_path(dirname(__FILE__) . '/..');
+my $ENTRY = "$ROOT/docker/entrypoint.sh";
+my $TEMPLATE = "$ROOT/docker/nginx.conf.template";
+my $NGINX = $Omnibus::Test::NGINX;
+my $MODULE = $Omnibus::Test::MODULE;
+
+BAIL_OUT("$MODULE is missing: run make first") unless -f $MODULE;
+
+sub slurp {
+    my ($file) = @_;
+    open my $fh, '<', $file or return '';
+    local $/;
+    my $text = <$fh>;
+    return $text // '';
+}
+
+sub spew {
+    my ($file, $text) = @_;
+    open my $fh, '>', $file or die "$file: $!";
+    print $fh $text;
+    close $fh or die "$file: $!";
+}
+
+# run(\%env, @cmd): (exit status, stdout, stderr), with no OMNIBUS_*
+# variable of the caller's but the module and the template, plus %env
+sub run {
+    my ($env, @cmd) = @_;
+    my $dir = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    local %ENV = %ENV;
+    delete $ENV{$_} for grep { /^OMNIBUS_/ } keys %ENV;
+    $ENV{OMNIBUS_MODULE} = $MODULE;
+    $ENV{OMNIBUS_TEMPLATE} = $TEMPLATE;
+    $ENV{$_} = $env->{$_} for keys %$env;
+
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', "$dir/out";
+        open STDERR, '>', "$dir/err";
+        exec @cmd or exit 127;
+    }
+    waitpid $pid, 0;
+    return ($? >> 8, slurp("$dir/out"), slurp("$dir/err"));
+}
+
+# the renderer under the system's POSIX sh (dash on Debian)
+sub render { my (%env) = @_; run(\%env, '/bin/sh', $ENTRY, 'render') }
+
+sub nginx_t {
+    my ($conf) = @_;
+    my $dir = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    spew("$dir/nginx.conf", $conf);
+    my $out = `$NGINX -t -p $dir/ -c $dir/nginx.conf 2>&1`;
+    return ($? == 0, $out);
+}
+
+# render, then nginx -t; returns the configuration
+sub renders_and_passes {
+    my ($name, %env) = @_;
+    my ($rc, $conf, $err) = render(%env);
+    is($rc, 0, "$name: renders") or diag($err);
+    is($err, '', "$name: nothing on stderr");
+    my ($ok, $out) = nginx_t($conf);
+    ok($ok, "$name: nginx -t passes with the module") or diag($out);
+    unlike($conf, qr/omnibus_(?:redis|store|kafka)|kafka:\/\//,
+           "$name: only directives the module has");
+    unlike($conf, qr/@[a-z_]+@/, "$name: no placeholder left");
+    return $conf;
+}
+
+# --- the defaults: conf/omnibus.conf's bus on port 8080
+my $conf = renders_and_passes('defaults');
+like($conf, qr/^load_module \Q$MODULE\E;$/m, 'defaults: the module loaded');
+like($conf, qr/^worker_processes 2;$/m, 'defaults: 2 workers');
+like($conf, qr/^\s+listen 8080;$/m, 'defaults: listens on 8080');
+like($conf, qr/omnibus_zone\s+zone=bus:64m\s+shards=8\s+min_shards=2
+               \s+max_shards=16\s+queue_size=10000\s+concurrency=4
+               \s+dedup_ttl=3600s\s+dlq_size=10000\s+retain=1000
+               \s+backpressure=80%:50%;/x,
+     'defaults: the zone as README documents its defaults');
+like($conf, qr/omnibus_subscribe bus heartbeat=15s buffer=1m;/,
+     'defaults: subscribers');
+like($conf, qr/allow 127\.0\.0\.1;\s+allow ::1;\s+deny all;\s+omnibus_admin bus;/,
+     'defaults: the admin API for loopback only');
+like($conf, qr/^error_log stderr notice;$/m, 'defaults: errors to stderr');
+like($conf, qr/access_log \/dev\/stdout omnibus;/, 'defaults: access log');
+like($conf, qr/add_header X-Omnibus-Node [A-Za-z0-9._-]+ always;/,
+     'defaults: the node name (the host name)');
+unlike($conf, qr/omnibus_(?:route|autoscale|rate_limit)|^user /m,
+       'defaults: no route, autoscaling, rate limit or user');
+
+# --- routes: ";" and newlines separate them, parameters pass through
+$conf = renders_and_passes('routes',
+    OMNIBUS_ROUTES => "orders.> http://127.0.0.1:9000/hooks/orders "
+                      . "timeout=2s retries=5 backoff=20ms max_backoff=10s "
+                      . "breaker=5:60s:3 concurrency=1 name=orders;"
+                      . " audit.*.eu   http://localhost:9001/a?src=bus ;\n"
+                      . "\n*.alerts http://[::1]:9002/alerts;");
+my @routes = $conf =~ /^\s*(omnibus_route .*);$/mg;
+is_deeply(\@routes, [
+    'omnibus_route bus orders.> http://127.0.0.1:9000/hooks/orders '
+        . 'timeout=2s retries=5 backoff=20ms max_backoff=10s '
+        . 'breaker=5:60s:3 concurrency=1 name=orders',
+    'omnibus_route bus audit.*.eu http://localhost:9001/a?src=bus',
+    'omnibus_route bus *.alerts http://[::1]:9002/alerts',
+], 'routes: one omnibus_route per entry, in order');
+
+# --- everything else changed
+$conf = renders_and_passes('tuned',
+    OMNIBUS_ZONE => 'events', OMNIBUS_ZONE_SIZE => '32m',
+    OMNIBUS_SHARDS => 4, OMNIBUS_MIN_SHARDS => 1, OMNIBUS_MAX_SHARDS => 8,
+    OMNIBUS_QUEUE_SIZE => 500, OMNIBUS_CONCURRENCY => 2,
+    OMNIBUS_DEDUP_TTL => '10m', OMNIBUS_DLQ_SIZE => 100,
+    OMNIBUS_RETAIN => 0, OMNIBUS_BACKPRESSURE => '90%:60%',
+    OMNIBUS_WORKER_PROCESSES => 'auto', OMNIBUS_WORKER_CONNECTIONS => 4096,
+    OMNIBUS_LOG_LEVEL => 'info', OMNIBUS_ACCESS_LOG => 'off',
+    OMNIBUS_NODE => 'omnibus-7.example', OMNIBUS_LISTEN => '127.0.0.1:9080',
+    OMNIBUS_AUTOSCALE => 'interval=30s up=70% down=10%',
+    OMNIBUS_RATE_LIMIT => '600r/m',
+    OMNIBUS_RATE_LIMIT_KEY => '$http_x_api_key',
+    OMNIBUS_MAX_MESSAGE_SIZE => '256k', OMNIBUS_DEDUP => 'content',
+    OMNIBUS_JSON => 'off', OMNIBUS_ADMIN_ALLOW => '10.0.0.0/8, fd00::/8',
+    OMNIBUS_REAL_IP_FROM => '10.0.0.0/8 192.168.1.1',
+    OMNIBUS_USER => 'nobody nogroup');
+like($conf, qr/omnibus_zone\s+zone=events:32m\s+shards=4\s+min_shards=1
+               \s+max_shards=8\s+queue_size=500\s+concurrency=2
+               \s+dedup_ttl=10m\s+dlq_size=100\s+retain=0
+               \s+backpressure=90%:60%;/x, 'tuned: the zone');
+is(scalar(() = $conf =~ /omnibus_(?:publish|admin|health) events\b/g), 4,
+   'tuned: every location uses the zone');
+unlike($conf, qr/subscribe/, 'tuned: no subscribers without a retain ring');
+like($conf, qr/^\s+omnibus_autoscale events interval=30s up=70% down=10%;$/m,
+     'tuned: autoscaling');
+like($conf, qr/^\s+omnibus_rate_limit \$http_x_api_key rate=600r\/m;$/m,
+     'tuned: the rate limit');
+like($conf, qr/allow 10\.0\.0\.0\/8;\s+allow fd00::\/8;\s+deny all;/,
+     'tuned: the admin allow list');
+like($conf, qr/set_real_ip_from\ 10\.0\.0\.0\/8;\s+set_real_ip_from\ 192\.168\.1\.1;
+               \s+real_ip_header\ X-Forwarded-For;/x, 'tuned: real IP');
+like($conf, qr/^user nobody nogroup;$/m, 'tuned: user');
+like($conf, qr/^\s+access_log off;$/m, 'tuned: no access log');
+like($conf, qr/^\s+listen 127\.0\.0\.1:9080;$/m, 'tuned: listen address');
+like($conf, qr/omnibus_dedup content;\s+omnibus_json off;/,
+     'tuned: dedup and JSON');
+
+my ($rc, $out, $err) = render(OMNIBUS_AUTOSCALE => 'on');
+like($out, qr/^\s+omnibus_autoscale bus;$/m, 'autoscale on: the defaults');
+($rc, $out, $err) = render(OMNIBUS_ADMIN_ALLOW => 'all');
+like($out, qr/allow all;\s+omnibus_admin/, 'admin allow all');
+($rc, $out, $err) = render(OMNIBUS_ADMIN_ALLOW => 'none');
+like($out, qr/\{\s+deny all;\s+omnibus_admin/, 'admin allow none');
+
+# --- what only nginx knows is left to nginx -t, which names it
+($rc, $out, $err) = render(OMNIBUS_SHARDS => 20);
+is($rc, 0, 'shards above max_shards: renders');
+my ($ok, $tout) = nginx_t($out);
+ok(!$ok, 'shards above max_shards: nginx -t fails');
+like($tout, qr/shards must satisfy 1 <= min_shards <= shards <= max_shards/,
+     'shards above max_shards: nginx says why');
+
+# --- bad input: refused before nginx, naming the variable
+my @bad = (
+    [ { OMNIBUS_SHARDS => 'eight' }, qr/OMNIBUS_SHARDS="eight": expected a number/ ],
+    [ { OMNIBUS_SHARDS => '0' }, qr/OMNIBUS_SHARDS="0"/ ],
+    [ { OMNIBUS_ZONE_SIZE => '64m; include /etc/passwd' },
+      qr/OMNIBUS_ZONE_SIZE="64m; include \/etc\/passwd": expected a size/ ],
+    [ { OMNIBUS_ZONE_SIZE => "64m\nerror_log /tmp/x" },
+      qr/OMNIBUS_ZONE_SIZE must be one line/ ],
+    [ { OMNIBUS_DEDUP_TTL => 'soon' }, qr/OMNIBUS_DEDUP_TTL="soon"/ ],
+    [ { OMNIBUS_BACKPRESSURE => '80' }, qr/OMNIBUS_BACKPRESSURE="80"/ ],
+    [ { OMNIBUS_WORKER_PROCESSES => 'many' },
+      qr/OMNIBUS_WORKER_PROCESSES="many": expected a number or auto/ ],
+    [ { OMNIBUS_LOG_LEVEL => 'loud' }, qr/OMNIBUS_LOG_LEVEL="loud"/ ],
+    [ { OMNIBUS_NODE => 'a b' }, qr/OMNIBUS_NODE="a b": expected a host name/ ],
+    [ { OMNIBUS_NODE => 'x}' }, qr/OMNIBUS_NODE="x}"/ ],
+    [ { OMNIBUS_LISTEN => '80 ssl' }, qr/OMNIBUS_LISTEN="80 ssl"/ ],
+    [ { OMNIBUS_JSON => 'yes' }, qr/OMNIBUS_JSON="yes": expected on or off/ ],
+    [ { OMNIBUS_DEDUP => 'both' }, qr/OMNIBUS_DEDUP="both"/ ],
+    [ { OMNIBUS_ADMIN_ALLOW => 'everyone' },
+      qr/OMNIBUS_ADMIN_ALLOW="everyone": expected IP addresses/ ],
+    [ { OMNIBUS_REAL_IP_FROM => 'lb;' }, qr/OMNIBUS_REAL_IP_FROM="lb;"/ ],
+    [ { OMNIBUS_AUTOSCALE => 'fast' }, qr/OMNIBUS_AUTOSCALE="fast"/ ],
+    [ { OMNIBUS_RATE_LIMIT => '5r/h' },
+      qr/OMNIBUS_RATE_LIMIT="5r\/h": expected Nr\/s or Nr\/m/ ],
+    [ { OMNIBUS_RATE_LIMIT => '5r/s', OMNIBUS_RATE_LIMIT_KEY => 'ip' },
+      qr/OMNIBUS_RATE_LIMIT_KEY="ip"/ ],
+    [ { OMNIBUS_USER => 'root; daemon on' }, qr/OMNIBUS_USER=/ ],
+    [ { OMNIBUS_ROUTES => 'orders.>' },
+      qr/OMNIBUS_ROUTES entry 1 "orders.>": expected PATTERN URL/ ],
+    [ { OMNIBUS_ROUTES => 'a.> http://h/x; b.> https://h/y' },
+      qr/OMNIBUS_ROUTES entry 2 URL="https:\/\/h\/y": expected http:\/\// ],
+    [ { OMNIBUS_ROUTES => 'a.> http://h/x colour=blue' },
+      qr/OMNIBUS_ROUTES entry 1 parameter="colour=blue"/ ],
+    [ { OMNIBUS_ROUTES => 'a.> http://h/{x}' },
+      qr/OMNIBUS_ROUTES entry 1 URL="http:\/\/h\/\{x\}"/ ],
+    [ { OMNIBUS_ROUTES => 'a"b http://h/x' },
+      qr/OMNIBUS_ROUTES entry 1 pattern="a"b"/ ],
+);
+for my $case (@bad) {
+    my ($env, $re) = @$case;
+    my $what = join ' ', map { "$_=$env->{$_}" } sort keys %$env;
+    $what =~ s/\n/\\n/g;
+    ($rc, $out, $err) = render(%$env);
+    isnt($rc, 0, "bad input $what: fails");
+    like($err, qr/^omnibus-entrypoint: .*$re/m, "bad input $what: says why");
+    is($out, '', "bad input $what: renders nothing");
+}
+
+# a placeholder the renderer does not know is an error, not a blank
+{
+    my $dir = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    spew("$dir/t", slurp($TEMPLATE) . "# \@bogus\@\n");
+    ($rc, $out, $err) = render(OMNIBUS_TEMPLATE => "$dir/t");
+    isnt($rc, 0, 'unknown placeholder: fails');
+    like($err, qr/:\d+: unknown placeholder \@bogus\@/,
+         'unknown placeholder: named with its line');
+}
+
+# --- the entrypoint's other modes
+{
+    my $dir = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    ($rc, $out, $err) = run({ OMNIBUS_PREFIX => $dir, OMNIBUS_NGINX => $NGINX },
+                            '/bin/sh', $ENTRY, '-t');
+    is($rc, 0, 'entrypoint -t: renders into the prefix and nginx -t passes')
+        or diag($err);
+    like($err, qr/test is successful/, 'entrypoint -t: nginx said so');
+    ok(-f "$dir/nginx.conf" && !-e "$dir/nginx.conf.tmp",
+       'entrypoint -t: nginx.conf in the prefix');
+
+    ($rc, $out, $err) = run({ OMNIBUS_PREFIX => "$dir/none",
+                              OMNIBUS_NGINX => $NGINX },
+                            '/bin/sh', $ENTRY, '-t');
+    isnt($rc, 0, 'entrypoint with no prefix directory: fails');
+    like($err, qr/OMNIBUS_PREFIX \Q$dir\E\/none is not a writable directory/,
+         'entrypoint with no prefix directory: says so');
+
+    ($rc, $out, $err) = run({ OMNIBUS_PREFIX => $dir, OMNIBUS_NGINX => $NGINX,
+                              OMNIBUS_SHARDS => 'x' },
+                            '/bin/sh', $ENTRY, '-t');
+    isnt($rc, 0, 'entrypoint with a bad variable: does not start nginx');
+    unlike($err, qr/nginx:/, 'entrypoint with a bad variable: nginx not run');
+
+    ($rc, $out, $err) = run({}, '/bin/sh', $ENTRY, 'echo', 'a', 'command');
+    is($out, "a command\n", 'entrypoint COMMAND: runs it');
+}
+
+# --- one rendered configuration served for real
+{
+    my $t = Omnibus::Test->new(ports => 1);
+    my $d = $t->dir;
+    my $port = $t->port(0);
+    ($rc, $conf, $err) = render(
+        OMNIBUS_LISTEN => "127.0.0.1:$port",
+        OMNIBUS_ERROR_LOG => "$d/error.log", OMNIBUS_LOG_LEVEL => 'info',
+        OMNIBUS_ACCESS_LOG => "$d/access.log", OMNIBUS_NODE => 't51-node',
+        OMNIBUS_ZONE_SIZE => '8m',
+        ($> == 0 ? (OMNIBUS_USER => 'root') : ()));
+    is($rc, 0, 'served: renders') or diag($err);
+    spew("$d/nginx.conf", $conf);
+    # the harness waits for the ports its conf() found; this nginx.conf
+    # is the renderer's
+    $t->{listen} = [$port];
+    $t->start;
+
+    my $r = $t->post_json('/publish/orders.created', { order => 42 },
+                          headers => { 'Content-Type' => 'application/json' });
+    is($r->{status}, 202, 'served: publish 202');
+    ok($r->{json} && $r->{json}{id}, 'served: with an id');
+    is($r->{headers}{'x-omnibus-node'}, 't51-node',
+       'served: X-Omnibus-Node');
+    is($t->http(GET => '/healthz')->{status}, 200, 'served: /healthz');
+    is($t->http(GET => '/readyz')->{status}, 200, 'served: /readyz');
+    is($t->http(GET => '/omnibus/')->{status}, 200,
+       'served: admin status from loopback');
+    like($t->http(GET => '/metrics')->{body},
+         qr/^message_bus_published_total\{zone="bus"\} 1$/m,
+         'served: /metrics');
+    $r = $t->http(GET => '/nothing');
+    is($r->{status}, 404, 'served: other paths 404');
+    is($r->{json} && $r->{json}{error}, 'not_found',
+       'served: with a JSON error');
+
+    my @hc = run({ OMNIBUS_LISTEN => "127.0.0.1:$port" },
+                 '/bin/sh', $ENTRY, 'healthcheck');
+    is($hc[0], 0, 'healthcheck: 0 while /healthz answers 200')
+        or diag($hc[2]);
+
+    $t->check_log;
+    @hc = run({ OMNIBUS_LISTEN => "127.0.0.1:$port" },
+              '/bin/sh', $ENTRY, 'healthcheck');
+    isnt($hc[0], 0, 'healthcheck: fails once nginx is gone');
+    like(slurp("$d/error.log"), qr/gracefully shutting down/,
+         'served: quit gracefully');
+}
+
+# --- the load balancer of compose.yml (its upstreams pointed at loopback:
+# compose's names do not resolve here)
+{
+    my $lb = slurp("$ROOT/docker/lb.conf");
+    my $n = $lb =~ s/server omnibus-\d:8080/server 127.0.0.1:9/g;
+    is($n, 2, 'lb.conf: two replicas upstream');
+    ($ok, $tout) = nginx_t($lb);
+    ok($ok, 'lb.conf: nginx -t passes') or diag($tout);
+}
+
+# --- the Dockerfiles: what the image promises
+{
+    my $df = slurp("$ROOT/docker/Dockerfile");
+    is(scalar(() = $df =~ /^FROM debian:12\b/mg), 2,
+       'Dockerfile: two stages on debian:12');
+    like($df, qr/^RUN make\b/m, "Dockerfile: the module built by make");
+    like($df, qr/^STOPSIGNAL SIGQUIT$/m, 'Dockerfile: SIGQUIT');
+    like($df, qr/^USER 10001$/m, 'Dockerfile: not root');
+    like($df, qr/^HEALTHCHECK .*\n?.*healthcheck/m, 'Dockerfile: HEALTHCHECK');
+    like($df, qr/--no-install-recommends nginx libyajl2/,
+         'Dockerfile: the stock nginx and libyajl2');
+    my $di = slurp("$ROOT/docker/Dockerfile.ingress");
+    like($di, qr/^ARG BASE_IMAGE=/m, 'Dockerfile.ingress: base image ARG');
+    like($di, qr/^ARG NGINX_VERSION=/m, 'Dockerfile.ingress: NGINX version');
+    like($di, qr/make -C omnibus NGINX_SRC=/,
+         'Dockerfile.ingress: make NGINX_SRC=');
+    my $all = join '', map { slurp("$ROOT/docker/$_") }
+        qw(Dockerfile Dockerfile.ingress nginx.conf.template entrypoint.sh
+           compose.yml lb.conf);
+    unlike($all, qr/omnibus_(?:redis|store|kafka)|kafka:\/\//,
+           'no directive the module does not have yet');
+}
+
+# --- the compose file and the YAML files, by their tools
+my @yaml = map { "docker/$_" } qw(compose.yml prometheus.yml alertmanager.yml
+    grafana/provisioning/datasources/prometheus.yml
+    grafana/provisioning/dashboards/omnibus.yml);
+
+SKIP: {
+    skip 'docker-compose is missing (Debian package docker-compose)', 5
+        unless Omnibus::Test::have_cmd('docker-compose');
+    ($rc, $out, $err) = run({}, 'docker-compose', '-f',
+                            "$ROOT/docker/compose.yml", 'config', '-q');
+    is($rc, 0, 'docker-compose config -q') or diag($err);
+    ($rc, $out, $err) = run({}, 'docker-compose', '-f',
+                            "$ROOT/docker/compose.yml", 'config');
+    my ($services) = $out =~ /^services:\n((?:[ ].*\n)+)/m;
+    is_deeply([sort(($services // '') =~ /^  ([\w-]+):$/mg)],
+              [sort qw(omnibus-1 omnibus-2 lb redis citus prometheus
+                       alertmanager grafana)],
+              'docker-compose: the services');
+    like($out, qr/- redis-server\n\s*- --appendonly\n\s*- ["']?yes\b/,
+         'docker-compose: redis with AOF');
+    like($out, qr/image: redis:7\.4$/m, 'docker-compose: redis 7.4');
+    like($out, qr/image: citusdata\/citus:12\.1/, 'docker-compose: citus 12.1');
+}
+
+SKIP: {
+    skip 'yamllint is missing (Debian package yamllint)', 1
+        unless Omnibus::Test::have_cmd('yamllint');
+    ($rc, $out, $err) = run({}, 'yamllint', '-s',
+                            map { "$ROOT/$_" } @yaml);
+    is($rc, 0, 'yamllint -s: ' . join(' ', @yaml)) or diag($out . $err);
+}
+
+SKIP: {
+    skip 'promtool is missing (Debian package prometheus)', 1
+        unless Omnibus::Test::have_cmd('promtool');
+    ($rc, $out, $err) = run({}, 'promtool', 'check', 'config',
+                            "$ROOT/docker/prometheus.yml");
+    is($rc, 0, 'promtool check config docker/prometheus.yml (and its rules)')
+        or diag($out . $err);
+}
+
+SKIP: {
+    skip 'amtool is missing (Debian package prometheus-alertmanager)', 1
+        unless Omnibus::Test::have_cmd('amtool');
+    ($rc, $out, $err) = run({}, 'amtool', 'check-config',
+                            "$ROOT/docker/alertmanager.yml");
+    is($rc, 0, 'amtool check-config docker/alertmanager.yml')
+        or diag($out . $err);
+}
+
+done_testing();
