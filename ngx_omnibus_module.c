@@ -36,6 +36,9 @@ static ngx_conf_post_t  ngx_omnibus_message_size_post = {
 /* the sinks a route's URL scheme picks from, one header each */
 static ngx_omnibus_sink_t  *ngx_omnibus_sinks[] = {
     &ngx_omnibus_sink_http,
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+    &ngx_omnibus_sink_kafka,
+#endif
     NULL
 };
 

@@ -14,7 +14,7 @@
  * the same name and size only if it has this version and these sizes.
  */
 #define NGX_OMNIBUS_MAGIC             0x626e6d6f   /* "omnb" */
-#define NGX_OMNIBUS_LAYOUT            5
+#define NGX_OMNIBUS_LAYOUT            6
 
 #define NGX_OMNIBUS_WAKE_SLOTS        256
 #define NGX_OMNIBUS_HOLD_SLOTS        64
@@ -96,6 +96,10 @@ typedef struct {
     ngx_atomic_t                delivered;
     ngx_atomic_t                errors;
     ngx_atomic_t                dead;        /* sent to the DLQ */
+    ngx_atomic_t                diverted;    /* kept by the sink instead */
+    ngx_atomic_t                replayed;    /* diverted, then delivered */
+    ngx_atomic_t                sink_up;     /* the sink's backend answers */
+    ngx_atomic_t                sink_failures[4];  /* by the sink's reason */
     ngx_omnibus_histogram_t     latency;
 } ngx_omnibus_route_sh_t;
 

@@ -11,6 +11,9 @@
 
 #include <ngx_omnibus_core.h>
 #include <ngx_omnibus_delivery.h>
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+#include <ngx_omnibus_sink_kafka.h>
+#endif
 #include <ngx_http.h>
 
 
