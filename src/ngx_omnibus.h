@@ -15,6 +15,7 @@
 #include <ngx_omnibus_sink_http.h>
 #if (NGX_OMNIBUS_HAVE_KAFKA)
 #include <ngx_omnibus_sink_kafka.h>
+#include <ngx_omnibus_kafka_consume.h>
 #endif
 #include <ngx_omnibus_http.h>
 

@@ -421,6 +421,7 @@ ngx_omnibus_metrics_kafka(ngx_omnibus_out_t *out,
     ngx_atomic_uint_t         failures[NGX_OMNIBUS_KAFKA_REASONS];
     ngx_omnibus_zone_t      **zones, *zone;
     ngx_omnibus_route_t     **routes;
+    ngx_omnibus_lag_t        *lag;
     ngx_omnibus_route_sh_t   *rs;
 
     static const char        *counters[] = {
@@ -436,11 +437,7 @@ ngx_omnibus_metrics_kafka(ngx_omnibus_out_t *out,
     any = 0;
 
     for (z = 0; z < omcf->zones.nelts; z++) {
-        routes = zones[z]->routes.elts;
-
-        for (i = 0; i < zones[z]->routes.nelts; i++) {
-            any |= (routes[i]->sink == &ngx_omnibus_sink_kafka);
-        }
+        any |= ngx_omnibus_metrics_kafka_state(zones[z], &up, &state);
     }
 
     if (!any) {
@@ -501,6 +498,12 @@ ngx_omnibus_metrics_kafka(ngx_omnibus_out_t *out,
 
         ngx_memzero(failures, sizeof(failures));
 
+        if (zone->inputs.nelts) {
+            for (j = 0; j < NGX_OMNIBUS_KAFKA_REASONS; j++) {
+                failures[j] = zone->sh->input_failures[j];
+            }
+        }
+
         for (i = 0; i < zone->routes.nelts; i++) {
             if (routes[i]->sink != &ngx_omnibus_sink_kafka) {
                 continue;
@@ -523,8 +526,8 @@ ngx_omnibus_metrics_kafka(ngx_omnibus_out_t *out,
     }
 
     ngx_omnibus_out_printf(out,
-        "# HELP kafka_health_check_status 1 while every Kafka route's "
-        "cluster answers.\n"
+        "# HELP kafka_health_check_status 1 while the Kafka clusters of "
+        "every route and consumer answer.\n"
         "# TYPE kafka_health_check_status gauge\n");
 
     for (z = 0; z < omcf->zones.nelts; z++) {
@@ -532,6 +535,38 @@ ngx_omnibus_metrics_kafka(ngx_omnibus_out_t *out,
             ngx_omnibus_out_printf(out, "kafka_health_check_status"
                                    "{zone=\"%V\"} %ui\n", &zones[z]->name,
                                    up);
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "kafka_consumed_total", "counter",
+                               "Kafka records published into the bus.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        if (zones[z]->inputs.nelts) {
+            ngx_omnibus_out_printf(out, "message_bus_kafka_consumed_total"
+                                   "{zone=\"%V\"} %uA\n", &zones[z]->name,
+                                   zones[z]->sh->input_consumed);
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "kafka_consumer_lag", "gauge",
+                               "Records behind the end of each partition "
+                               "this bus consumes.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        for (j = 0; zones[z]->inputs.nelts && j < NGX_OMNIBUS_INPUT_LAGS;
+             j++)
+        {
+            lag = &zones[z]->sh->input_lag[j];
+
+            if (lag->topic_len) {
+                ngx_omnibus_out_printf(out, "message_bus_kafka_consumer_lag"
+                                       "{zone=\"%V\",topic=\"%*s\","
+                                       "partition=\"%D\"} %uA\n",
+                                       &zones[z]->name,
+                                       (size_t) lag->topic_len, lag->topic,
+                                       lag->partition, lag->lag);
+            }
         }
     }
 
@@ -571,8 +606,8 @@ ngx_omnibus_metrics_kafka_state(ngx_omnibus_zone_t *zone, ngx_uint_t *up,
     ngx_omnibus_route_sh_t  *rs;
 
     routes = zone->routes.elts;
-    any = 0;
-    *up = 1;
+    any = (zone->inputs.nelts != 0);
+    *up = any ? (zone->sh->input_up != 0) : 1;
     *state = NGX_OMNIBUS_BREAKER_CLOSED;
 
     for (i = 0; i < zone->routes.nelts; i++) {

@@ -33,15 +33,58 @@ const char  *ngx_omnibus_kafka_reasons[] = {
 };
 
 
-/* a librdkafka property, kept NUL-terminated for rd_kafka_conf_set() */
+static void
+ngx_omnibus_kafka_check_cleanup(void *data)
+{
+    rd_kafka_conf_destroy(data);
+}
+
 
 ngx_int_t
-ngx_omnibus_kafka_setting(ngx_conf_t *cf, ngx_array_t *settings, char *name,
-    ngx_str_t *value)
+ngx_omnibus_kafka_settings_init(ngx_conf_t *cf,
+    ngx_omnibus_kafka_settings_t *s)
 {
-    u_char        *v;
-    ngx_uint_t     i;
-    ngx_keyval_t  *kv;
+    ngx_pool_cleanup_t  *cln;
+
+    if (ngx_array_init(&s->values, cf->pool, 12, sizeof(ngx_keyval_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* a conf object only: no handle, no thread in the master */
+
+    s->check = rd_kafka_conf_new();
+    if (s->check == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_omnibus_kafka_check_cleanup;
+    cln->data = s->check;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A librdkafka property, checked by librdkafka now so that nginx -t
+ * tells, and kept NUL-terminated for the workers; param names the
+ * directive's parameter in the error.
+ */
+
+ngx_int_t
+ngx_omnibus_kafka_set(ngx_conf_t *cf, ngx_omnibus_kafka_settings_t *s,
+    char *name, ngx_str_t *value, ngx_str_t *param)
+{
+    char          errstr[256];
+    u_char       *v;
+    ngx_uint_t    i;
+    ngx_keyval_t *kv;
 
     v = ngx_pnalloc(cf->pool, value->len + 1);
     if (v == NULL) {
@@ -50,16 +93,24 @@ ngx_omnibus_kafka_setting(ngx_conf_t *cf, ngx_array_t *settings, char *name,
 
     (void) ngx_cpystrn(v, value->data, value->len + 1);
 
-    kv = settings->elts;
+    if (rd_kafka_conf_set(s->check, name, (char *) v, errstr, sizeof(errstr))
+        != RD_KAFKA_CONF_OK)
+    {
+        ngx_omnibus_conf_error(cf, "invalid parameter \"%V\": %s", param,
+                               errstr);
+        return NGX_ERROR;
+    }
 
-    for (i = 0; i < settings->nelts; i++) {
+    kv = s->values.elts;
+
+    for (i = 0; i < s->values.nelts; i++) {
         if (ngx_strcmp(kv[i].key.data, name) == 0) {
             break;
         }
     }
 
-    if (i == settings->nelts) {
-        kv = ngx_array_push(settings);
+    if (i == s->values.nelts) {
+        kv = ngx_array_push(&s->values);
         if (kv == NULL) {
             return NGX_ERROR;
         }
@@ -78,8 +129,111 @@ ngx_omnibus_kafka_setting(ngx_conf_t *cf, ngx_array_t *settings, char *name,
 }
 
 
+/* HOST:PORT[,HOST:PORT...]: resolved by librdkafka's own threads */
+
+ngx_int_t
+ngx_omnibus_kafka_brokers_valid(ngx_str_t *brokers)
+{
+    u_char  *p, *last;
+
+    if (brokers->len == 0) {
+        return NGX_ERROR;
+    }
+
+    last = brokers->data + brokers->len;
+
+    for (p = brokers->data; p < last; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'
+              || *p == ':' || *p == ',' || *p == '[' || *p == ']'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A topic template: {topic} where the other side's topic goes, the rest
+ * characters of Kafka's topic names (bus = 0) or of the bus's (bus = 1).
+ */
+
+ngx_int_t
+ngx_omnibus_kafka_template_valid(ngx_str_t *tpl, ngx_uint_t bus)
+{
+    u_char  *p, *last;
+
+    last = tpl->data + tpl->len;
+
+    for (p = tpl->data; p < last; p++) {
+
+        if (*p == '{') {
+            if (last - p < 7 || ngx_strncmp(p, "{topic}", 7) != 0) {
+                return NGX_ERROR;
+            }
+
+            p += 6;
+            continue;
+        }
+
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_'
+              || *p == '-' || (bus && *p == ':')))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return tpl->len ? NGX_OK : NGX_ERROR;
+}
+
+
+/* NUL-terminated in dst, ':' as '_' if colons; 0 when over max */
+
+size_t
+ngx_omnibus_kafka_expand(ngx_str_t *tpl, u_char *dst, size_t max,
+    u_char *topic, size_t len, ngx_uint_t colons)
+{
+    u_char  *p, *last, *start, *end;
+    size_t   i;
+
+    start = dst;
+    end = dst + max;
+    last = tpl->data + tpl->len;
+
+    for (p = tpl->data; p < last; p++) {
+
+        if (*p == '{') {
+            if ((size_t) (end - dst) < len) {
+                return 0;
+            }
+
+            for (i = 0; i < len; i++) {
+                *dst++ = (colons && topic[i] == ':') ? '_' : topic[i];
+            }
+
+            p += sizeof("{topic}") - 2;
+            continue;
+        }
+
+        if (dst == end) {
+            return 0;
+        }
+
+        *dst++ = *p;
+    }
+
+    *dst = '\0';
+
+    return dst - start;
+}
+
+
 rd_kafka_conf_t *
-ngx_omnibus_kafka_conf(ngx_omnibus_kafka_t *k, ngx_array_t *settings)
+ngx_omnibus_kafka_conf(ngx_omnibus_kafka_t *k,
+    ngx_omnibus_kafka_settings_t *s)
 {
     char              errstr[512];
     ngx_uint_t        i;
@@ -91,9 +245,9 @@ ngx_omnibus_kafka_conf(ngx_omnibus_kafka_t *k, ngx_array_t *settings)
         return NULL;
     }
 
-    kv = settings->elts;
+    kv = s->values.elts;
 
-    for (i = 0; i < settings->nelts; i++) {
+    for (i = 0; i < s->values.nelts; i++) {
         if (rd_kafka_conf_set(conf, (char *) kv[i].key.data,
                               (char *) kv[i].value.data, errstr,
                               sizeof(errstr))
@@ -235,7 +389,8 @@ ngx_omnibus_kafka_close(ngx_omnibus_kafka_t *k)
     }
 
     if (k->rk) {
-        rd_kafka_destroy(k->rk);
+        /* a consumer left its group already, or could not */
+        rd_kafka_destroy_flags(k->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
         k->rk = NULL;
     }
 }

@@ -25,6 +25,16 @@ typedef enum {
 } ngx_omnibus_kafka_reason_e;
 
 
+#define NGX_OMNIBUS_KAFKA_TOPIC_MAX   249   /* Kafka's own limit */
+
+
+/* librdkafka properties from the configuration, checked when parsed */
+typedef struct {
+    ngx_array_t                 values;      /* ngx_keyval_t, NUL-ended */
+    rd_kafka_conf_t            *check;
+} ngx_omnibus_kafka_settings_t;
+
+
 typedef struct ngx_omnibus_kafka_s  ngx_omnibus_kafka_t;
 
 struct ngx_omnibus_kafka_s {
@@ -48,13 +58,20 @@ struct ngx_omnibus_kafka_s {
 };
 
 
+ngx_int_t ngx_omnibus_kafka_settings_init(ngx_conf_t *cf,
+    ngx_omnibus_kafka_settings_t *s);
+ngx_int_t ngx_omnibus_kafka_set(ngx_conf_t *cf,
+    ngx_omnibus_kafka_settings_t *s, char *name, ngx_str_t *value,
+    ngx_str_t *param);
+ngx_int_t ngx_omnibus_kafka_brokers_valid(ngx_str_t *brokers);
+ngx_int_t ngx_omnibus_kafka_template_valid(ngx_str_t *tpl, ngx_uint_t bus);
+size_t ngx_omnibus_kafka_expand(ngx_str_t *tpl, u_char *dst, size_t max,
+    u_char *topic, size_t len, ngx_uint_t colons);
 rd_kafka_conf_t *ngx_omnibus_kafka_conf(ngx_omnibus_kafka_t *k,
-    ngx_array_t *settings);
+    ngx_omnibus_kafka_settings_t *s);
 ngx_int_t ngx_omnibus_kafka_open(ngx_omnibus_kafka_t *k,
     rd_kafka_type_t type, rd_kafka_conf_t *conf);
 void ngx_omnibus_kafka_close(ngx_omnibus_kafka_t *k);
-ngx_int_t ngx_omnibus_kafka_setting(ngx_conf_t *cf, ngx_array_t *settings,
-    char *name, ngx_str_t *value);
 
 
 #endif /* _NGX_OMNIBUS_KAFKA_H_INCLUDED_ */

@@ -24,13 +24,9 @@
 #define NGX_OMNIBUS_KAFKA_KEY_ID      1
 #define NGX_OMNIBUS_KAFKA_KEY_IDEM    2
 
-#define NGX_OMNIBUS_KAFKA_TOPIC_MAX   249   /* Kafka's own limit */
 #define NGX_OMNIBUS_KAFKA_GRACE       1000  /* ms past message.timeout */
 #define NGX_OMNIBUS_KAFKA_EXIT_FLUSH  1000  /* ms, on the way out */
 
-#define ngx_omnibus_kafka_alnum(c)                                          \
-    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')               \
-     || ((c) >= '0' && (c) <= '9'))
 
 
 typedef struct ngx_omnibus_kafka_replay_s  ngx_omnibus_kafka_replay_t;
@@ -39,8 +35,7 @@ typedef struct ngx_omnibus_kafka_replay_s  ngx_omnibus_kafka_replay_t;
 /* a route's producer */
 typedef struct {
     ngx_str_t                      topic;        /* template */
-    ngx_array_t                    settings;     /* ngx_keyval_t */
-    rd_kafka_conf_t               *check;        /* validates settings */
+    ngx_omnibus_kafka_settings_t   settings;
     ngx_uint_t                     key;
     ngx_uint_t                     acks_all;
     ngx_uint_t                     idempotence;  /* 1 default, 2 asked */
@@ -141,22 +136,14 @@ static ngx_queue_t   ngx_omnibus_kafka_free = {
 };
 
 
-static void
-ngx_omnibus_kafka_check_cleanup(void *data)
-{
-    rd_kafka_conf_destroy(data);
-}
-
-
 /* kafka://HOST:PORT[,HOST:PORT...]/TOPIC, TOPIC with {topic} in it */
 
 static char *
 ngx_omnibus_kafka_parse(ngx_conf_t *cf, ngx_omnibus_route_t *route,
     ngx_str_t *url)
 {
-    u_char                    *p, *last, *slash, *brace;
+    u_char                    *p, *last, *slash;
     ngx_str_t                  brokers, v;
-    ngx_pool_cleanup_t        *cln;
     ngx_omnibus_kafka_conf_t  *kc;
 
     kc = ngx_pcalloc(cf->pool, sizeof(ngx_omnibus_kafka_conf_t));
@@ -175,56 +162,20 @@ ngx_omnibus_kafka_parse(ngx_conf_t *cf, ngx_omnibus_route_t *route,
     brokers.data = p;
     brokers.len = slash - p;
 
-    for ( /* void */ ; p < slash; p++) {
-        if (!(ngx_omnibus_kafka_alnum(*p) || *p == '.' || *p == '-' || *p == ':'
-              || *p == ',' || *p == '[' || *p == ']'))
-        {
-            goto invalid;
-        }
+    if (ngx_omnibus_kafka_brokers_valid(&brokers) != NGX_OK) {
+        goto invalid;
     }
 
     kc->topic.data = slash + 1;
     kc->topic.len = last - kc->topic.data;
 
-    /* Kafka's topic characters, and {topic} for the bus topic */
-
-    for (p = kc->topic.data; p < last; p++) {
-        if (*p == '{') {
-            brace = ngx_strlchr(p, last, '}');
-            if (brace == NULL || brace - p != 6
-                || ngx_strncmp(p, "{topic}", 7) != 0)
-            {
-                goto invalid;
-            }
-
-            p = brace;
-            continue;
-        }
-
-        if (!(ngx_omnibus_kafka_alnum(*p) || *p == '.' || *p == '_' || *p == '-')) {
-            goto invalid;
-        }
+    if (ngx_omnibus_kafka_template_valid(&kc->topic, 0) != NGX_OK) {
+        goto invalid;
     }
 
-    if (ngx_array_init(&kc->settings, cf->pool, 12, sizeof(ngx_keyval_t))
-        != NGX_OK)
-    {
+    if (ngx_omnibus_kafka_settings_init(cf, &kc->settings) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
-
-    kc->check = rd_kafka_conf_new();
-    if (kc->check == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        rd_kafka_conf_destroy(kc->check);
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_omnibus_kafka_check_cleanup;
-    cln->data = kc->check;
 
     kc->route = route;
     route->conf = kc;
@@ -234,8 +185,8 @@ ngx_omnibus_kafka_parse(ngx_conf_t *cf, ngx_omnibus_route_t *route,
     route->concurrency = 64;
     route->breaker.conf.failures = 3;
 
-    if (ngx_omnibus_kafka_setting(cf, &kc->settings, "bootstrap.servers",
-                                  &brokers)
+    if (ngx_omnibus_kafka_set(cf, &kc->settings, "bootstrap.servers",
+                              &brokers, url)
         != NGX_OK)
     {
         return NGX_CONF_ERROR;
@@ -286,8 +237,8 @@ static ngx_int_t
 ngx_omnibus_kafka_param(ngx_conf_t *cf, ngx_omnibus_route_t *route,
     ngx_str_t *value)
 {
-    char                      *name, errstr[256];
-    u_char                     buf[NGX_INT_T_LEN], cval[32];
+    char                      *name;
+    u_char                     buf[NGX_INT_T_LEN];
     ssize_t                    size;
     ngx_str_t                  v;
     ngx_msec_t                 ms;
@@ -362,12 +313,10 @@ ngx_omnibus_kafka_param(ngx_conf_t *cf, ngx_omnibus_route_t *route,
                 return NGX_ERROR;
             }
 
-            (void) rd_kafka_conf_set(kc->check, "enable.idempotence",
-                                     "false", errstr, sizeof(errstr));
             kc->idempotence = 0;
 
-            if (ngx_omnibus_kafka_setting(cf, &kc->settings,
-                                          "enable.idempotence", &off)
+            if (ngx_omnibus_kafka_set(cf, &kc->settings,
+                                      "enable.idempotence", &off, value)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -433,22 +382,9 @@ ngx_omnibus_kafka_param(ngx_conf_t *cf, ngx_omnibus_route_t *route,
         return NGX_DECLINED;
     }
 
-    if (v.len >= sizeof(cval)) {
-        goto invalid;
-    }
-
-    (void) ngx_cpystrn(cval, v.data, v.len + 1);
-
-    if (rd_kafka_conf_set(kc->check, name, (char *) cval, errstr,
-                          sizeof(errstr))
-        != RD_KAFKA_CONF_OK)
+    if (ngx_omnibus_kafka_set(cf, &kc->settings, name, &v, value)
+        != NGX_OK)
     {
-        ngx_omnibus_conf_error(cf, "invalid parameter \"%V\": %s", value,
-                               errstr);
-        return NGX_ERROR;
-    }
-
-    if (ngx_omnibus_kafka_setting(cf, &kc->settings, name, &v) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -754,38 +690,9 @@ static size_t
 ngx_omnibus_kafka_topic(ngx_omnibus_kafka_conf_t *kc, u_char *dst,
     u_char *topic, size_t len)
 {
-    u_char  *p, *last, *end, *start;
-    size_t   i;
-
-    start = dst;
-    end = dst + NGX_OMNIBUS_KAFKA_TOPIC_MAX;
-    last = kc->topic.data + kc->topic.len;
-
-    for (p = kc->topic.data; p < last; p++) {
-
-        if (*p == '{') {
-            if ((size_t) (end - dst) < len) {
-                return 0;
-            }
-
-            for (i = 0; i < len; i++) {
-                *dst++ = (topic[i] == ':') ? '_' : topic[i];
-            }
-
-            p += sizeof("{topic}") - 2;
-            continue;
-        }
-
-        if (dst == end) {
-            return 0;
-        }
-
-        *dst++ = *p;
-    }
-
-    *dst = '\0';
-
-    return dst - start;
+    return ngx_omnibus_kafka_expand(&kc->topic, dst,
+                                    NGX_OMNIBUS_KAFKA_TOPIC_MAX, topic, len,
+                                    1);
 }
 
 
