@@ -36,6 +36,9 @@ static ngx_conf_post_t  ngx_omnibus_message_size_post = {
 /* the sinks a route's URL scheme picks from, one header each */
 static ngx_omnibus_sink_t  *ngx_omnibus_sinks[] = {
     &ngx_omnibus_sink_http,
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+    &ngx_omnibus_sink_kafka,
+#endif
     NULL
 };
 
@@ -62,6 +65,17 @@ static ngx_command_t  ngx_omnibus_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
+
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+
+    { ngx_string("omnibus_kafka_consume"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_omnibus_kafka_consume_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+#endif
 
     { ngx_string("omnibus_subscribe"),
       NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -383,11 +397,32 @@ ngx_omnibus_init_process(ngx_cycle_t *cycle)
         ngx_omnibus_subscribe_init_process(zones[i]);
     }
 
-    return ngx_omnibus_dispatch_init_process(cycle, omcf);
+    if (ngx_omnibus_dispatch_init_process(cycle, omcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+
+    /* inputs last: what they queue is dispatched */
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        if (ngx_omnibus_kafka_consume_init_process(zones[i], cycle)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+#endif
+
+    return NGX_OK;
 }
 
 
-/* subscribers end first, then deliveries, then the wake-up channel */
+/*
+ * Inputs end first, then subscribers, then deliveries, then the wake-up
+ * channel.
+ */
 
 static void
 ngx_omnibus_exit_process(ngx_cycle_t *cycle)
@@ -402,6 +437,14 @@ ngx_omnibus_exit_process(ngx_cycle_t *cycle)
     }
 
     zones = omcf->zones.elts;
+
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        ngx_omnibus_kafka_consume_exit_process(zones[i]);
+    }
+
+#endif
 
     for (i = 0; i < omcf->zones.nelts; i++) {
         if (zones[i]->cursor) {

@@ -1,7 +1,7 @@
 # bench/results.png from the data files that bench/report.pl writes
 # (bench/data/*.dat). Run from bench/: gnuplot chart.gp
 
-set terminal pngcairo size 1500,1800 font "DejaVu Sans,10"
+set terminal pngcairo size 1500,2250 font "DejaVu Sans,10"
 set output "results.png"
 
 set style data histograms
@@ -18,8 +18,11 @@ set offsets 0, 0, graph 0.12, 0
 soak_ok = 0
 soak_workers = 0
 if (system("test -s data/soak.gp && echo 1 || echo 0") eq "1") { load "data/soak.gp" }
+# section 7 (Kafka) likewise
+kafka_ok = 0
+if (system("test -s data/kafka.gp && echo 1 || echo 0") eq "1") { load "data/kafka.gp" }
 
-set multiplot layout 4,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
+set multiplot layout 5,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
 
 set title "1. Publish throughput (wrk -t1 -c32, 2 workers, 100 topics)"
 set xlabel "JSON body size"
@@ -113,6 +116,42 @@ if (soak_ok) {
          "" using 1:3 axes x1y2 title "queued (right)" lw 2 pt 5 ps 0.6 lc rgb "#d62728"
 } else {
     set label 1 "no soak data (see RESULTS.md)" at graph 0.5, 0.5 center
+    plot [0:1][0:1] 2 notitle
+    unset label 1
+}
+
+# 7. Kafka: bars again
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+unset y2tics
+unset y2label
+set ytics mirror
+set xlabel ""
+set xtics autofreq
+set offsets 0, 0, graph 0.12, 0
+set yrange [0:*]
+set key top right
+
+set title "7. Kafka: 1 KiB records, acks=all, idempotence, gzip (3-broker mock; publish rates with wrk)"
+set ylabel "records/s"
+if (kafka_ok) {
+    plot "data/kafka.dat" using 2:xtic(1) notitle lc rgb "#8c564b", \
+         "" using 0:2:(sprintf("%.0f", $2)) with labels offset 0,0.7 notitle
+} else {
+    set label 1 "no Kafka data (see RESULTS.md)" at graph 0.5, 0.5 center
+    plot [0:1][0:1] 2 notitle
+    unset label 1
+}
+
+set title "7. Kafka latency: histograms at half the drain rate; serial: one at a time"
+set ylabel "ms"
+set format y "%.1f"
+if (kafka_ok) {
+    plot "data/kafka-lat.dat" using 2:xtic(1) title "p50" lc rgb "#17becf", \
+         "" using 3 title "p99" lc rgb "#d62728"
+} else {
+    set label 1 "no Kafka data (see RESULTS.md)" at graph 0.5, 0.5 center
     plot [0:1][0:1] 2 notitle
     unset label 1
 }

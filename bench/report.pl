@@ -99,6 +99,15 @@ my @soakerr;
 if (open(my $f, '<', "$data/soak-errors.txt")) {
     chomp(@soakerr = <$f>);
 }
+my %kmeta = kv('kafka-meta.tsv');
+my @kdrain = tsv('kafka-drain.tsv');
+my @ksteady = tsv('kafka-steady.tsv');
+my @klat = tsv('kafka-latency.tsv');
+my %klow = kv('kafka-lowlat.tsv');
+my @kerr;
+if (open(my $f, '<', "$data/kafka-errors.txt")) {
+    chomp(@kerr = <$f>);
+}
 
 # ------------------------------------------------------------ aggregation
 
@@ -212,6 +221,43 @@ for my $s (@sizes) {
                   defined $r ? $r >= 1 && $fanmed{omnibus}{complete} : undef];
 }
 
+# Kafka (section 7): medians of the rounds
+my %kmed = (
+    kcat => median(map { $_->{rate} } grep { $_->{goer} eq 'kcat' } @kdrain),
+    drain => median(map { $_->{rate} } grep { $_->{goer} eq 'omnibus' } @kdrain),
+    kcat_cpu => median(map { $_->{cpu_us_per_record} }
+                       grep { $_->{goer} eq 'kcat' } @kdrain),
+    drain_cpu => median(map { $_->{cpu_us_per_record} }
+                        grep { $_->{goer} eq 'omnibus' } @kdrain),
+    drain_s => median(map { $_->{seconds} } grep { $_->{goer} eq 'omnibus' } @kdrain),
+    kcat_s => median(map { $_->{seconds} } grep { $_->{goer} eq 'kcat' } @kdrain),
+    mock_cpu => median(map { $_->{mock_cpu_us_per_record} }
+                       grep { $_->{goer} eq 'omnibus' } @kdrain),
+    publish => median(map { $_->{publish_rate} } @ksteady),
+    window => median(map { $_->{window_rate} } @ksteady),
+    drained => median(map { $_->{drained_rate} } @ksteady),
+    steady_drain_s => median(map { $_->{drain_s} } @ksteady),
+    steady_cpu => median(map { $_->{cpu_us_per_record} } @ksteady),
+    noroute => median(map { $_->{noroute_publish_rate} } @ksteady),
+);
+my %klatm = map { $_->{measure} => $_ } @klat;
+my $kafka_ran = %kmeta && (@kdrain || @ksteady);
+
+if (%kmeta) {
+    my $r = ratio($kmed{drain}, $kmed{kcat});
+    push @goals, ['Kafka: backlog drain >= 0.8 x `kcat -P` (same '
+                  . num($kmeta{records}) . ' records of 1 KiB, cluster and settings)',
+                  defined $r ? sprintf('%.2f x (%s vs %s records/s)', $r,
+                      num($kmed{drain}), num($kmed{kcat})) : 'n/a',
+                  defined $r ? $r >= 0.8 : undef];
+    $r = ratio($kmed{drained}, $kmed{publish});
+    push @goals, ['Kafka: steady publish -> Kafka >= 0.8 x the publish rate of'
+                  . ' the same run (acknowledged until all in)',
+                  defined $r ? sprintf('%.2f x (%s acknowledged/s vs %s published/s)',
+                      $r, num($kmed{drained}), num($kmed{publish})) : 'n/a',
+                  defined $r ? $r >= 0.8 : undef];
+}
+
 # ------------------------------------------------------------- gnuplot data
 
 open(my $d, '>', "$data/publish.dat") or die "$data/publish.dat: $!\n";
@@ -259,6 +305,26 @@ print $d "# case msgs_per_s (medians; 1 KiB bodies)\n";
 printf $d "\"publish only (sect. 1)\" %s\n\"published (routes on)\" %s\n"
          . "\"delivered\" %s\n", $pub1k // 0, $e2emed{publish} // 0,
     $e2emed{delivered} // 0;
+close $d;
+
+# section 7: kafka_ok = 0 when there is nothing to plot
+open($d, '>', "$data/kafka.gp") or die "$data/kafka.gp: $!\n";
+printf $d "kafka_ok = %d\n", $kafka_ran ? 1 : 0;
+close $d;
+open($d, '>', "$data/kafka.dat") or die "$data/kafka.dat: $!\n";
+print $d "# case records_per_s (medians; 1 KiB records, acks=all, idempotence, gzip)\n";
+printf $d "\"kcat -P\" %s\n\"backlog drain\" %s\n\"published\" %s\n"
+         . "\"acknowledged\" %s\n\"no route\" %s\n",
+    map { $kmed{$_} // 0 } qw(kcat drain publish drained noroute);
+close $d;
+open($d, '>', "$data/kafka-lat.dat") or die "$data/kafka-lat.dat: $!\n";
+print $d "# measure p50_ms p99_ms\n";
+my $nz = sub { defined $_[0] && $_[0] =~ /^[\d.]+$/ ? $_[0] : 0 };
+for my $m (['publish -> dispatch', $klatm{message_bus_message_age_seconds}],
+           ['produce -> ack', $klatm{message_bus_kafka_delivery_seconds}],
+           ['serial publish -> ack', \%klow]) {
+    printf $d "\"%s\" %s %s\n", $m->[0], $nz->($m->[1]{p50_ms}), $nz->($m->[1]{p99_ms});
+}
 close $d;
 
 # ------------------------------------------------------------------- soak
@@ -758,6 +824,177 @@ $p->('');
 # 6
 $md .= $soak_md;
 
+# 7
+$p->('## 7. Kafka');
+$p->('');
+if (!%kmeta) {
+    $p->('Not run (`BENCH_KAFKA=0`, or no data from an earlier run).');
+    $p->('');
+} else {
+    my $n = num($kmeta{records});
+    $p->(sprintf 'One librdkafka mock cluster (`t/tools/kafka-mock.c`, %d brokers,'
+                 . ' topics of %d partitions, replication 3) for the whole section,'
+                 . ' and a fresh nginx (%d workers) whose zone `kafka` (8 shards)'
+                 . ' routes `kafka.>` to `kafka://<the mock>/bench` with `%s` (the'
+                 . ' route defaults, written out; key = the bus topic, 3 headers per'
+                 . ' record). Records are 1 KiB JSON bodies over the %d topics'
+                 . ' `kafka.t0` .. `kafka.t%d`. librdkafka %s, kcat %s. Started %s'
+                 . ' (load average %s).',
+         $kmeta{brokers} // 3, $kmeta{partitions} // 6, $kmeta{workers} // 2,
+         $kmeta{settings} // '', $kmeta{topics} // 100, ($kmeta{topics} // 100) - 1,
+         $kmeta{librdkafka} || '?', $kmeta{kcat} || '?', $kmeta{date} // '?',
+         $kmeta{loadavg} // '?');
+    $p->('');
+    if (($kmeta{status} // '') ne 'done') {
+        $p->("**The Kafka section did not complete: $kmeta{status}.** What"
+             . ' follows, if anything, was measured before it stopped; the'
+             . ' output of `make bench` says why.');
+        $p->('');
+    }
+
+    $p->('### 7a. Backlog drain into Kafka, against `kcat -P`');
+    $p->('');
+    $p->("Every shard paused through the admin API, $n messages queued"
+         . ' (h2load, 8 connections), the shards resumed: records/s = '
+         . "$n / time from the resume until `message_bus_kafka_produced_total`"
+         . " (records acknowledged, acks=all) has grown by $n (polled every"
+         . ' 10 ms). Against it, `kcat -P` produces the same records (same'
+         . ' keys, three headers of the same sizes, `-X acks=all -X'
+         . ' enable.idempotence=true -X compression.codec=gzip -X linger.ms=5'
+         . ' -X batch.size=16384`) to another topic of the same cluster: the'
+         . ' whole kcat run is timed, its start (metadata, producer id) and'
+         . ' final flush included; its count is checked with the end offsets.'
+         . ' Both producers\' producer ids were obtained before (warm-up'
+         . ' records). Rounds alternate which goes first. CPU: the nginx'
+         . ' workers\' (librdkafka threads included) and kcat\'s, per record.');
+    $p->('');
+    $p->('| round | kcat -P records/s | backlog drain records/s | drain / kcat | seconds (kcat / drain) | CPU us per record (kcat / workers) | mock cluster CPU us per record (drain) |');
+    $p->('|---|---|---|---|---|---|---|');
+    my %byr;
+    push @{$byr{$_->{round}}}, $_ for @kdrain;
+    for my $r (sort { $a <=> $b } keys %byr) {
+        my ($kc) = grep { $_->{goer} eq 'kcat' } @{$byr{$r}};
+        my ($om) = grep { $_->{goer} eq 'omnibus' } @{$byr{$r}};
+        $p->(sprintf '| %d | %s | %s | %s | %s / %s | %s / %s | %s |', $r,
+             num($kc->{rate}), num($om->{rate}),
+             r2(ratio($om->{rate}, $kc->{rate})),
+             $kc->{seconds} // 'n/a', $om->{seconds} // 'n/a',
+             $kc->{cpu_us_per_record} // 'n/a', $om->{cpu_us_per_record} // 'n/a',
+             $om->{mock_cpu_us_per_record} // 'n/a');
+    }
+    $p->(sprintf '| median | %s | %s | %s | %s / %s | %s / %s | %s |',
+         num($kmed{kcat}), num($kmed{drain}), r2(ratio($kmed{drain}, $kmed{kcat})),
+         $kmed{kcat_s} // 'n/a', $kmed{drain_s} // 'n/a',
+         $kmed{kcat_cpu} // 'n/a', $kmed{drain_cpu} // 'n/a', $kmed{mock_cpu} // 'n/a');
+    $p->('');
+    my @short = grep { $_->{goer} eq 'omnibus' && $_->{acked} < $_->{records} } @kdrain;
+    $p->('**Not every queued record was acknowledged within 120 s in '
+         . scalar(@short) . ' round(s).**') if @short;
+    $p->('') if @short;
+
+    $p->('### 7b. Steady publish -> Kafka');
+    $p->('');
+    $p->("wrk as in section 1 ($kmeta{conns} connections, $kmeta{duration} s,"
+         . ' 1 KiB) publishes to `kafka.t*` at full speed. Acknowledged/s'
+         . ' during the run = growth of `message_bus_kafka_produced_total`'
+         . ' from the start of wrk to its end / that time; until all in ='
+         . ' every accepted record acknowledged / the time from the start of'
+         . ' wrk until the last one was (what the goal uses, as in section 2).'
+         . ' For reference, the same wrk run to `none.t*` in the same nginx'
+         . ' (no route: queued, then dropped at dispatch), rounds alternating'
+         . ' the order.');
+    $p->('');
+    $p->('| round | published/s (wrk) | accepted | acknowledged/s during the run | acknowledged/s until all in | all in after s | acknowledged / published | published/s without a route | worker CPU us per record |');
+    $p->('|---|---|---|---|---|---|---|---|---|');
+    for my $r (@ksteady) {
+        $p->(sprintf '| %d | %s | %s | %s | %s | %s | %s | %s | %s |', $r->{round},
+             num($r->{publish_rate}), num($r->{accepted}), num($r->{window_rate}),
+             num($r->{drained_rate}), $r->{drain_s},
+             r2(ratio($r->{drained_rate}, $r->{publish_rate})),
+             num($r->{noroute_publish_rate}), $r->{cpu_us_per_record});
+    }
+    $p->(sprintf '| median | %s | | %s | %s | %s | %s | %s | %s |', num($kmed{publish}),
+         num($kmed{window}), num($kmed{drained}), $kmed{steady_drain_s} // 'n/a',
+         r2(ratio($kmed{drained}, $kmed{publish})), num($kmed{noroute}),
+         $kmed{steady_cpu} // 'n/a');
+    $p->('');
+    $p->(sprintf 'Acknowledged / published: %s during the run, %s until all in.'
+                 . ' Publishing with the Kafka route on runs at %s x the rate'
+                 . ' without a route in the same nginx (the route\'s producers'
+                 . ' share the two cores with the publish path and wrk).',
+         r2(ratio($kmed{window}, $kmed{publish})),
+         r2(ratio($kmed{drained}, $kmed{publish})),
+         r2(ratio($kmed{publish}, $kmed{noroute})));
+    $p->('');
+
+    $p->('### 7c. Publish-to-ack latency (acks=all)');
+    $p->('');
+    $p->(sprintf 'Open loop: h2load, %s HTTP/1.1 connections at a fixed rate'
+                 . ' (`--rps`), %s messages/s in all (half the median backlog'
+                 . ' drain rate) for %s s. The module\'s histograms give the two'
+                 . ' parts of publish-to-ack: `message_bus_message_age_seconds`'
+                 . ' (publish -> dispatch: the wait in the queue; recorded in'
+                 . ' whole milliseconds, so values under 1 ms are interpolated'
+                 . ' within the first bucket) and `message_bus_kafka_delivery_seconds`'
+                 . ' (produce -> the acknowledged delivery report handled by the'
+                 . ' worker, per attempt); percentiles by linear interpolation'
+                 . ' within the buckets of the difference before/after'
+                 . ' (`bench/kafka-hist.pl`; bucket bounds 0.5, 1, 2.5, 5, 10, 25,'
+                 . ' 50, 100, 250 ms...). They are per part: the end-to-end'
+                 . ' percentile is not their sum.',
+         $kmeta{lat_clients} // '?', num($kmeta{lat_rate}), $kmeta{lat_dur} // '?');
+    $p->('');
+    $p->('| measure | records | mean ms | p50 ms | p90 ms | p99 ms | highest bucket ms |');
+    $p->('|---|---|---|---|---|---|---|');
+    for my $m (['publish -> dispatch (`message_bus_message_age_seconds`)',
+                'message_bus_message_age_seconds'],
+               ['produce -> ack (`message_bus_kafka_delivery_seconds`)',
+                'message_bus_kafka_delivery_seconds']) {
+        my $row = $klatm{$m->[1]} or next;
+        $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s |', $m->[0],
+             num($row->{count}), map { $row->{$_} // 'n/a' }
+             qw(mean_ms p50_ms p90_ms p99_ms max_le_ms));
+    }
+    $p->('');
+    $p->("h2load: $kmeta{lat_h2load}; $kmeta{lat_h2load_status}")
+        if $kmeta{lat_h2load};
+    $p->('');
+    if (%klow) {
+        $p->(sprintf 'One at a time, end to end: `bench/kafka-lowlat.pl` publishes'
+                     . ' %s messages of 1 KiB, one every %.0f ms (never two in'
+                     . ' flight), and after each reads `/metrics` until'
+                     . ' `message_bus_kafka_produced_total` has grown by one:'
+                     . ' latency = that read minus the write of the publish'
+                     . ' request, good to one `/metrics` read (%s ms on'
+                     . ' average). At this load the route\'s `linger=5ms` is'
+                     . ' most of it.',
+             num($klow{sent}), 1000 / ($klow{rate_per_s} || 50), $klow{poll_ms} // '?');
+        $p->('');
+        $p->('| sent | accepted (202) | acknowledged | p50 ms | p90 ms | p99 ms | max ms | mean ms |');
+        $p->('|---|---|---|---|---|---|---|---|');
+        $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %s |', num($klow{sent}),
+             num($klow{accepted}), num($klow{acked}),
+             map { $klow{$_} // 'n/a' } qw(p50_ms p90_ms p99_ms max_ms mean_ms));
+        $p->('');
+    }
+
+    $p->('### 7d. Consumer: Kafka -> bus');
+    $p->('');
+    $p->('Not measured yet: `omnibus_kafka_consume` is not documented in'
+         . ' README.md. `bench/kafka.sh` has `kafka_consume_bench` (records/s'
+         . ' into the bus against `kcat -C` reading the same records), not'
+         . ' called.');
+    $p->('');
+    if (@kerr) {
+        $p->('Error log lines of the Kafka nginx:');
+        $p->('');
+        $p->('```');
+        $p->($_) for @kerr;
+        $p->('```');
+        $p->('');
+    }
+}
+
 # commands
 $p->('## Commands');
 $p->('');
@@ -801,6 +1038,16 @@ push @problems, "end to end: a closed-loop run did not drain"
 push @problems, "memory: the $_->{payload} B zone did not reach 503 zone_full"
     for grep { $_->{zone_full} ne 'yes' } @mem;
 push @problems, @soak_problems;
+push @problems, "kafka: $kmeta{status}"
+    if %kmeta && ($kmeta{status} // '') ne 'done';
+push @problems, 'kafka: [alert]/[crit]/[emerg] lines or a worker exiting on a'
+                . ' signal in its error log' if @kerr;
+push @problems, 'kafka: a backlog drain was not acknowledged in full'
+    if grep { $_->{goer} eq 'omnibus' && $_->{acked} < $_->{records} } @kdrain;
+push @problems, 'kafka: a steady run was not acknowledged in full'
+    if grep { $_->{acked} < $_->{accepted} } @ksteady;
+push @problems, "kafka: $klow{timeouts} one-at-a-time publishes were not"
+                . ' acknowledged in 5 s' if ($klow{timeouts} // 0) > 0;
 if (@problems) {
     $p->('');
     $p->("- $_") for @problems;

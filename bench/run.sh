@@ -10,25 +10,31 @@
 #   5. scaling: 1 vs 2 workers, empty bus vs 50,000 queued messages
 #   6. soak (bench/soak.sh): SOAK_SECONDS (600) at half the maximum rate,
 #      one webhook route and 100 SSE subscribers, sampled every minute
+#   7. Kafka (bench/kafka.sh): kafka:// routes against librdkafka's mock
+#      cluster (3 brokers): a backlog drained into Kafka against `kcat -P`,
+#      steady publish -> Kafka, publish-to-ack latency
 # and writes bench/RESULTS.md, bench/results.png and the data files
 # they come from (bench/data/). Needs nginx, wrk, h2load, gnuplot, curl,
-# perl (core modules) and Debian's libnginx-mod-nchan.
+# perl (core modules) and Debian's libnginx-mod-nchan; section 7 needs
+# kcat and librdkafka-dev too (BENCH_KAFKA=0 skips it).
 #
 # Knobs (environment): BENCH_DURATION (seconds per wrk run, 5),
 # BENCH_ROUNDS (3), BENCH_CONNS (wrk connections, 32), BENCH_FANOUT_SUBS
 # (1000), BENCH_FANOUT_MSGS (500), BENCH_LATENCY_DURATION (10),
-# BENCH_LOWLAT_MSGS (2000), NGINX_BIN,
-# NCHAN_MODULE, BENCH_KEEP=1 (keep bench/tmp); the soak's in bench/soak.sh
-# (SOAK_SECONDS=0 skips it). `bench/run.sh soak` or SOAK_ONLY=1 runs only
-# the soak and writes the report again with the other sections' data files
-# of the last full run.
+# BENCH_LOWLAT_MSGS (2000), NGINX_BIN, BENCH_MODULE (the module to load,
+# objs/ngx_omnibus_module.so), NCHAN_MODULE, BENCH_KEEP=1 (keep
+# bench/tmp); the soak's in bench/soak.sh (SOAK_SECONDS=0 skips it), the
+# Kafka section's in bench/kafka.sh (BENCH_KAFKA=0 skips it).
+# `bench/run.sh soak` or SOAK_ONLY=1 runs only the soak, `bench/run.sh
+# kafka` or KAFKA_ONLY=1 only the Kafka section; either writes the report
+# again with the other sections' data files of the last full run.
 
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
 . "$BENCH/common.sh"
-MODULE=$ROOT/objs/ngx_omnibus_module.so
+MODULE=${BENCH_MODULE:-$ROOT/objs/ngx_omnibus_module.so}
 
 DUR=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -47,15 +53,26 @@ WRK=(wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$BENCH/pub.lua")
 
 START=$(date +%s.%N)
 SOAK_ONLY=${SOAK_ONLY:-0}
+KAFKA_ONLY=${KAFKA_ONLY:-0}
 [ "${1:-}" = soak ] && SOAK_ONLY=1
+[ "${1:-}" = kafka ] && KAFKA_ONLY=1
+
+. "$BENCH/kafka.sh"
 
 for tool in "$NGINX" wrk h2load gnuplot curl perl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
 done
 [ -f "$MODULE" ] || { echo "bench: $MODULE is missing: run make" >&2; exit 1; }
 [ -f "$NCHAN_MODULE" ] || { echo "bench: $NCHAN_MODULE is missing (libnginx-mod-nchan)" >&2; exit 1; }
+if [ "$KAFKA_ONLY" = 1 ] && [ "$BENCH_KAFKA" = 0 ]; then
+    echo "bench: BENCH_KAFKA=0 and only the Kafka section asked: nothing to do" >&2
+    exit 1
+fi
+if [ "$BENCH_KAFKA" != 0 ] && [ "$SOAK_ONLY" != 1 ]; then
+    kafka_require || exit 1
+fi
 
-if [ "$SOAK_ONLY" = 1 ]; then
+if [ "$SOAK_ONLY" = 1 ] || [ "$KAFKA_ONLY" = 1 ]; then
     rm -rf "$TMP"    # keep the data of the other sections
 else
     rm -rf "$TMP" "$DATA"
@@ -391,11 +408,39 @@ run_soak() {
     stop_nginx soak
 }
 
+# ------------------------------------------------------------------ kafka
+
+# the Kafka section in a subshell too (its helpers are in bench/kafka.sh)
+run_kafka() {
+    local rc
+    if [ "$BENCH_KAFKA" = 0 ]; then
+        say "7. Kafka skipped (BENCH_KAFKA=0)"
+        rm -f "$DATA"/kafka*.tsv "$DATA/kafka-errors.txt"
+        return 0
+    fi
+    set +e
+    ( set -e; kafka_main )
+    rc=$?
+    set -e
+    if [ "$rc" -ne 0 ]; then
+        say "7. Kafka failed (exit $rc): the report is written without it"
+        printf 'status\tfailed (exit %d)\n' "$rc" >> "$DATA/kafka-meta.tsv"
+    fi
+    stop_nginx kafka
+}
+
 write_report() {
     perl "$BENCH/report.pl" "$DATA" "$BENCH/RESULTS.md"
     (cd "$BENCH" && gnuplot chart.gp)
     say "wrote bench/RESULTS.md and bench/results.png"
 }
+
+if [ "$KAFKA_ONLY" = 1 ]; then
+    run_kafka
+    write_report
+    echo "bench: Kafka only, total time $(calc "$(now) - $START" 0)s"
+    exit 0
+fi
 
 if [ "$SOAK_ONLY" = 1 ]; then
     write_recv_conf
@@ -702,6 +747,10 @@ done
 stop_nginx main
 [ "$NCHAN_SEPARATE" = 1 ] && stop_nginx nchan
 run_soak
+
+# ----------------------------------------------------------------- 7. kafka
+
+run_kafka
 
 # ------------------------------------------------------------------ report
 

@@ -13,6 +13,10 @@
 #include <ngx_omnibus_delivery.h>
 #include <ngx_omnibus_conn.h>
 #include <ngx_omnibus_sink_http.h>
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+#include <ngx_omnibus_sink_kafka.h>
+#include <ngx_omnibus_kafka_consume.h>
+#endif
 #include <ngx_omnibus_http.h>
 
 

@@ -53,6 +53,8 @@ ngx_omnibus_zone_create(ngx_conf_t *cf)
         != NGX_OK
         || ngx_array_init(&zone->slots, cf->pool, 4,
                           sizeof(ngx_omnibus_slot_t *))
+           != NGX_OK
+        || ngx_array_init(&zone->inputs, cf->pool, 1, sizeof(void *))
            != NGX_OK)
     {
         return NULL;

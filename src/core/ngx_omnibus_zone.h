@@ -14,7 +14,7 @@
  * the same name and size only if it has this version and these sizes.
  */
 #define NGX_OMNIBUS_MAGIC             0x626e6d6f   /* "omnb" */
-#define NGX_OMNIBUS_LAYOUT            5
+#define NGX_OMNIBUS_LAYOUT            6
 
 #define NGX_OMNIBUS_WAKE_SLOTS        256
 #define NGX_OMNIBUS_HOLD_SLOTS        64
@@ -96,8 +96,23 @@ typedef struct {
     ngx_atomic_t                delivered;
     ngx_atomic_t                errors;
     ngx_atomic_t                dead;        /* sent to the DLQ */
+    ngx_atomic_t                diverted;    /* kept by the sink instead */
+    ngx_atomic_t                replayed;    /* diverted, then delivered */
+    ngx_atomic_t                sink_up;     /* the sink's backend answers */
+    ngx_atomic_t                sink_failures[4];  /* by the sink's reason */
     ngx_omnibus_histogram_t     latency;
 } ngx_omnibus_route_sh_t;
+
+
+/* how far a consumer is behind in one partition of its input */
+#define NGX_OMNIBUS_INPUT_LAGS        64
+
+typedef struct {
+    ngx_atomic_t                lag;
+    int32_t                     partition;
+    u_char                      topic_len;   /* 0: unused */
+    u_char                      topic[249];  /* Kafka's longest */
+} ngx_omnibus_lag_t;
 
 
 /* a route's claim on a slot: what it is, and which slot it got */
@@ -179,6 +194,12 @@ typedef struct {
     ngx_atomic_t                rejected[NGX_OMNIBUS_REJ_MAX];
     ngx_atomic_t                topic_other;
 
+    /* what backends bring in (Kafka consumers), for metrics and status */
+    ngx_atomic_t                input_consumed;
+    ngx_atomic_t                input_up;
+    ngx_atomic_t                input_failures[4];
+    ngx_omnibus_lag_t           input_lag[NGX_OMNIBUS_INPUT_LAGS];
+
     ngx_omnibus_histogram_t     age;
     ngx_omnibus_histogram_t     dispatch;
     ngx_omnibus_route_sh_t      routes[NGX_OMNIBUS_MAX_ROUTES];
@@ -215,6 +236,7 @@ struct ngx_omnibus_zone_s {
     ngx_uint_t                  route_concurrency;  /* the largest */
     ngx_uint_t                  ordered;     /* a route has concurrency=1 */
     ngx_uint_t                  subscribed;  /* a subscribe location uses it */
+    ngx_array_t                 inputs;      /* the backends' consumers */
 
     /* worker-local */
     ngx_omnibus_ring_t          ring;

@@ -29,6 +29,8 @@ static void ngx_omnibus_job_starve(ngx_omnibus_zone_t *zone,
 static void ngx_omnibus_job_submit(ngx_omnibus_job_t *job);
 static void ngx_omnibus_job_attempt(ngx_omnibus_job_t *job);
 static void ngx_omnibus_job_retry(ngx_event_t *ev);
+static ngx_int_t ngx_omnibus_job_divert(ngx_omnibus_job_t *job);
+static void ngx_omnibus_job_diverted(ngx_event_t *ev);
 static void ngx_omnibus_job_finish(ngx_omnibus_job_t *job,
     ngx_uint_t complete);
 static void ngx_omnibus_held_timer(ngx_event_t *ev);
@@ -231,6 +233,11 @@ ngx_omnibus_job_attempt(ngx_omnibus_job_t *job)
     route = job->route;
 
     if (ngx_omnibus_breaker_admit(&route->breaker, &probe, &wait) != NGX_OK) {
+
+        if (ngx_omnibus_job_divert(job) == NGX_OK) {
+            return;
+        }
+
         ngx_queue_insert_tail(&route->held, &job->queue);
 
         if (wait) {
@@ -295,8 +302,14 @@ ngx_omnibus_job_done(ngx_omnibus_job_t *job, ngx_omnibus_result_e rc,
     if (rc == NGX_OMNIBUS_RETRY && job->attempt <= route->retries) {
 
         if (ngx_exiting) {
-            /* the message goes back to its queue when this worker exits */
-            ngx_omnibus_job_finish(job, 0);
+            /*
+             * Kept by the sink, or the message goes back to its queue
+             * when this worker exits.
+             */
+            if (ngx_omnibus_job_divert(job) != NGX_OK) {
+                ngx_omnibus_job_finish(job, 0);
+            }
+
             goto release;
         }
 
@@ -306,6 +319,10 @@ ngx_omnibus_job_done(ngx_omnibus_job_t *job, ngx_omnibus_result_e rc,
                                     job->attempt - 1, 0);
 
         ngx_add_timer(&job->timer, delay);
+        goto release;
+    }
+
+    if (rc == NGX_OMNIBUS_RETRY && ngx_omnibus_job_divert(job) == NGX_OK) {
         goto release;
     }
 
@@ -360,6 +377,42 @@ static void
 ngx_omnibus_job_retry(ngx_event_t *ev)
 {
     ngx_omnibus_job_attempt(ev->data);
+}
+
+
+/*
+ * The sink keeps the record elsewhere.  The job ends from a posted event:
+ * ending it here could start the next waiting job, and that one would
+ * divert in turn, as deep as the queue.
+ */
+
+static ngx_int_t
+ngx_omnibus_job_divert(ngx_omnibus_job_t *job)
+{
+    if (job->route->sink->divert == NULL
+        || job->route->sink->divert(job) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    job->timer.handler = ngx_omnibus_job_diverted;
+    ngx_post_event(&job->timer, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_omnibus_job_diverted(ngx_event_t *ev)
+{
+    ngx_omnibus_job_t  *job;
+
+    job = ev->data;
+
+    (void) ngx_atomic_fetch_add(&ngx_omnibus_route_sh(job->route)->diverted,
+                                1);
+
+    ngx_omnibus_job_finish(job, 1);
 }
 
 
@@ -461,6 +514,25 @@ ngx_omnibus_job_exit_process(void)
         if (job->sending && job->route->sink->cancel) {
             job->route->sink->cancel(job);
             job->sending = 0;
+        }
+
+        /*
+         * Diverted already, or failing: kept by the sink if it can, done
+         * with this route.  The rest go back to their queues.
+         */
+
+        if (job->timer.posted
+            || (job->attempt && job->route->sink->divert
+                && job->route->sink->divert(job) == NGX_OK))
+        {
+            if (job->timer.posted) {
+                ngx_delete_posted_event(&job->timer);
+            }
+
+            (void) ngx_atomic_fetch_add(
+                          &ngx_omnibus_route_sh(job->route)->diverted, 1);
+            ngx_omnibus_queue_done(job->route->zone, job->msg,
+                                   job->route->slot.index);
         }
     }
 

@@ -155,6 +155,18 @@ ngx_omnibus_route_param(ngx_conf_t *cf, ngx_omnibus_route_t *route,
 
     last = value->data + value->len;
 
+    if (route->sink->param) {
+        n = route->sink->param(cf, route, value);
+
+        if (n == NGX_OK) {
+            return NGX_CONF_OK;
+        }
+
+        if (n == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
     if (ngx_strncmp(value->data, "name=", 5) == 0 && value->len > 5) {
         route->name.data = value->data + 5;
         route->name.len = value->len - 5;
@@ -231,7 +243,9 @@ invalid:
                            "timeout=TIME, retries=N, backoff=TIME, "
                            "max_backoff=TIME, "
                            "breaker=FAILURES:TIME:SUCCESSES, "
-                           "concurrency=N or name=LABEL)", value);
+                           "concurrency=N, name=LABEL%s%s)", value,
+                           route->sink->params ? ", " : "",
+                           route->sink->params ? route->sink->params : "");
 
     return NGX_CONF_ERROR;
 }

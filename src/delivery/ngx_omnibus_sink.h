@@ -28,6 +28,16 @@ typedef struct {
                                        ngx_omnibus_route_t *route,
                                        ngx_str_t *url);
 
+    /*
+     * a route parameter the route does not know: NGX_OK taken, NGX_ERROR
+     * a bad value (logged), NGX_DECLINED not the sink's either; may be
+     * NULL.  params lists them for the error message.
+     */
+    ngx_int_t                 (*param)(ngx_conf_t *cf,
+                                       ngx_omnibus_route_t *route,
+                                       ngx_str_t *value);
+    const char                 *params;
+
     /* a worker starts: per-worker state of the route, may be NULL */
     ngx_int_t                 (*init_process)(ngx_omnibus_route_t *route,
                                               ngx_cycle_t *cycle);
@@ -37,6 +47,14 @@ typedef struct {
 
     /* an attempt under way is abandoned: release it, report nothing */
     void                      (*cancel)(ngx_omnibus_job_t *job);
+
+    /*
+     * keep the record elsewhere (Kafka's fallback file) while the breaker
+     * holds it back or when the retries gave up: NGX_OK kept (it counts
+     * as diverted, not dead), NGX_DECLINED nowhere to keep it, NGX_ERROR
+     * failed; may be NULL
+     */
+    ngx_int_t                 (*divert)(ngx_omnibus_job_t *job);
 
     /* a worker exits: close what the route keeps, may be NULL */
     void                      (*exit_process)(ngx_omnibus_route_t *route);

@@ -20,6 +20,10 @@ static ngx_int_t ngx_omnibus_admin_dlq_list(ngx_http_request_t *r,
     ngx_omnibus_zone_t *zone, ngx_uint_t limit);
 static ngx_int_t ngx_omnibus_admin_scale(ngx_http_request_t *r,
     ngx_omnibus_zone_t *zone);
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+static ngx_int_t ngx_omnibus_admin_kafka_replay(ngx_http_request_t *r,
+    ngx_omnibus_zone_t *zone);
+#endif
 
 
 ngx_int_t
@@ -67,6 +71,20 @@ ngx_omnibus_admin_handler(ngx_http_request_t *r)
 
         return ngx_omnibus_admin_dlq(r, olcf->admin, &path);
     }
+
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+
+    if (path.len == 21 && ngx_strncmp(path.data, "kafka/fallback/replay", 21)
+                          == 0)
+    {
+        if (!(r->method & NGX_HTTP_POST)) {
+            return ngx_omnibus_reply_not_allowed(r, "POST");
+        }
+
+        return ngx_omnibus_admin_kafka_replay(r, olcf->admin);
+    }
+
+#endif
 
     if ((path.len == 6 && ngx_strncmp(path.data, "shards", 6) == 0)
         || (path.len == 7 && ngx_strncmp(path.data, "shards/", 7) == 0))
@@ -347,7 +365,7 @@ not_found:
 static ngx_int_t
 ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 {
-    ngx_uint_t               i, n, pages, pfree;
+    ngx_uint_t               i, j, n, pages, pfree;
     ngx_omnibus_sh_t        *sh;
     ngx_omnibus_out_t        out;
     ngx_omnibus_shard_t     *shard, *snap;
@@ -413,11 +431,33 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
         ngx_omnibus_out_printf(&out, ",\"sink\":\"%V\",\"breaker\":\"%s\","
                                "\"consecutive_failures\":%ui,"
                                "\"delivered\":%uA,\"errors\":%uA,"
-                               "\"dead_lettered\":%uA}",
+                               "\"dead_lettered\":%uA",
                                &routes[i]->sink->name,
                                ngx_omnibus_breaker_name(rs->breaker.state),
                                rs->breaker.failures, rs->delivered,
                                rs->errors, rs->dead);
+
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+
+        if (routes[i]->sink == &ngx_omnibus_sink_kafka) {
+            ngx_omnibus_out_printf(&out, ",\"kafka\":{\"up\":%s,"
+                                   "\"fallback\":%uA,\"replayed\":%uA,"
+                                   "\"connection_failures\":{",
+                                   rs->sink_up ? "true" : "false",
+                                   rs->diverted, rs->replayed);
+
+            for (j = 0; j < NGX_OMNIBUS_KAFKA_REASONS; j++) {
+                ngx_omnibus_out_printf(&out, "%s\"%s\":%uA", j ? "," : "",
+                                       ngx_omnibus_kafka_reasons[j],
+                                       rs->sink_failures[j]);
+            }
+
+            ngx_omnibus_out_printf(&out, "}}");
+        }
+
+#endif
+
+        ngx_omnibus_out_printf(&out, "}");
     }
 
     ngx_omnibus_out_printf(&out, "],\"ring_change\":");
@@ -459,3 +499,94 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 
     return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
 }
+
+
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+
+typedef struct {
+    ngx_http_request_t            *r;
+    ngx_omnibus_kafka_replayed_t   result;
+} ngx_omnibus_admin_replay_t;
+
+
+static ngx_int_t
+ngx_omnibus_admin_kafka_reply(ngx_http_request_t *r,
+    ngx_omnibus_kafka_replayed_t *result)
+{
+    ngx_omnibus_out_t  out;
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "omnibus kafka fallback: %ui record(s) replayed, %ui "
+                  "acknowledged, %ui kept", result->sent, result->acked,
+                  result->kept);
+
+    ngx_omnibus_out_init(&out, r);
+    ngx_omnibus_out_printf(&out, "{\"replayed\":%ui,\"acknowledged\":%ui,"
+                           "\"kept\":%ui}\n", result->sent, result->acked,
+                           result->kept);
+
+    return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
+}
+
+
+static void
+ngx_omnibus_admin_kafka_replayed(void *data,
+    ngx_omnibus_kafka_replayed_t *result)
+{
+    ngx_omnibus_admin_replay_t  *ctx;
+
+    ctx = data;
+
+    ngx_http_finalize_request(ctx->r,
+                              ngx_omnibus_admin_kafka_reply(ctx->r, result));
+}
+
+
+/* the answer waits for the last delivery report */
+
+static ngx_int_t
+ngx_omnibus_admin_kafka_replay(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
+{
+    ngx_int_t                    rc;
+    ngx_omnibus_admin_replay_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_omnibus_admin_replay_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->r = r;
+
+    rc = ngx_omnibus_kafka_replay(zone, r->connection->log,
+                                  ngx_omnibus_admin_kafka_replayed, ctx,
+                                  &ctx->result);
+
+    switch (rc) {
+
+    case NGX_OK:
+        return ngx_omnibus_admin_kafka_reply(r, &ctx->result);
+
+    case NGX_AGAIN:
+        r->main->count++;
+        return NGX_DONE;
+
+    case NGX_DECLINED:
+        return ngx_omnibus_reply_error(r, NGX_HTTP_NOT_FOUND, "no_fallback",
+                                       "no kafka route of this zone has a "
+                                       "fallback file", 0);
+
+    case NGX_BUSY:
+        return ngx_omnibus_reply_error(r, NGX_HTTP_CONFLICT,
+                                       "replay_in_progress",
+                                       "a replay of the fallback file is "
+                                       "under way", 1);
+
+    default:
+        return ngx_omnibus_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "fallback_unreadable",
+                                       "the fallback file cannot be read; "
+                                       "see the error log", 5);
+    }
+}
+
+#endif

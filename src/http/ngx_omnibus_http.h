@@ -11,6 +11,10 @@
 
 #include <ngx_omnibus_core.h>
 #include <ngx_omnibus_delivery.h>
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+#include <ngx_omnibus_sink_kafka.h>
+#include <ngx_omnibus_kafka_consume.h>
+#endif
 #include <ngx_http.h>
 
 
@@ -92,6 +96,10 @@ char *ngx_omnibus_route_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_omnibus_autoscale_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+char *ngx_omnibus_kafka_consume_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+#endif
 char *ngx_omnibus_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_omnibus_subscribe_directive(ngx_conf_t *cf, ngx_command_t *cmd,

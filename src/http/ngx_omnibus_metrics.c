@@ -401,6 +401,237 @@ ngx_omnibus_metrics_write(ngx_omnibus_out_t *out, ngx_uint_t f,
 }
 
 
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+
+static ngx_uint_t ngx_omnibus_metrics_kafka_state(ngx_omnibus_zone_t *zone,
+    ngx_uint_t *up, ngx_uint_t *state);
+
+
+/*
+ * Kafka routes: the DESIGN's families, and the seed's two names without
+ * our prefix.  Printed only when some zone has a kafka:// route.
+ */
+
+static void
+ngx_omnibus_metrics_kafka(ngx_omnibus_out_t *out,
+    ngx_omnibus_main_conf_t *omcf)
+{
+    u_char                   *labels;
+    ngx_uint_t                z, i, j, any, up, state;
+    ngx_atomic_uint_t         failures[NGX_OMNIBUS_KAFKA_REASONS];
+    ngx_omnibus_zone_t      **zones, *zone;
+    ngx_omnibus_route_t     **routes;
+    ngx_omnibus_lag_t        *lag;
+    ngx_omnibus_route_sh_t   *rs;
+
+    static const char        *counters[] = {
+        "kafka_produced_total",
+        "Records acknowledged by the Kafka cluster, per route.",
+        "kafka_fallback_total",
+        "Records written to the fallback file, per route.",
+        "kafka_fallback_replayed_total",
+        "Records of the fallback file replayed and acknowledged, per route."
+    };
+
+    zones = omcf->zones.elts;
+    any = 0;
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        any |= ngx_omnibus_metrics_kafka_state(zones[z], &up, &state);
+    }
+
+    if (!any) {
+        return;
+    }
+
+    for (j = 0; j < 3; j++) {
+        ngx_omnibus_metrics_family(out, counters[2 * j], "counter",
+                                   counters[2 * j + 1]);
+
+        for (z = 0; z < omcf->zones.nelts; z++) {
+            zone = zones[z];
+            routes = zone->routes.elts;
+
+            for (i = 0; i < zone->routes.nelts; i++) {
+                if (routes[i]->sink != &ngx_omnibus_sink_kafka) {
+                    continue;
+                }
+
+                rs = ngx_omnibus_route_sh(routes[i]);
+                labels = ngx_omnibus_metrics_labels(out, &zone->name,
+                                                    routes[i]);
+
+                ngx_omnibus_out_printf(out, "message_bus_%s{%s} %uA\n",
+                                       counters[2 * j], labels,
+                                       j == 0 ? rs->delivered
+                                       : j == 1 ? rs->diverted
+                                       : rs->replayed);
+            }
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "kafka_delivery_seconds", "histogram",
+                               "From produce to the acknowledged delivery "
+                               "report, per route.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        zone = zones[z];
+        routes = zone->routes.elts;
+
+        for (i = 0; i < zone->routes.nelts; i++) {
+            if (routes[i]->sink == &ngx_omnibus_sink_kafka) {
+                ngx_omnibus_metrics_histogram(out, "kafka_delivery_seconds",
+                    ngx_omnibus_metrics_labels(out, &zone->name, routes[i]),
+                    &ngx_omnibus_route_sh(routes[i])->latency);
+            }
+        }
+    }
+
+    ngx_omnibus_out_printf(out,
+        "# HELP kafka_connection_failures_total Kafka connection failures "
+        "by reason.\n"
+        "# TYPE kafka_connection_failures_total counter\n");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        zone = zones[z];
+        routes = zone->routes.elts;
+
+        ngx_memzero(failures, sizeof(failures));
+
+        if (zone->inputs.nelts) {
+            for (j = 0; j < NGX_OMNIBUS_KAFKA_REASONS; j++) {
+                failures[j] = zone->sh->input_failures[j];
+            }
+        }
+
+        for (i = 0; i < zone->routes.nelts; i++) {
+            if (routes[i]->sink != &ngx_omnibus_sink_kafka) {
+                continue;
+            }
+
+            rs = ngx_omnibus_route_sh(routes[i]);
+
+            for (j = 0; j < NGX_OMNIBUS_KAFKA_REASONS; j++) {
+                failures[j] += rs->sink_failures[j];
+            }
+        }
+
+        for (j = 0; j < NGX_OMNIBUS_KAFKA_REASONS; j++) {
+            ngx_omnibus_out_printf(out, "kafka_connection_failures_total"
+                                   "{zone=\"%V\",reason=\"%s\"} %uA\n",
+                                   &zone->name,
+                                   ngx_omnibus_kafka_reasons[j],
+                                   failures[j]);
+        }
+    }
+
+    ngx_omnibus_out_printf(out,
+        "# HELP kafka_health_check_status 1 while the Kafka clusters of "
+        "every route and consumer answer.\n"
+        "# TYPE kafka_health_check_status gauge\n");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        if (ngx_omnibus_metrics_kafka_state(zones[z], &up, &state)) {
+            ngx_omnibus_out_printf(out, "kafka_health_check_status"
+                                   "{zone=\"%V\"} %ui\n", &zones[z]->name,
+                                   up);
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "kafka_consumed_total", "counter",
+                               "Kafka records published into the bus.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        if (zones[z]->inputs.nelts) {
+            ngx_omnibus_out_printf(out, "message_bus_kafka_consumed_total"
+                                   "{zone=\"%V\"} %uA\n", &zones[z]->name,
+                                   zones[z]->sh->input_consumed);
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "kafka_consumer_lag", "gauge",
+                               "Records behind the end of each partition "
+                               "this bus consumes.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        for (j = 0; zones[z]->inputs.nelts && j < NGX_OMNIBUS_INPUT_LAGS;
+             j++)
+        {
+            lag = &zones[z]->sh->input_lag[j];
+
+            if (lag->topic_len) {
+                ngx_omnibus_out_printf(out, "message_bus_kafka_consumer_lag"
+                                       "{zone=\"%V\",topic=\"%*s\","
+                                       "partition=\"%D\"} %uA\n",
+                                       &zones[z]->name,
+                                       (size_t) lag->topic_len, lag->topic,
+                                       lag->partition, lag->lag);
+            }
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "backend_up", "gauge",
+                               "1 while the backend answers.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        if (ngx_omnibus_metrics_kafka_state(zones[z], &up, &state)) {
+            ngx_omnibus_out_printf(out, "message_bus_backend_up{zone=\"%V\","
+                                   "backend=\"kafka\"} %ui\n",
+                                   &zones[z]->name, up);
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "backend_breaker_state", "gauge",
+                               "Circuit breaker per backend: 0 closed, "
+                               "1 open, 2 half-open.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        if (ngx_omnibus_metrics_kafka_state(zones[z], &up, &state)) {
+            ngx_omnibus_out_printf(out, "message_bus_backend_breaker_state"
+                                   "{zone=\"%V\",backend=\"kafka\"} %ui\n",
+                                   &zones[z]->name, state);
+        }
+    }
+}
+
+
+/* up: every kafka route's; the breaker: open, else half-open, else closed */
+
+static ngx_uint_t
+ngx_omnibus_metrics_kafka_state(ngx_omnibus_zone_t *zone, ngx_uint_t *up,
+    ngx_uint_t *state)
+{
+    ngx_uint_t               i, any;
+    ngx_omnibus_route_t    **routes;
+    ngx_omnibus_route_sh_t  *rs;
+
+    routes = zone->routes.elts;
+    any = (zone->inputs.nelts != 0);
+    *up = any ? (zone->sh->input_up != 0) : 1;
+    *state = NGX_OMNIBUS_BREAKER_CLOSED;
+
+    for (i = 0; i < zone->routes.nelts; i++) {
+        if (routes[i]->sink != &ngx_omnibus_sink_kafka) {
+            continue;
+        }
+
+        rs = ngx_omnibus_route_sh(routes[i]);
+        any = 1;
+        *up &= (rs->sink_up != 0);
+
+        if (*state != NGX_OMNIBUS_BREAKER_OPEN) {
+            if (rs->breaker.state != NGX_OMNIBUS_BREAKER_CLOSED) {
+                *state = rs->breaker.state;
+            }
+        }
+    }
+
+    return any;
+}
+
+#endif
+
+
 ngx_int_t
 ngx_omnibus_metrics_handler(ngx_http_request_t *r)
 {
@@ -430,6 +661,10 @@ ngx_omnibus_metrics_handler(ngx_http_request_t *r)
             ngx_omnibus_metrics_write(&out, f, zones[z]);
         }
     }
+
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+    ngx_omnibus_metrics_kafka(&out, omcf);
+#endif
 
     return ngx_omnibus_out_send(&out, NGX_HTTP_OK,
                                 "text/plain; version=0.0.4; charset=utf-8");

@@ -70,9 +70,12 @@ static void ngx_omnibus_http_end(ngx_omnibus_http_t *h,
 ngx_omnibus_sink_t  ngx_omnibus_sink_http = {
     ngx_string("http"),
     ngx_omnibus_http_parse_url,
+    NULL,
+    NULL,
     ngx_omnibus_http_init,
     ngx_omnibus_http_send,
     ngx_omnibus_http_cancel,
+    NULL,
     ngx_omnibus_http_exit
 };
 
