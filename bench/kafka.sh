@@ -397,8 +397,10 @@ kafka_section_latency() {
 # message_bus_published_total) against `kcat -C` reading the same N
 # records, and write data/kafka-consume.tsv:
 #   round  goer  records  seconds  rate  cpu_us_per_record
-# To wire it: call kafka_consume_bench at the end of kafka_main, and add
-# its table to report.pl (section 7d).
+# To wire it: call kafka_consume_bench at the end of kafka_main (it reads
+# $TMP/kafka/kcat.in, written by kafka_section_drain), and replace the
+# "not measured yet" paragraph of report.pl's section 7d with its table.
+# Its omnibus time includes the start of nginx and the group's join.
 kafka_consume_bench() {
     local k=$TMP/kafka r t0 t1 c0 n group master CPORT
     CPORT=$(free_port "$PORT" "$RPORT" "$NPORT" "$LPORT" "$KPORT")
