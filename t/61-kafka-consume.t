@@ -81,6 +81,9 @@ is($one->{headers}{'x-omnibus-topic'}, 'kafka.orders',
    'the topic template: kafka.{topic}');
 is(scalar(grep { $_ > 1 } values %{delivered()}), 0, 'none twice');
 is(sample('message_bus_kafka_consumed_total'), 350, 'consumed counted');
+like($t->http(GET => '/omnibus/')->{body},
+     qr/"kafka_consumers":\{"count":1,"up":true,"consumed":350\}/,
+     'the consumer in admin status');
 like($t->http(GET => '/metrics')->{body},
      qr/^message_bus_kafka_consumer_lag\{zone="bus",topic="orders",partition="\d"\} \d+$/m,
      'consumer lag per partition');

@@ -460,7 +460,21 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
         ngx_omnibus_out_printf(&out, "}");
     }
 
-    ngx_omnibus_out_printf(&out, "],\"ring_change\":");
+    ngx_omnibus_out_printf(&out, "]");
+
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+
+    if (zone->inputs.nelts) {
+        ngx_omnibus_out_printf(&out, ",\"kafka_consumers\":{\"count\":%ui,"
+                               "\"up\":%s,\"consumed\":%uA}",
+                               zone->inputs.nelts,
+                               sh->input_up ? "true" : "false",
+                               sh->input_consumed);
+    }
+
+#endif
+
+    ngx_omnibus_out_printf(&out, ",\"ring_change\":");
 
     if (sh->fence) {
         ngx_omnibus_out_printf(&out, "{\"%s\":%ui}",

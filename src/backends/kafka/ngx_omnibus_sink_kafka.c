@@ -180,9 +180,15 @@ ngx_omnibus_kafka_parse(ngx_conf_t *cf, ngx_omnibus_route_t *route,
     kc->route = route;
     route->conf = kc;
 
-    /* the seed's producer: acknowledged by every replica, in order */
+    /*
+     * The seed's producer: acknowledged by every replica, in order.  Many
+     * records in flight: librdkafka batches what it holds, and with
+     * idempotence a partition waits for a whole round of acknowledgements
+     * before the next; 64 per shard drained a backlog at half kcat's rate,
+     * 512 at its rate (bench/RESULTS.md, section 7).
+     */
 
-    route->concurrency = 64;
+    route->concurrency = 512;
     route->breaker.conf.failures = 3;
 
     if (ngx_omnibus_kafka_set(cf, &kc->settings, "bootstrap.servers",
