@@ -980,10 +980,29 @@ if (!%kmeta) {
 
     $p->('### 7d. Consumer: Kafka -> bus');
     $p->('');
-    $p->('Not measured yet: `omnibus_kafka_consume` is not documented in'
-         . ' README.md. `bench/kafka.sh` has `kafka_consume_bench` (records/s'
-         . ' into the bus against `kcat -C` reading the same records), not'
-         . ' called.');
+    my @kc = tsv('kafka-consume.tsv');
+    if (@kc) {
+        my %med;
+        for my $g (qw(kcat omnibus)) {
+            my @r = sort { $a <=> $b } map { $_->{rate} } grep { $_->{goer} eq $g } @kc;
+            $med{$g} = @r ? $r[$#r / 2] : 0;
+        }
+        $p->(sprintf 'The same 1 KiB records read from the beginning by `kcat -C` and'
+             . ' by `omnibus_kafka_consume` (2 workers in one consumer group,'
+             . ' every record queued with its dedup key and its offset stored).'
+             . ' The omnibus time runs from the first record in the bus to the'
+             . ' last, sampled every 50 ms; nginx\'s start and the group\'s join'
+             . ' come before it (start_s). Medians: omnibus %s/s, kcat %s/s,'
+             . ' **%.2f x**.', num($med{omnibus}), num($med{kcat}),
+             $med{kcat} ? $med{omnibus} / $med{kcat} : 0);
+        $p->('');
+        $p->('| round | reader | records | seconds | records/s | CPU us/record | start s |');
+        $p->('|---|---|---|---|---|---|---|');
+        $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s |', @$_{qw(round goer records seconds)},
+             num($_->{rate}), @$_{qw(cpu_us_per_record start_s)}) for @kc;
+    } else {
+        $p->('Not measured in this run (see data/kafka-errors.txt).');
+    }
     $p->('');
     if (@kerr) {
         $p->('Error log lines of the Kafka nginx:');
