@@ -37,6 +37,7 @@ get() {
 # queued and run by one awk (validate): a process per value made
 # rendering slow. (mawk's ERE has no {n,m}: lengths are checked in sh.)
 checks=
+fallbacks=
 want() {
     case $2 in
         *"$nl"* | *"$cr"* | *"$tab"*) die "$1 must be one line, no tabs" ;;
@@ -71,13 +72,44 @@ SIZE='[1-9][0-9]*[kKmMgG]?'
 TIME='([0-9]+(ms|s|m|h|d|w|M|y)?)+'
 ADDR='[0-9A-Fa-f.:/]+'
 URLCH='[A-Za-z0-9._~%/:@!&+,=?-]'
+HTTP_URL="http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]+)?(/$URLCH*)?"
 ROUTE_PARAMS='timeout|retries|backoff|max_backoff|breaker|concurrency|name'
 ROUTE_PARAMS_WHAT='timeout=, retries=, backoff=, max_backoff=, breaker=, concurrency= or name='
+# Kafka: brokers as librdkafka takes them (resolved by it, in the
+# workers, not when nginx starts), topic templates with {topic}
+BROKER='(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]+)?'
+BROKERS="$BROKER(,$BROKER)*"
+BROKERS_WHAT='HOST:PORT[,HOST:PORT...]'
+KAFKA_TOPIC='([A-Za-z0-9._-]|[{]topic[}])+'
+KT_WHAT=' (TOPIC of A-Za-z0-9._- and {topic})'
+FILE_PATH='([A-Za-z0-9._-]*/)*[A-Za-z0-9._-]+'
+KAFKA_PARAMS="acks=(all|1|0)|linger=$TIME|batch=$SIZE"
+KAFKA_PARAMS="$KAFKA_PARAMS|compression=(none|gzip|snappy|lz4|zstd)"
+KAFKA_PARAMS="$KAFKA_PARAMS|idempotence=(on|off)"
+KAFKA_PARAMS="$KAFKA_PARAMS|key=(topic|id|idempotency_key)"
+KAFKA_PARAMS="$KAFKA_PARAMS|fallback=$FILE_PATH"
+KAFKA_PARAMS_WHAT='acks=all|1|0, linger=TIME, batch=SIZE,'
+KAFKA_PARAMS_WHAT="$KAFKA_PARAMS_WHAT compression=none|gzip|snappy|lz4|zstd,"
+KAFKA_PARAMS_WHAT="$KAFKA_PARAMS_WHAT idempotence=on|off,"
+KAFKA_PARAMS_WHAT="$KAFKA_PARAMS_WHAT key=topic|id|idempotency_key"
+KAFKA_PARAMS_WHAT="$KAFKA_PARAMS_WHAT or fallback=PATH"
+CONSUME_PARAMS="topics=[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*"
+CONSUME_PARAMS="$CONSUME_PARAMS|group=[A-Za-z0-9._:-]+"
+CONSUME_PARAMS="$CONSUME_PARAMS|topic=([A-Za-z0-9._:-]|[{]topic[}])+"
+CONSUME_PARAMS="$CONSUME_PARAMS|offset_reset=(latest|earliest)"
+CONSUME_PARAMS="$CONSUME_PARAMS|max_poll=$NUM|session_timeout=$TIME"
+CONSUME_PARAMS_WHAT='topics=NAME[,NAME...], group=NAME, topic=TEMPLATE,'
+CONSUME_PARAMS_WHAT="$CONSUME_PARAMS_WHAT offset_reset=latest|earliest,"
+CONSUME_PARAMS_WHAT="$CONSUME_PARAMS_WHAT max_poll=N or session_timeout=TIME"
 
 # routes ROUTES: tpl_routes = one omnibus_route line per "PATTERN URL
-# [PARAM=VALUE...]" entry of ROUTES, entries separated by ";" or newlines
+# [PARAM=VALUE...]" entry of ROUTES, entries separated by ";" or newlines.
+# URL: http://... (a webhook) or kafka://BROKERS/TOPIC, rendered quoted
+# ({topic} has braces); kafka:///TOPIC takes OMNIBUS_KAFKA_BROKERS.
+# fallbacks = the fallback= paths, one a line, for run_nginx.
 routes() {
     tpl_routes=
+    fallbacks=
     n=0
     IFS=";$nl"
     # shellcheck disable=SC2086 # split on the separators, globbing is off
@@ -91,21 +123,87 @@ routes() {
             "expected PATTERN URL [PARAM=VALUE ...]"
         want "OMNIBUS_ROUTES entry $n pattern" "$1" \
             '[A-Za-z0-9_.:*>-]+' 'a topic pattern (orders.>, a.*.b)'
-        want "OMNIBUS_ROUTES entry $n URL" "$2" \
-            "http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]+)?(/$URLCH*)?" \
-            'http://HOST[:PORT][/PATH]'
-        line="    omnibus_route $zone $1 $2"
+        url=$2
+        case $url in
+            kafka:///*)
+                [ -n "$kafka_brokers" ] || die "OMNIBUS_ROUTES entry $n" \
+                    "\"$url\": kafka:///TOPIC takes its brokers from" \
+                    "OMNIBUS_KAFKA_BROKERS, which is not set"
+                url="kafka://$kafka_brokers/${url#kafka:///}" ;;
+        esac
+        want "OMNIBUS_ROUTES entry $n URL" "$url" \
+            "$HTTP_URL|kafka://$BROKERS/$KAFKA_TOPIC" \
+            "http://HOST[:PORT][/PATH] or kafka://$BROKERS_WHAT/TOPIC$KT_WHAT"
+        case $url in
+            kafka:*)
+                line="    omnibus_route $zone $1 \"$url\""
+                params="($ROUTE_PARAMS)=[A-Za-z0-9._:%>*-]+|$KAFKA_PARAMS"
+                what="$ROUTE_PARAMS_WHAT, or $KAFKA_PARAMS_WHAT" ;;
+            *)
+                line="    omnibus_route $zone $1 $url"
+                params="($ROUTE_PARAMS)=[A-Za-z0-9._:%>*-]+"
+                what="$ROUTE_PARAMS_WHAT (acks=, linger=, batch=,"
+                what="$what compression=, idempotence=, key= and fallback="
+                what="$what are for kafka:// routes)" ;;
+        esac
         shift 2
         for p in "$@"; do
-            want "OMNIBUS_ROUTES entry $n parameter" "$p" \
-                "($ROUTE_PARAMS)=[A-Za-z0-9._:%>*-]+" \
-                "$ROUTE_PARAMS_WHAT"
+            want "OMNIBUS_ROUTES entry $n parameter" "$p" "$params" "$what"
+            case $p in
+                fallback=*) fallbacks="$fallbacks${p#fallback=}$nl" ;;
+            esac
             line="$line $p"
         done
         tpl_routes="$tpl_routes$line;$nl"
     done
     IFS=" $tab$nl"
     tpl_routes=${tpl_routes%"$nl"}
+}
+
+# consumers CONSUMERS: tpl_kafka_consume = one omnibus_kafka_consume line
+# per "[BROKERS] topics=A[,B...] [PARAM=VALUE...]" entry, entries
+# separated by ";" or newlines; without BROKERS, OMNIBUS_KAFKA_BROKERS
+consumers() {
+    tpl_kafka_consume=
+    n=0
+    IFS=";$nl"
+    # shellcheck disable=SC2086 # split on the separators, globbing is off
+    for entry in $1; do
+        n=$((n + 1))
+        IFS=" $tab"
+        # shellcheck disable=SC2086
+        set -- $entry
+        [ $# -gt 0 ] || continue
+        case $1 in
+            *=*)
+                [ -n "$kafka_brokers" ] || die "OMNIBUS_KAFKA_CONSUME entry" \
+                    "$n \"$entry\": no brokers: give them first, or set" \
+                    "OMNIBUS_KAFKA_BROKERS"
+                line="    omnibus_kafka_consume $zone $kafka_brokers" ;;
+            *)
+                want "OMNIBUS_KAFKA_CONSUME entry $n brokers" "$1" \
+                    "$BROKERS" "$BROKERS_WHAT"
+                line="    omnibus_kafka_consume $zone $1"
+                shift ;;
+        esac
+        topics=
+        for p in "$@"; do
+            want "OMNIBUS_KAFKA_CONSUME entry $n parameter" "$p" \
+                "$CONSUME_PARAMS" "$CONSUME_PARAMS_WHAT"
+            case $p in
+                topics=*) topics=$p ;;
+                # quoted: {topic} has braces
+                topic=*) p="\"$p\"" ;;
+            esac
+            line="$line $p"
+        done
+        [ -n "$topics" ] || die "OMNIBUS_KAFKA_CONSUME entry $n" \
+            "\"$entry\": expected [BROKERS] topics=NAME[,NAME...]" \
+            "[PARAM=VALUE ...]"
+        tpl_kafka_consume="$tpl_kafka_consume$line;$nl"
+    done
+    IFS=" $tab$nl"
+    tpl_kafka_consume=${tpl_kafka_consume%"$nl"}
 }
 
 # addrs VAR NAME VALUE DIRECTIVE INDENT: VAR = one "DIRECTIVE ADDR;" line
@@ -173,7 +271,11 @@ render() {
     one tpl_backpressure OMNIBUS_BACKPRESSURE 80%:50% '[0-9]+%:[0-9]+%' \
         'HIGH%:LOW% (80%:50%)'
 
+    get kafka_brokers OMNIBUS_KAFKA_BROKERS ''
+    [ -z "$kafka_brokers" ] || want OMNIBUS_KAFKA_BROKERS "$kafka_brokers" \
+        "$BROKERS" "$BROKERS_WHAT"
     routes "${OMNIBUS_ROUTES:-}"
+    consumers "${OMNIBUS_KAFKA_CONSUME:-}"
 
     get a OMNIBUS_AUTOSCALE off
     tpl_autoscale=
@@ -244,7 +346,8 @@ $ips
         tpl_error_log tpl_log_level tpl_access_log tpl_node tpl_listen \
         tpl_zone tpl_zone_size tpl_shards tpl_min_shards tpl_max_shards \
         tpl_queue_size tpl_concurrency tpl_dedup_ttl tpl_dlq_size \
-        tpl_retain tpl_backpressure tpl_routes tpl_autoscale \
+        tpl_retain tpl_backpressure tpl_routes tpl_kafka_consume \
+        tpl_autoscale \
         tpl_rate_limit tpl_max_message_size tpl_dedup tpl_json \
         tpl_subscribe tpl_admin_acl tpl_real_ip
 
@@ -274,8 +377,32 @@ $ips
     ' "$template"
 }
 
+# fallback_dirs PREFIX: the directory of each fallback= file must be
+# there and writable when nginx starts (nginx -t checks only that it is
+# there); relative paths are under the prefix, and their directories are
+# made. PREFIX/kafka, the default place, is always made.
+fallback_dirs() {
+    mkdir -p "$1/kafka" 2>/dev/null || true
+    IFS=$nl
+    for f in $fallbacks; do
+        IFS=" $tab$nl"
+        case $f in
+            /*) d=${f%/*} ;;
+            */*) d=$1/${f%/*}; mkdir -p "$d" 2>/dev/null || true ;;
+            *) d=$1 ;;
+        esac
+        [ -n "$d" ] || d=/
+        if ! [ -d "$d" ] || ! [ -w "$d" ]; then
+            die "OMNIBUS_ROUTES: fallback=$f: $d is not a writable" \
+                "directory (running as uid $(id -u))"
+        fi
+    done
+    IFS=" $tab$nl"
+}
+
 # the prefix is the only directory nginx writes: the rendered
-# configuration, the pid file and the temp dirs
+# configuration, the pid file, the temp dirs and, by default, the Kafka
+# fallback files (PREFIX/kafka)
 run_nginx() {
     get prefix OMNIBUS_PREFIX /var/lib/omnibus
     get nginx OMNIBUS_NGINX /usr/sbin/nginx
@@ -290,6 +417,7 @@ run_nginx() {
         render > "$conf.tmp"
         mv -f "$conf.tmp" "$conf"
     fi
+    fallback_dirs "${prefix%/}"
     # PID 1: docker stop's SIGQUIT reaches nginx itself, which quits
     # gracefully
     exec "$nginx" -p "$prefix/" -c "$conf" -g 'daemon off;' "$@"

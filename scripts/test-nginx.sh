@@ -37,10 +37,10 @@ conf_args="--with-compat --with-debug --with-threads
 now() { date +%s; }
 t0=$(now)
 
-# gcc, make and libc for NGINX, PCRE for its rewrite module, yajl for the
-# module, dpkg-dev for apt-get source
+# gcc, make and libc for NGINX, PCRE for its rewrite module, yajl and
+# librdkafka for the module, dpkg-dev for apt-get source
 "$root/scripts/deps.sh" gcc make libc6-dev libpcre2-dev libyajl-dev \
-    dpkg-dev
+    librdkafka-dev dpkg-dev
 
 src=$("$root/scripts/nginx-source.sh" "$out/src" "$suite" | tail -1)
 case ${src##*/} in

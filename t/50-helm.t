@@ -2,11 +2,14 @@
 # and `helm template` with the default and the production values, the
 # rendered manifests parsed and checked for the numbers that matter
 # (replicas, autoscaling, disruption budget, rollout, probes, grace period
-# against the routes' retry budgets, SSE-safe Ingress and HTTPRoute), the
-# values that must not render, yamllint over the values files and the
-# rendered output, `nginx -t` of the rendered nginx.conf with the built
-# module, and the rendered preStop hook run against nginx started from the
-# rendered nginx.conf as a non-root uid, as in the pod.
+# against the routes' retry budgets, SSE-safe Ingress and HTTPRoute, Kafka
+# routes, consumers and the fallback volume), the values that must not
+# render, yamllint over the values files and the rendered output, `nginx
+# -t` of the rendered nginx.conf with the built module (Kafka directives
+# included: nginx -t connects to no broker), and the rendered preStop hook
+# run against nginx started from the rendered nginx.conf as a non-root
+# uid, as in the pod. No Redis or PostgreSQL directive is rendered: the
+# module has none yet.
 #
 # helm comes from scripts/helm.sh (fetched once into build/tools/ from
 # npm). Debian packages: yamllint, libyaml-libyaml-perl (YAML::XS).
@@ -127,10 +130,13 @@ sub routes_of {
 }
 
 # the longest a route works on one message: (retries + 1) attempts at its
-# timeout and the backoffs between them (module defaults when unset)
+# timeout and the backoffs between them (module defaults when unset); a
+# kafka:// attempt waits up to a second past its timeout for the delivery
+# report
 sub budget_ms {
     my ($r) = @_;
     my $timeout = ms($r->{timeout} // '5s');
+    $timeout += 1000 if $r->{url} =~ m{^kafka://};
     my $retries = $r->{retries} // 3;
     my $backoff = ms($r->{backoff} // '10ms');
     my $max = ms($r->{max_backoff} // '30s');
@@ -281,7 +287,7 @@ for my $set (['default', []], ['production', ['-f', $PROD]]) {
     # slowest route's whole retry budget, as the rendered nginx.conf has
     # the routes
     my @routes = routes_of($conf);
-    is(scalar @routes, $prod ? 3 : 0, "$name: routes rendered");
+    is(scalar @routes, $prod ? 4 : 0, "$name: routes rendered");
     my ($delay) = $prestop =~ /OMNIBUS_PRESTOP_DELAY:-(\d+)\}/;
     my ($drain) = $prestop =~ /OMNIBUS_DRAIN_SECONDS:-(\d+)\}/;
     my $slowest = 0;
@@ -347,8 +353,41 @@ for my $set (['default', []], ['production', ['-f', $PROD]]) {
         or diag("@paths");
     like($conf, qr{^load_module /usr/lib/nginx/modules/ngx_omnibus_module\.so;}m,
          "$name: load_module of the image's module path");
-    unlike($conf, qr/omnibus_redis|omnibus_store|kafka/i,
-           "$name: no directive the module does not have");
+    unlike($conf, qr/omnibus_redis|omnibus_store/i,
+           "$name: no directive the module does not have (Redis, store)");
+
+    # Kafka: in production a route (brokers from kafka.brokers, the URL
+    # quoted for its {topic}), a consumer of the release's pods, and the
+    # fallback file on the pod's emptyDir
+    my @kr = grep { $_->{url} =~ m{^kafka://} } @routes;
+    my @consume = $conf =~ /^\s*(omnibus_kafka_consume\s[^;]*);/mg;
+    s/\s+/ /g for @consume;
+    if (!$prod) {
+        unlike($conf, qr/kafka/, "$name: nothing of Kafka");
+        ok(!$vol{'kafka-fallback'}, "$name: no fallback volume");
+    } else {
+        is(scalar @kr, 1, "$name: one kafka:// route");
+        like($conf, qr{^\s*"kafka://kafka-bootstrap\.kafka\.svc\.cluster\.local:9092/bus\.\{topic\}"$}m,
+             "$name: kafka:///bus.{topic} quoted, with kafka.brokers");
+        is(join(' ', map { "$_=" . ($kr[0]{$_} // '-') }
+                     qw(acks idempotence compression linger key)),
+           'acks=all idempotence=on compression=zstd linger=10ms key=topic',
+           "$name: the kafka:// route's parameters");
+        is($kr[0]{fallback}, '/var/lib/omnibus-kafka/orders-kafka.ndjson',
+           "$name: fallback: true, a file named after the route");
+        is_deeply(\@consume,
+                  ['omnibus_kafka_consume bus '
+                   . 'kafka-bootstrap.kafka.svc.cluster.local:9092 '
+                   . 'topics=payments group=omnibus-payments '
+                   . '"topic=kafka.{topic}" offset_reset=earliest '
+                   . 'max_poll=200 session_timeout=30s'],
+                  "$name: the consumer, topic= quoted");
+        my ($fdir) = $kr[0]{fallback} =~ m{^(.*)/};
+        is($mount{$fdir} && $mount{$fdir}{name}, 'kafka-fallback',
+           "$name: the fallback directory is a volume of its own");
+        is($mount{$fdir} && $mount{$fdir}{emptyDir}{sizeLimit}, '2Gi',
+           "$name: an emptyDir of kafka.fallback.sizeLimit");
+    }
 
     my $svc = kind($docs, 'Service');
     my %sp = map { $_->{name} => $_ } @{$svc->{spec}{ports}};
@@ -445,9 +484,74 @@ my @refused = (
     [ 'the production grace period at its minimum',
       [ '-f', $PROD, '--set', 'termination.gracePeriodSeconds=129' ],
       qr/must be longer than 129 s/ ],
-    [ 'a kafka:// route',
-      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=kafka://k/t' ],
-      qr/only http:/ ],
+    [ 'an https:// route',
+      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=https://k/t' ],
+      qr/url "https:\/\/k\/t": expected http:\/\/HOST\[:PORT\]\[\/PATH\] \(a webhook\) or kafka:\/\// ],
+    [ 'a kafka:// route without a topic',
+      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=kafka://k:9092/' ],
+      qr/url "kafka:\/\/k:9092\/": expected kafka:\/\/HOST:PORT/ ],
+    [ 'a kafka:// topic with braces other than {topic}',
+      [ '--set', 'routes[0].pattern=a.>',
+        '--set', 'routes[0].url=kafka://k:9092/a-{x}' ],
+      qr/url "kafka:\/\/k:9092\/a-\{x\}"/ ],
+    [ 'a kafka:// broker list with a quote',
+      [ '--set', 'routes[0].pattern=a.>',
+        '--set', 'routes[0].url=kafka://k"x:9092/t' ],
+      qr/url "kafka:\/\/k\\"x:9092\/t"/ ],
+    [ 'kafka:///TOPIC without kafka.brokers',
+      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=kafka:///t' ],
+      qr/routes: a\.>: url "kafka:\/\/\/t" takes its brokers from kafka\.brokers, which is empty/ ],
+    [ 'a Kafka parameter on a webhook route',
+      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=http://h/x',
+        '--set', 'routes[0].fallback=true' ],
+      qr/routes: a\.>: fallback is for kafka:\/\/ routes only/ ],
+    [ 'acks 2',
+      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=kafka://k:1/t',
+        '--set', 'routes[0].acks=2' ],
+      qr/routes: a\.>: acks "2": all, 1 or 0/ ],
+    [ 'idempotence with acks 1',
+      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=kafka://k:1/t',
+        '--set', 'routes[0].acks=1', '--set', 'routes[0].idempotence=true' ],
+      qr/routes: a\.>: idempotence needs acks: all/ ],
+    [ 'an unknown compression',
+      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=kafka://k:1/t',
+        '--set', 'routes[0].compression=brotli' ],
+      qr/compression "brotli": none, gzip, snappy, lz4 or zstd/ ],
+    [ 'a fallback file with a directory',
+      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=kafka://k:1/t',
+        '--set', 'routes[0].fallback=../x' ],
+      qr/fallback "\.\.\/x": true, or a file name/ ],
+    [ 'two routes with one fallback file',
+      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=kafka://k:1/t',
+        '--set', 'routes[0].fallback=x.ndjson',
+        '--set', 'routes[1].pattern=b.>', '--set', 'routes[1].url=kafka://k:1/u',
+        '--set', 'routes[1].fallback=x.ndjson' ],
+      qr/routes: a\.> and b\.>: the same fallback file/ ],
+    [ 'bad kafka.brokers',
+      [ '--set', 'kafka.brokers=k:9092;include x' ],
+      qr/kafka\.brokers "k:9092;include x": expected HOST:PORT/ ],
+    [ 'a consumer without brokers',
+      [ '--set', 'kafka.consumers[0].topics={a}' ],
+      qr/kafka\.consumers\[0\]: no brokers/ ],
+    [ 'a consumer without topics',
+      [ '--set', 'kafka.brokers=k:1', '--set', 'kafka.consumers[0].group=g' ],
+      qr/kafka\.consumers\[0\]: topics: the Kafka topics to read/ ],
+    [ 'a consumer topic with a brace',
+      [ '--set', 'kafka.brokers=k:1', '--set', 'kafka.consumers[0].topics={a}',
+        '--set', 'kafka.consumers[0].topic=x.{y}' ],
+      qr/kafka\.consumers\[0\]: topic "x\.\{y\}"/ ],
+    [ 'a consumer offsetReset never',
+      [ '--set', 'kafka.brokers=k:1', '--set', 'kafka.consumers[0].topics={a}',
+        '--set', 'kafka.consumers[0].offsetReset=never' ],
+      qr/offsetReset "never": latest or earliest/ ],
+    [ 'a relative fallback directory',
+      [ '--set', 'kafka.fallback.dir=spool' ],
+      qr/kafka\.fallback\.dir "spool": an absolute path/ ],
+    [ 'the grace period of a kafka:// route, one second per attempt more',
+      [ '--set', 'routes[0].pattern=a.>', '--set', 'routes[0].url=kafka://k:1/t',
+        '--set', 'routes[0].timeout=9s', '--set', 'routes[0].retries=2',
+        '--set', 'routes[0].backoff=0', '--set', 'termination.gracePeriodSeconds=65' ],
+      qr/must be longer than 65 s = preStopDelaySeconds 5 \+ drainSeconds 30 \+ 30 s for the slowest route, a\.>/ ],
     [ 'a zone larger than the memory limit',
       [ '--set', 'zone.size=1024m' ],
       qr/does not fit resources\.limits\.memory/ ],
@@ -464,6 +568,47 @@ for (@refused) {
     my ($rc, $out) = render('-f', $PROD,
                             '--set', 'termination.gracePeriodSeconds=130');
     ok($rc == 0, 'the production grace period one second above') or diag($out);
+
+    # the same kafka:// route at 66 s: 9 s + 1 s, three times
+    ($rc, $out) = render('--set', 'routes[0].pattern=a.>',
+                         '--set', 'routes[0].url=kafka://k:1/t',
+                         '--set', 'routes[0].timeout=9s',
+                         '--set', 'routes[0].retries=2',
+                         '--set', 'routes[0].backoff=0',
+                         '--set', 'termination.gracePeriodSeconds=66');
+    ok($rc == 0, 'a kafka:// route: the grace period one second above')
+        or diag($out);
+
+    # the fallback files on a PersistentVolumeClaim every pod mounts
+    my $docs;
+    ($rc, $out, $docs) = render('-f', $PROD,
+        '--set', 'kafka.fallback.existingClaim=omnibus-kafka-fallback');
+    ok($rc == 0, 'render with kafka.fallback.existingClaim') or diag($out);
+    my $pod = (kind($docs, 'Deployment') // {})->{spec}{template}{spec};
+    my ($v) = grep { $_->{name} eq 'kafka-fallback' } @{$pod->{volumes}};
+    is($v && $v->{persistentVolumeClaim}{claimName}, 'omnibus-kafka-fallback',
+       'existingClaim: the fallback volume is the claim');
+    my ($m) = grep { $_->{name} eq 'kafka-fallback' }
+              @{$pod->{containers}[0]{volumeMounts}};
+    is($m && $m->{mountPath}, '/var/lib/omnibus-kafka',
+       'existingClaim: mounted at kafka.fallback.dir');
+
+    # a consumer alone: brokers of its own, the release's group, and no
+    # fallback volume without a route that has a fallback file
+    spew("$work/consumer.yaml", <<'YAML');
+kafka:
+  consumers:
+    - topics: [a, b]
+      brokers: "10.0.0.1:9092,[fd00::1]:9092"
+YAML
+    ($rc, $out, $docs) = render('-f', "$work/consumer.yaml");
+    ok($rc == 0, 'render with a consumer alone') or diag($out);
+    my $conf = (kind($docs, 'ConfigMap') // {})->{data}{'nginx.conf'} // '';
+    like($conf, qr/omnibus_kafka_consume bus 10\.0\.0\.1:9092,\[fd00::1\]:9092\s+topics=a,b group=bus-omnibus;/,
+         'a consumer alone: its brokers, group = the release\'s full name');
+    $pod = (kind($docs, 'Deployment') // {})->{spec}{template}{spec};
+    ok(!grep({ $_->{name} eq 'kafka-fallback' } @{$pod->{volumes}}),
+       'a consumer alone: no fallback volume');
 }
 
 # the rendered nginx.conf as a pod would run it: paths into a test dir, the
@@ -474,6 +619,7 @@ sub pod_conf {
     my ($t, $conf, %o) = @_;
     my $d = $t->dir;
     $conf =~ s{^load_module \S+;}{load_module $d/ngx_omnibus_module.so;}m;
+    $conf =~ s{/var/lib/omnibus-kafka/}{$d/kafka-fallback/}g;
     $conf =~ s{/var/lib/omnibus}{$d}g;
     $conf =~ s{^error_log stderr \w+;}{error_log $d/error.log info;}m;
     $conf =~ s{/dev/stdout}{$d/access.log}g;
@@ -481,13 +627,21 @@ sub pod_conf {
     $conf =~ s{listen 9113;}{listen 127.0.0.1:${\ $t->port(1)};};
     $conf =~ s{(server |http://)[A-Za-z0-9.-]+\.svc\.cluster\.local}
               {${1}127.0.0.1}g;
+    # Kafka brokers, in kafka:// URLs and consumers (nginx -t connects to
+    # none, but they do not resolve here either)
+    $conf =~ s{(kafka://|omnibus_kafka_consume \w+ |,)[A-Za-z0-9.-]+\.svc\.cluster\.local(:\d+)}
+              {${1}127.0.0.1$2}g;
     return $conf;
 }
 
+# the module, and the fallback directory the chart mounts
 sub pod_dir {
     my ($t) = @_;
-    copy($MODULE, $t->dir . '/ngx_omnibus_module.so') or die "copy: $!";
-    chown $UID, $UID, $t->dir, $t->dir . '/ngx_omnibus_module.so' if $> == 0;
+    my $d = $t->dir;
+    copy($MODULE, "$d/ngx_omnibus_module.so") or die "copy: $!";
+    mkdir "$d/kafka-fallback" or die "$d/kafka-fallback: $!";
+    chown $UID, $UID, $d, "$d/ngx_omnibus_module.so", "$d/kafka-fallback"
+        if $> == 0;
 }
 
 # as root, nginx and the hook run as uid $UID, as in the pod: when that uid
@@ -515,12 +669,17 @@ for my $name (qw(default production)) {
     next unless $rendered{$name};
     my $t = Omnibus::Test->new(ports => 2);
     pod_dir($t);
-    spew($t->dir . '/nginx.conf', pod_conf($t, $rendered{$name}{conf}));
+    my $conf = pod_conf($t, $rendered{$name}{conf});
+    spew($t->dir . '/nginx.conf', $conf);
     my ($rc, $out) = run(split(' ', $as_pod), $NGINX, '-t', '-p',
                          $t->dir . '/', '-c', $t->dir . '/nginx.conf');
     ok($rc == 0, "$name: nginx -t of the rendered nginx.conf with the module"
-                 . ($as_pod ? " as uid $UID" : ''))
+                 . ($as_pod ? " as uid $UID" : '')
+                 . ($conf =~ /kafka/ ? ', Kafka route and consumer included'
+                                     : ''))
         or diag($out);
+    unlike($conf, qr/svc\.cluster\.local/,
+           "$name: every cluster host name pointed at 127.0.0.1");
 }
 
 # the preStop hook: with messages for a slow receiver queued, it drains

@@ -1,10 +1,13 @@
 # docker/ without Docker: the image's entrypoint renders nginx.conf from
-# the template for a few environments, and each result passes `nginx -t`
-# with the built module (one is served for real); bad variables are
-# refused with their name; the load balancer's configuration passes
-# `nginx -t`; the compose file passes `docker-compose config`, the YAML
-# files yamllint, prometheus.yml promtool and alertmanager.yml amtool
-# (each skipped, with the reason, when its tool is missing).
+# the template for a few environments (Kafka routes and consumers among
+# them, and the environment compose.yml gives its replicas), and each
+# result passes `nginx -t` with the built module (one is served for real,
+# its Kafka route writing to its fallback file); bad variables are refused
+# with their name; the load balancer's configuration passes `nginx -t`;
+# the compose file passes `docker-compose config`, the YAML files
+# yamllint, prometheus.yml promtool and alertmanager.yml amtool (each
+# skipped, with the reason, when its tool is missing). The Redis and
+# PostgreSQL directives do not exist yet: nothing renders them.
 
 use strict;
 use warnings;
@@ -64,9 +67,12 @@ sub run {
 # the renderer under the system's POSIX sh (dash on Debian)
 sub render { my (%env) = @_; run(\%env, '/bin/sh', $ENTRY, 'render') }
 
+# nginx -t in a prefix as the entrypoint leaves it (kafka/ made for the
+# fallback files)
 sub nginx_t {
     my ($conf) = @_;
     my $dir = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    mkdir "$dir/kafka" or die "$dir/kafka: $!";
     spew("$dir/nginx.conf", $conf);
     my $out = `$NGINX -t -p $dir/ -c $dir/nginx.conf 2>&1`;
     return ($? == 0, $out);
@@ -80,8 +86,8 @@ sub renders_and_passes {
     is($err, '', "$name: nothing on stderr");
     my ($ok, $out) = nginx_t($conf);
     ok($ok, "$name: nginx -t passes with the module") or diag($out);
-    unlike($conf, qr/omnibus_(?:redis|store|kafka)|kafka:\/\//,
-           "$name: only directives the module has");
+    unlike($conf, qr/omnibus_(?:redis|store)/,
+           "$name: only directives the module has (no Redis, no store)");
     unlike($conf, qr/@[a-z_]+@/, "$name: no placeholder left");
     return $conf;
 }
@@ -106,6 +112,7 @@ like($conf, qr/add_header X-Omnibus-Node [A-Za-z0-9._-]+ always;/,
      'defaults: the node name (the host name)');
 unlike($conf, qr/omnibus_(?:route|autoscale|rate_limit)|^user /m,
        'defaults: no route, autoscaling, rate limit or user');
+unlike($conf, qr/kafka/, 'defaults: nothing of Kafka');
 
 # --- routes: ";" and newlines separate them, parameters pass through
 $conf = renders_and_passes('routes',
@@ -122,6 +129,43 @@ is_deeply(\@routes, [
     'omnibus_route bus audit.*.eu http://localhost:9001/a?src=bus',
     'omnibus_route bus *.alerts http://[::1]:9002/alerts',
 ], 'routes: one omnibus_route per entry, in order');
+
+# --- Kafka: kafka:// routes (quoted, brokers of their own or of
+# OMNIBUS_KAFKA_BROKERS) beside webhooks, and consumers
+$conf = renders_and_passes('kafka',
+    OMNIBUS_KAFKA_BROKERS => 'kafka-1:9092,kafka-2.example:9093',
+    OMNIBUS_ROUTES => "audit.> kafka:///audit-{topic} acks=all linger=10ms "
+                      . "batch=64k compression=zstd idempotence=on key=topic "
+                      . "fallback=kafka/audit.ndjson timeout=2s retries=2 "
+                      . "name=audit;\n"
+                      . "pay.> kafka://127.0.0.1:9092,[::1]:9093/payments "
+                      . "acks=1 idempotence=off key=idempotency_key "
+                      . "compression=none fallback=/tmp/pay.ndjson;"
+                      . "kafka.> http://127.0.0.1:9000/in",
+    OMNIBUS_KAFKA_CONSUME => "topics=orders,refunds group=bus "
+                      . "topic=from-kafka.{topic} offset_reset=earliest "
+                      . "max_poll=50 session_timeout=10s;\n"
+                      . "10.0.0.7:9092 topics=events");
+@routes = $conf =~ /^\s*(omnibus_route .*);$/mg;
+is_deeply(\@routes, [
+    'omnibus_route bus audit.> "kafka://kafka-1:9092,kafka-2.example:9093/'
+        . 'audit-{topic}" acks=all linger=10ms batch=64k compression=zstd '
+        . 'idempotence=on key=topic fallback=kafka/audit.ndjson timeout=2s '
+        . 'retries=2 name=audit',
+    'omnibus_route bus pay.> "kafka://127.0.0.1:9092,[::1]:9093/payments" '
+        . 'acks=1 idempotence=off key=idempotency_key compression=none '
+        . 'fallback=/tmp/pay.ndjson',
+    'omnibus_route bus kafka.> http://127.0.0.1:9000/in',
+], 'kafka: kafka:// routes quoted, kafka:/// with OMNIBUS_KAFKA_BROKERS');
+my @consume = $conf =~ /^\s*(omnibus_kafka_consume .*);$/mg;
+is_deeply(\@consume, [
+    'omnibus_kafka_consume bus kafka-1:9092,kafka-2.example:9093 '
+        . 'topics=orders,refunds group=bus "topic=from-kafka.{topic}" '
+        . 'offset_reset=earliest max_poll=50 session_timeout=10s',
+    'omnibus_kafka_consume bus 10.0.0.7:9092 topics=events',
+], 'kafka: one omnibus_kafka_consume per entry, topic= quoted');
+like($conf, qr/omnibus_route[^;]+;\n\s*omnibus_kafka_consume/,
+     'kafka: consumers after the routes, in the http block');
 
 # --- everything else changed
 $conf = renders_and_passes('tuned',
@@ -213,6 +257,46 @@ my @bad = (
       qr/OMNIBUS_ROUTES entry 1 URL="http:\/\/h\/\{x\}"/ ],
     [ { OMNIBUS_ROUTES => 'a"b http://h/x' },
       qr/OMNIBUS_ROUTES entry 1 pattern="a"b"/ ],
+    # Kafka
+    [ { OMNIBUS_ROUTES => 'a.> kafka://k:9092' },
+      qr/OMNIBUS_ROUTES entry 1 URL="kafka:\/\/k:9092": expected http:\/\/.* or kafka:\/\/HOST:PORT/ ],
+    [ { OMNIBUS_ROUTES => 'a.> kafka://k:9092/a{x}' },
+      qr/OMNIBUS_ROUTES entry 1 URL="kafka:\/\/k:9092\/a\{x\}"/ ],
+    # ";" separates entries: it cannot hide in a URL
+    [ { OMNIBUS_ROUTES => 'a.> kafka://k;x/t' },
+      qr/OMNIBUS_ROUTES entry 2 "x\/t": expected PATTERN URL/ ],
+    [ { OMNIBUS_ROUTES => 'a.> kafka://k"x:9092/t' },
+      qr/OMNIBUS_ROUTES entry 1 URL="kafka:\/\/k"x:9092\/t"/ ],
+    [ { OMNIBUS_ROUTES => 'a.> kafka://k:9092/t}; include /etc/passwd' },
+      qr/OMNIBUS_ROUTES entry 1 URL="kafka:\/\/k:9092\/t\}"/ ],
+    [ { OMNIBUS_ROUTES => 'a.> kafka:///t' },
+      qr/OMNIBUS_ROUTES entry 1 "kafka:\/\/\/t": kafka:\/\/\/TOPIC takes its brokers from OMNIBUS_KAFKA_BROKERS, which is not set/ ],
+    [ { OMNIBUS_ROUTES => 'a.> kafka://k:9092/t acks=2' },
+      qr/OMNIBUS_ROUTES entry 1 parameter="acks=2": expected .*acks=all\|1\|0/ ],
+    [ { OMNIBUS_ROUTES => 'a.> kafka://k:9092/t compression=brotli' },
+      qr/OMNIBUS_ROUTES entry 1 parameter="compression=brotli"/ ],
+    [ { OMNIBUS_ROUTES => 'a.> kafka://k:9092/t key=user' },
+      qr/OMNIBUS_ROUTES entry 1 parameter="key=user"/ ],
+    [ { OMNIBUS_ROUTES => 'a.> kafka://k:9092/t fallback=kafka/' },
+      qr/OMNIBUS_ROUTES entry 1 parameter="fallback=kafka\/"/ ],
+    [ { OMNIBUS_ROUTES => 'a.> http://h/x acks=1' },
+      qr/OMNIBUS_ROUTES entry 1 parameter="acks=1": .*are for kafka:\/\/ routes/ ],
+    [ { OMNIBUS_ROUTES => 'a.> http://h/x fallback=kafka/x.ndjson' },
+      qr/OMNIBUS_ROUTES entry 1 parameter="fallback=kafka\/x.ndjson"/ ],
+    [ { OMNIBUS_KAFKA_BROKERS => 'k:9092;x' },
+      qr/OMNIBUS_KAFKA_BROKERS="k:9092;x": expected HOST:PORT\[,HOST:PORT...\]/ ],
+    [ { OMNIBUS_KAFKA_CONSUME => 'topics=a' },
+      qr/OMNIBUS_KAFKA_CONSUME entry 1 "topics=a": no brokers/ ],
+    [ { OMNIBUS_KAFKA_CONSUME => 'k:9092 group=g' },
+      qr/OMNIBUS_KAFKA_CONSUME entry 1 "k:9092 group=g": expected \[BROKERS\] topics=/ ],
+    [ { OMNIBUS_KAFKA_CONSUME => 'k:9092 topics=a,,b' },
+      qr/OMNIBUS_KAFKA_CONSUME entry 1 parameter="topics=a,,b": expected topics=NAME/ ],
+    [ { OMNIBUS_KAFKA_CONSUME => 'k:9092 topics=a offset_reset=never' },
+      qr/OMNIBUS_KAFKA_CONSUME entry 1 parameter="offset_reset=never"/ ],
+    [ { OMNIBUS_KAFKA_CONSUME => 'k:9092 topics=a topic=b{c}' },
+      qr/OMNIBUS_KAFKA_CONSUME entry 1 parameter="topic=b\{c\}"/ ],
+    [ { OMNIBUS_KAFKA_CONSUME => 'k:9092 topics=a; k/x topics=b' },
+      qr/OMNIBUS_KAFKA_CONSUME entry 2 brokers="k\/x"/ ],
 );
 for my $case (@bad) {
     my ($env, $re) = @$case;
@@ -260,14 +344,39 @@ for my $case (@bad) {
 
     ($rc, $out, $err) = run({}, '/bin/sh', $ENTRY, 'echo', 'a', 'command');
     is($out, "a command\n", 'entrypoint COMMAND: runs it');
+
+    # Kafka fallback files: their directories made under the prefix (and
+    # PREFIX/kafka always), a missing one elsewhere refused by name
+    my $k = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    ($rc, $out, $err) = run({ OMNIBUS_PREFIX => $k, OMNIBUS_NGINX => $NGINX,
+        OMNIBUS_ROUTES => 'a.> kafka://127.0.0.1:9/a fallback=spool/a/x.ndjson',
+        OMNIBUS_KAFKA_CONSUME => '127.0.0.1:9 topics=t' },
+        '/bin/sh', $ENTRY, '-t');
+    is($rc, 0, 'entrypoint -t with Kafka: nginx -t passes') or diag($err);
+    ok(-d "$k/kafka" && -d "$k/spool/a",
+       'entrypoint -t with Kafka: PREFIX/kafka and the fallback directory made');
+    ($rc, $out, $err) = run({ OMNIBUS_PREFIX => $k, OMNIBUS_NGINX => $NGINX,
+        OMNIBUS_ROUTES => "a.> kafka://127.0.0.1:9/a fallback=$k/none/x.ndjson" },
+        '/bin/sh', $ENTRY, '-t');
+    isnt($rc, 0, 'entrypoint with a missing fallback directory: fails');
+    like($err, qr/^omnibus-entrypoint: OMNIBUS_ROUTES: fallback=\Q$k\E\/none\/x\.ndjson: \Q$k\E\/none is not a writable directory \(running as uid \d+\)$/m,
+         'entrypoint with a missing fallback directory: says which');
+    unlike($err, qr/nginx:/, 'entrypoint with a missing fallback directory: '
+                             . 'nginx not run');
 }
 
 # --- one rendered configuration served for real
 {
-    my $t = Omnibus::Test->new(ports => 1);
+    my $t = Omnibus::Test->new(ports => 2);
     my $d = $t->dir;
     my $port = $t->port(0);
+    # a Kafka route to a port nothing listens on: one attempt of 1 s, then
+    # the record goes to the fallback file under the prefix
+    my $nobroker = $t->port(1);
+    mkdir "$d/kafka" or die "$d/kafka: $!";
     ($rc, $conf, $err) = render(
+        OMNIBUS_ROUTES => "audit.> kafka://127.0.0.1:$nobroker/audit "
+                          . 'timeout=1s retries=0 fallback=kafka/audit.ndjson',
         OMNIBUS_LISTEN => "127.0.0.1:$port",
         OMNIBUS_ERROR_LOG => "$d/error.log", OMNIBUS_LOG_LEVEL => 'info',
         OMNIBUS_ACCESS_LOG => "$d/access.log", OMNIBUS_NODE => 't51-node',
@@ -297,6 +406,14 @@ for my $case (@bad) {
     is($r->{status}, 404, 'served: other paths 404');
     is($r->{json} && $r->{json}{error}, 'not_found',
        'served: with a JSON error');
+
+    $r = $t->http(POST => '/publish/audit.login', body => '{"user":7}');
+    is($r->{status}, 202, 'served: publish to the Kafka route');
+    my $audit = $r->{json} && $r->{json}{id} // 'none';
+    ok(Omnibus::Test::wait_until(
+           sub { slurp("$d/kafka/audit.ndjson") =~ /"id":"\Q$audit\E"/ },
+           timeout => 15),
+       'served: with no broker, the record in kafka/audit.ndjson');
 
     my @hc = run({ OMNIBUS_LISTEN => "127.0.0.1:$port" },
                  '/bin/sh', $ENTRY, 'healthcheck');
@@ -332,6 +449,12 @@ for my $case (@bad) {
     like($df, qr/^HEALTHCHECK .*\n?.*healthcheck/m, 'Dockerfile: HEALTHCHECK');
     like($df, qr/--no-install-recommends nginx libyajl2/,
          'Dockerfile: the stock nginx and libyajl2');
+    like($df, qr/install .*\\\n?.*\blibrdkafka-dev\b/,
+         'Dockerfile: built with librdkafka-dev');
+    like($df, qr/nginx libyajl2 \\\n\s+librdkafka1\b/,
+         'Dockerfile: librdkafka1 in the image');
+    like($df, qr/mkdir -p \/var\/lib\/omnibus\/kafka\b.*\n.*chown 10001:0 .*\/var\/lib\/omnibus\/kafka/,
+         'Dockerfile: the fallback directory, owned by uid 10001');
     my $di = slurp("$ROOT/docker/Dockerfile.ingress");
     like($di, qr/^ARG BASE_IMAGE=/m, 'Dockerfile.ingress: base image ARG');
     like($di, qr/^ARG NGINX_VERSION=/m, 'Dockerfile.ingress: NGINX version');
@@ -340,8 +463,9 @@ for my $case (@bad) {
     my $all = join '', map { slurp("$ROOT/docker/$_") }
         qw(Dockerfile Dockerfile.ingress nginx.conf.template entrypoint.sh
            compose.yml lb.conf);
-    unlike($all, qr/omnibus_(?:redis|store|kafka)|kafka:\/\//,
-           'no directive the module does not have yet');
+    unlike($all, qr/omnibus_(?:redis|store)/,
+           'no directive the module does not have yet (Redis, store)');
+    like($all, qr/kafka_consume/, 'the Kafka consumer is in the template');
 }
 
 # --- the compose file and the YAML files, by their tools
@@ -350,7 +474,7 @@ my @yaml = map { "docker/$_" } qw(compose.yml prometheus.yml alertmanager.yml
     grafana/provisioning/dashboards/omnibus.yml);
 
 SKIP: {
-    skip 'docker-compose is missing (Debian package docker-compose)', 5
+    skip 'docker-compose is missing (Debian package docker-compose)', 18
         unless Omnibus::Test::have_cmd('docker-compose');
     ($rc, $out, $err) = run({}, 'docker-compose', '-f',
                             "$ROOT/docker/compose.yml", 'config', '-q');
@@ -359,13 +483,43 @@ SKIP: {
                             "$ROOT/docker/compose.yml", 'config');
     my ($services) = $out =~ /^services:\n((?:[ ].*\n)+)/m;
     is_deeply([sort(($services // '') =~ /^  ([\w-]+):$/mg)],
-              [sort qw(omnibus-1 omnibus-2 lb redis citus prometheus
-                       alertmanager grafana)],
+              [sort qw(omnibus-1 omnibus-2 lb kafka kafka-init redis citus
+                       prometheus alertmanager grafana)],
               'docker-compose: the services');
     like($out, qr/- redis-server\n\s*- --appendonly\n\s*- ["']?yes\b/,
          'docker-compose: redis with AOF');
     like($out, qr/image: redis:7\.4$/m, 'docker-compose: redis 7.4');
     like($out, qr/image: citusdata\/citus:12\.1/, 'docker-compose: citus 12.1');
+
+    # Kafka, and the replicas' environment rendered and checked by nginx
+    skip 'libyaml-libyaml-perl (YAML::XS) is missing', 13
+        unless eval { require YAML::XS; 1 };
+    my $c = YAML::XS::Load($out)->{services};
+    my $kafka = $c->{kafka} // {};
+    is($kafka->{image}, 'apache/kafka:3.9.0', 'docker-compose: apache/kafka');
+    is($kafka->{environment}{KAFKA_PROCESS_ROLES}, 'broker,controller',
+       'docker-compose: Kafka in KRaft mode, one node');
+    like(join(' ', @{$kafka->{healthcheck}{test} // []}),
+         qr/kafka-broker-api-versions\.sh --bootstrap-server localhost:9092/,
+         'docker-compose: Kafka healthcheck');
+    is(($c->{'kafka-init'}{depends_on}{kafka} // {})->{condition},
+       'service_healthy', 'docker-compose: kafka-init waits for Kafka');
+    my $env = $c->{'omnibus-1'}{environment} // {};
+    my @rep = map { $c->{$_} // {} } qw(omnibus-1 omnibus-2);
+    is_deeply([map { ($_->{depends_on}{'kafka-init'} // {})->{condition} }
+               @rep], [('service_completed_successfully') x 2],
+              'docker-compose: the replicas start after kafka-init');
+    is_deeply([map { [grep { m{:/var/lib/omnibus/kafka\b} }
+                      @{$_->{volumes} // []}] } @rep],
+              [['omnibus-1-kafka:/var/lib/omnibus/kafka:rw'],
+               ['omnibus-2-kafka:/var/lib/omnibus/kafka:rw']],
+              'docker-compose: a fallback volume per replica');
+    my %cenv = map { $_ => "$env->{$_}" } grep { /^OMNIBUS_/ } keys %$env;
+    my $cconf = renders_and_passes('compose.yml replica', %cenv);
+    like($cconf, qr{^\s*omnibus_route bus audit\.> "kafka://kafka:9092/omnibus-audit"[^;]*\bfallback=kafka/audit\.ndjson[^;]*;$}m,
+         'compose.yml replica: audit.> to Kafka, with a fallback file');
+    like($cconf, qr{^\s*omnibus_kafka_consume bus kafka:9092 topics=omnibus-audit group=omnibus "topic=kafka\.\{topic\}"}m,
+         'compose.yml replica: the consumer of omnibus-audit');
 }
 
 SKIP: {

@@ -69,7 +69,9 @@ is seconds) in milliseconds, as a string (pipe it to atoi).
 "omnibus.routeBudgetMs": the longest a route may work on one message:
 every attempt at its timeout, (retries + 1) x timeout, plus the backoffs
 between them, backoff x 2^(n-1) each, at most max_backoff. Unset
-parameters take the module's defaults (5s, 3, 10ms, 30s).
+parameters take the module's defaults (5s, 3, 10ms, 30s). A kafka://
+attempt may last a second longer: the module waits that long past the
+timeout (librdkafka's message.timeout.ms) for the delivery report.
 */}}
 {{- define "omnibus.routeBudgetMs" -}}
 {{- $timeout := 5000 -}}
@@ -80,7 +82,9 @@ parameters take the module's defaults (5s, 3, 10ms, 30s).
 {{- if not (kindIs "invalid" .backoff) -}}{{- $backoff = include "omnibus.ms" .backoff | atoi -}}{{- end -}}
 {{- $max := 30000 -}}
 {{- if not (kindIs "invalid" .maxBackoff) -}}{{- $max = include "omnibus.ms" .maxBackoff | atoi -}}{{- end -}}
-{{- $sum := mul $timeout (add $retries 1) -}}
+{{- $attempt := $timeout -}}
+{{- if hasPrefix "kafka:" (toString .url) -}}{{- $attempt = add $timeout 1000 -}}{{- end -}}
+{{- $sum := mul $attempt (add $retries 1) -}}
 {{- $b := min $backoff $max -}}
 {{- range until $retries -}}
 {{- $sum = add $sum $b -}}
@@ -110,6 +114,62 @@ delay, the drain and the slowest route's whole retry budget.
 {{- define "omnibus.minGraceSeconds" -}}
 {{- $ms := include "omnibus.routeBudgetMax" . | splitList " " | first | atoi -}}
 {{- add (int .Values.termination.preStopDelaySeconds) (int .Values.termination.drainSeconds) (div (add $ms 999) 1000) -}}
+{{- end -}}
+
+{{/*
+"omnibus.routeUrl" (dict "r" ROUTE "v" .Values): the route's URL as
+rendered: kafka:///TOPIC gets the brokers of kafka.brokers.
+*/}}
+{{- define "omnibus.routeUrl" -}}
+{{- $u := toString .r.url -}}
+{{- if hasPrefix "kafka:///" $u -}}
+{{- printf "kafka://%s/%s" (toString .v.kafka.brokers) (trimPrefix "kafka:///" $u) -}}
+{{- else -}}
+{{- $u -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+"omnibus.fallbackFile" (dict "r" ROUTE "v" .Values): the path of the
+route's fallback file in kafka.fallback.dir, empty without one. fallback:
+true names it after the route (its name, or its pattern with _ for what
+is not [A-Za-z0-9_.-]); a string is the file's name.
+*/}}
+{{- define "omnibus.fallbackFile" -}}
+{{- $f := .r.fallback -}}
+{{- if kindIs "bool" $f -}}
+{{- if $f -}}
+{{- $f = printf "%s.ndjson" (regexReplaceAll "[^A-Za-z0-9_.-]" (toString (default .r.pattern .r.name)) "_") -}}
+{{- else -}}
+{{- $f = "" -}}
+{{- end -}}
+{{- else if kindIs "invalid" $f -}}
+{{- $f = "" -}}
+{{- end -}}
+{{- if $f -}}
+{{- printf "%s/%s" (trimSuffix "/" (toString .v.kafka.fallback.dir)) (toString $f) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "omnibus.scalar": a value as nginx.conf text, numbers as integers */}}
+{{- define "omnibus.scalar" -}}
+{{- if or (kindIs "float64" .) (kindIs "int" .) (kindIs "int64" .) -}}
+{{- int64 . -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "omnibus.kafkaFallback": "true" when a route has a fallback file */}}
+{{- define "omnibus.kafkaFallback" -}}
+{{- $v := .Values -}}
+{{- $any := false -}}
+{{- range $v.routes -}}
+{{- if include "omnibus.fallbackFile" (dict "r" . "v" $v) -}}
+{{- $any = true -}}
+{{- end -}}
+{{- end -}}
+{{- if $any -}}true{{- end -}}
 {{- end -}}
 
 {{/* "omnibus.zoneBytes": omnibus_zone's SIZE (k, m) in bytes */}}
@@ -148,7 +208,7 @@ the Deployment; renders nothing.
 {{- $slow := include "omnibus.routeBudgetMax" . | splitList " " -}}
 {{- $why := "no routes" -}}
 {{- if $v.routes -}}
-{{- $why = printf "%d s for the slowest route, %s: timeout x (retries + 1) + backoffs" (div (add (atoi (first $slow)) 999) 1000) (last $slow) -}}
+{{- $why = printf "%d s for the slowest route, %s: timeout x (retries + 1) + backoffs (a kafka:// attempt counts timeout + 1 s)" (div (add (atoi (first $slow)) 999) 1000) (last $slow) -}}
 {{- end -}}
 {{- fail (printf "termination.gracePeriodSeconds is %d: it must be longer than %d s = preStopDelaySeconds %d + drainSeconds %d + %s" $grace $min (int $v.termination.preStopDelaySeconds) (int $v.termination.drainSeconds) $why) -}}
 {{- end -}}
@@ -183,12 +243,79 @@ the Deployment; renders nothing.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- $broker := "(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)(:[0-9]+)?" -}}
+{{- $brokers := printf "%s(,%s)*" $broker $broker -}}
+{{- $kbrokers := toString (default "" $v.kafka.brokers) -}}
+{{- if and $kbrokers (not (regexMatch (printf "^%s$" $brokers) $kbrokers)) -}}
+{{- fail (printf "kafka.brokers %q: expected HOST:PORT[,HOST:PORT...]" $kbrokers) -}}
+{{- end -}}
+{{- $fbdir := toString $v.kafka.fallback.dir -}}
+{{- if not (regexMatch "^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$" $fbdir) -}}
+{{- fail (printf "kafka.fallback.dir %q: an absolute path" $fbdir) -}}
+{{- end -}}
+{{- if has (trimSuffix "/" $fbdir) (list (trimSuffix "/" (toString $v.nginx.stateDir)) "/etc/omnibus" "/tmp") -}}
+{{- fail (printf "kafka.fallback.dir %q: a directory of its own (not nginx.stateDir, /etc/omnibus or /tmp)" $fbdir) -}}
+{{- end -}}
+{{- if and $v.kafka.fallback.existingClaim (not (regexMatch "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" (toString $v.kafka.fallback.existingClaim))) -}}
+{{- fail (printf "kafka.fallback.existingClaim %q: the name of a PersistentVolumeClaim" (toString $v.kafka.fallback.existingClaim)) -}}
+{{- end -}}
+{{- $files := dict -}}
 {{- range $v.routes -}}
+{{- $r := . -}}
+{{- $who := toString (default .pattern .name) -}}
 {{- if not (regexMatch "^[A-Za-z0-9_:*>-]+(\\.[A-Za-z0-9_:*>-]+)*$" (toString .pattern)) -}}
 {{- fail (printf "routes: pattern %q: dot-separated tokens of [A-Za-z0-9_:-], * and a final >" (toString .pattern)) -}}
 {{- end -}}
-{{- if not (regexMatch "^http://[A-Za-z0-9._-]+(:[0-9]+)?(/[A-Za-z0-9._~%!$&'()*+,=:@/?-]*)?$" (toString .url)) -}}
-{{- fail (printf "routes: url %q: only http://HOST[:PORT][/PATH] webhooks exist in this module version" (toString .url)) -}}
+{{- $url := toString .url -}}
+{{- if hasPrefix "kafka:" $url -}}
+{{- if not (regexMatch (printf "^kafka://(%s)?/([A-Za-z0-9._-]|\\{topic\\})+$" $brokers) $url) -}}
+{{- fail (printf "routes: url %q: expected kafka://HOST:PORT[,HOST:PORT...]/TOPIC or kafka:///TOPIC (the brokers of kafka.brokers), TOPIC of [A-Za-z0-9._-] and {topic}" $url) -}}
+{{- end -}}
+{{- if and (hasPrefix "kafka:///" $url) (not $kbrokers) -}}
+{{- fail (printf "routes: %s: url %q takes its brokers from kafka.brokers, which is empty" $who $url) -}}
+{{- end -}}
+{{- if not (kindIs "invalid" .acks) -}}
+{{- if not (has (toString .acks) (list "all" "1" "0")) -}}
+{{- fail (printf "routes: %s: acks %q: all, 1 or 0" $who (toString .acks)) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (kindIs "invalid" .linger) -}}{{- $_ := include "omnibus.ms" .linger -}}{{- end -}}
+{{- if and (not (kindIs "invalid" .batch)) (not (regexMatch "^[1-9][0-9]*[kKmM]?$" (include "omnibus.scalar" .batch))) -}}
+{{- fail (printf "routes: %s: batch %q: a size (16384, 64k, 1m)" $who (include "omnibus.scalar" .batch)) -}}
+{{- end -}}
+{{- if and .compression (not (has (toString .compression) (list "none" "gzip" "snappy" "lz4" "zstd"))) -}}
+{{- fail (printf "routes: %s: compression %q: none, gzip, snappy, lz4 or zstd" $who (toString .compression)) -}}
+{{- end -}}
+{{- if not (kindIs "invalid" .idempotence) -}}
+{{- if not (or (kindIs "bool" .idempotence) (has (toString .idempotence) (list "on" "off"))) -}}
+{{- fail (printf "routes: %s: idempotence %q: true or false" $who (toString .idempotence)) -}}
+{{- end -}}
+{{- if and (has (toString .idempotence) (list "true" "on")) (not (kindIs "invalid" .acks)) (ne (toString .acks) "all") -}}
+{{- fail (printf "routes: %s: idempotence needs acks: all" $who) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .key (not (has (toString .key) (list "topic" "id" "idempotency_key"))) -}}
+{{- fail (printf "routes: %s: key %q: topic, id or idempotency_key" $who (toString .key)) -}}
+{{- end -}}
+{{- if and (not (kindIs "invalid" .fallback)) (not (kindIs "bool" .fallback)) (not (regexMatch "^[A-Za-z0-9_][A-Za-z0-9._-]*$" (toString .fallback))) -}}
+{{- fail (printf "routes: %s: fallback %q: true, or a file name (no /) in kafka.fallback.dir" $who (toString .fallback)) -}}
+{{- end -}}
+{{- $file := include "omnibus.fallbackFile" (dict "r" . "v" $v) -}}
+{{- if $file -}}
+{{- if hasKey $files $file -}}
+{{- fail (printf "routes: %s and %s: the same fallback file %s" (get $files $file) $who $file) -}}
+{{- end -}}
+{{- $_ := set $files $file $who -}}
+{{- end -}}
+{{- else -}}
+{{- if not (regexMatch "^http://[A-Za-z0-9._-]+(:[0-9]+)?(/[A-Za-z0-9._~%!$&'()*+,=:@/?-]*)?$" $url) -}}
+{{- fail (printf "routes: url %q: expected http://HOST[:PORT][/PATH] (a webhook) or kafka://HOST:PORT[,HOST:PORT...]/TOPIC" $url) -}}
+{{- end -}}
+{{- range $k := list "acks" "linger" "batch" "compression" "idempotence" "key" "fallback" -}}
+{{- if not (kindIs "invalid" (index $r $k)) -}}
+{{- fail (printf "routes: %s: %s is for kafka:// routes only" $who $k) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if and .name (not (regexMatch "^[A-Za-z0-9_.:-]+$" (toString .name))) -}}
 {{- fail (printf "routes: name %q: letters, digits, _ . : - only" (toString .name)) -}}
@@ -197,6 +324,41 @@ the Deployment; renders nothing.
 {{- fail (printf "routes: breaker %q: expected FAILURES:TIME:SUCCESSES" (toString .breaker)) -}}
 {{- end -}}
 {{- $_ := include "omnibus.routeBudgetMs" . -}}
+{{- end -}}
+{{- range $i, $c := $v.kafka.consumers -}}
+{{- $who := printf "kafka.consumers[%d]" $i -}}
+{{- $b := toString (default $kbrokers $c.brokers) -}}
+{{- if not $b -}}
+{{- fail (printf "%s: no brokers (its own brokers, or kafka.brokers)" $who) -}}
+{{- end -}}
+{{- if not (regexMatch (printf "^%s$" $brokers) $b) -}}
+{{- fail (printf "%s: brokers %q: expected HOST:PORT[,HOST:PORT...]" $who $b) -}}
+{{- end -}}
+{{- $topics := $c.topics -}}
+{{- if kindIs "string" $topics -}}{{- $topics = splitList "," $topics -}}{{- end -}}
+{{- if not $topics -}}
+{{- fail (printf "%s: topics: the Kafka topics to read (a list)" $who) -}}
+{{- end -}}
+{{- range $topics -}}
+{{- if not (regexMatch "^[A-Za-z0-9._-]+$" (toString .)) -}}
+{{- fail (printf "%s: topics: %q: letters, digits, . _ - only" $who (toString .)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $c.group (not (regexMatch "^[A-Za-z0-9._:-]+$" (toString $c.group))) -}}
+{{- fail (printf "%s: group %q: letters, digits, . _ : - only" $who (toString $c.group)) -}}
+{{- end -}}
+{{- if and $c.topic (not (regexMatch "^([A-Za-z0-9._:-]|\\{topic\\})+$" (toString $c.topic))) -}}
+{{- fail (printf "%s: topic %q: the bus topic, of [A-Za-z0-9._:-] and {topic}" $who (toString $c.topic)) -}}
+{{- end -}}
+{{- if and $c.offsetReset (not (has (toString $c.offsetReset) (list "latest" "earliest"))) -}}
+{{- fail (printf "%s: offsetReset %q: latest or earliest" $who (toString $c.offsetReset)) -}}
+{{- end -}}
+{{- if not (kindIs "invalid" $c.maxPoll) -}}
+{{- if or (lt (int64 $c.maxPoll) 1) (gt (int64 $c.maxPoll) 100000) -}}
+{{- fail (printf "%s: maxPoll %v: 1 to 100000" $who $c.maxPoll) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (kindIs "invalid" $c.sessionTimeout) -}}{{- $_ := include "omnibus.ms" $c.sessionTimeout -}}{{- end -}}
 {{- end -}}
 {{- range $v.admin.allow -}}
 {{- if not (regexMatch "^[0-9A-Fa-f.:]+(/[0-9]+)?$" (toString .)) -}}
