@@ -394,6 +394,7 @@ ngx_omnibus_init_process(ngx_cycle_t *cycle)
     zones = omcf->zones.elts;
 
     for (i = 0; i < omcf->zones.nelts; i++) {
+        (void) ngx_atomic_fetch_add(&zones[i]->sh->worker_starts, 1);
         ngx_omnibus_subscribe_init_process(zones[i]);
     }
 

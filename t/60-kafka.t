@@ -177,6 +177,10 @@ is(scalar @left, 0, 'the fallback file is empty once replayed')
 
 my $all = ids_in_kafka('audit-orders.a');
 is_deeply([missing(\@out, $all)], [], 'every record of the outage in Kafka');
+my %out = map { $_ => 1 } @out;
+is(scalar(grep { $out{$_->{headers}{id}} && $_->{key} ne 'orders.a' }
+          $k->records('audit-orders.a')), 0,
+   'replayed with the key the route gives (key=topic)');
 
 $r = $t->http(POST => '/omnibus/kafka/fallback/replay');
 is($r->{json}{replayed}, 0, 'a second replay finds nothing');

@@ -180,6 +180,7 @@ typedef struct {
     ngx_uint_t                  dlq_max;
     time_t                      dlq_logged;
 
+    ngx_atomic_t                worker_starts;  /* respawns included */
     ngx_atomic_t                published;
     ngx_atomic_t                deduplicated;
     ngx_atomic_t                unrouted;

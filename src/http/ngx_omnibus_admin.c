@@ -519,6 +519,7 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 
 typedef struct {
     ngx_http_request_t            *r;
+    void                          *replay;       /* NULL once answered */
     ngx_omnibus_kafka_replayed_t   result;
 } ngx_omnibus_admin_replay_t;
 
@@ -543,16 +544,40 @@ ngx_omnibus_admin_kafka_reply(ngx_http_request_t *r,
 }
 
 
+/* from a delivery report, outside any event of the request's */
+
 static void
 ngx_omnibus_admin_kafka_replayed(void *data,
     ngx_omnibus_kafka_replayed_t *result)
+{
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_omnibus_admin_replay_t  *ctx;
+
+    ctx = data;
+    r = ctx->r;
+    c = r->connection;
+
+    ctx->replay = NULL;
+
+    ngx_http_finalize_request(r, ngx_omnibus_admin_kafka_reply(r, result));
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* the request ends before the replay (the client went away) */
+
+static void
+ngx_omnibus_admin_kafka_cleanup(void *data)
 {
     ngx_omnibus_admin_replay_t  *ctx;
 
     ctx = data;
 
-    ngx_http_finalize_request(ctx->r,
-                              ngx_omnibus_admin_kafka_reply(ctx->r, result));
+    if (ctx->replay) {
+        ngx_omnibus_kafka_replay_detach(ctx->replay);
+        ctx->replay = NULL;
+    }
 }
 
 
@@ -562,18 +587,22 @@ static ngx_int_t
 ngx_omnibus_admin_kafka_replay(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 {
     ngx_int_t                    rc;
+    ngx_http_cleanup_t          *cln;
     ngx_omnibus_admin_replay_t  *ctx;
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_omnibus_admin_replay_t));
-    if (ctx == NULL) {
+    cln = ngx_http_cleanup_add(r, sizeof(ngx_omnibus_admin_replay_t));
+    if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_omnibus_admin_replay_t));
     ctx->r = r;
 
-    rc = ngx_omnibus_kafka_replay(zone, r->connection->log,
-                                  ngx_omnibus_admin_kafka_replayed, ctx,
-                                  &ctx->result);
+    cln->handler = ngx_omnibus_admin_kafka_cleanup;
+
+    rc = ngx_omnibus_kafka_replay(zone, ngx_omnibus_admin_kafka_replayed, ctx,
+                                  &ctx->result, &ctx->replay);
 
     switch (rc) {
 

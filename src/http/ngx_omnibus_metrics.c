@@ -240,6 +240,9 @@ static struct {
 
     { "queue_size", "gauge", "Messages queued per shard and priority class.",
       ngx_omnibus_own(ngx_omnibus_metric_queue) },
+    { "queue_capacity", "gauge",
+      "Messages a shard's queue holds at most (queue_size).",
+      ngx_omnibus_zone_field(queue_size) },
     { "retained_messages", "gauge",
       "Dispatched messages kept per shard for resuming subscribers.",
       ngx_omnibus_shard_field(retained) },
@@ -320,6 +323,10 @@ static struct {
     { "autoscale_decisions_total", "counter",
       "Autoscaler decisions, by action.",
       ngx_omnibus_own(ngx_omnibus_metric_autoscale) },
+    { "worker_starts_total", "counter",
+      "Worker processes started on the zone: more than worker_processes "
+      "per start or reload means workers died and were respawned.",
+      ngx_omnibus_zone_field(worker_starts) },
     { "ring_version", "gauge", "Changes of the hash ring so far.",
       ngx_omnibus_zone_field(ring_version) },
     { "zone_used_bytes", "gauge", "Shared memory pages in use, in bytes.",

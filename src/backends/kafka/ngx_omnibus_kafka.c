@@ -81,10 +81,10 @@ ngx_int_t
 ngx_omnibus_kafka_set(ngx_conf_t *cf, ngx_omnibus_kafka_settings_t *s,
     char *name, ngx_str_t *value, ngx_str_t *param)
 {
-    char          errstr[256];
-    u_char       *v;
-    ngx_uint_t    i;
-    ngx_keyval_t *kv;
+    char           errstr[256];
+    u_char        *v;
+    ngx_uint_t     i;
+    ngx_keyval_t  *kv;
 
     v = ngx_pnalloc(cf->pool, value->len + 1);
     if (v == NULL) {
@@ -427,7 +427,9 @@ ngx_omnibus_kafka_tick(ngx_event_t *ev)
         k->serve(k);
     }
 
-    if (k->rk && !ngx_exiting) {
+    /* cancelable: it never holds a quitting worker, and serves it */
+
+    if (k->rk) {
         ngx_add_timer(&k->timer, NGX_OMNIBUS_KAFKA_TICK);
     }
 }
@@ -475,6 +477,7 @@ ngx_omnibus_kafka_error(rd_kafka_t *rk, int err, const char *reason,
     case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
         why = NGX_OMNIBUS_KAFKA_ALL_BROKERS_DOWN;
         *k->up = 0;
+        k->down = 1;
         break;
 
     case RD_KAFKA_RESP_ERR__TRANSPORT:

@@ -46,6 +46,7 @@ struct ngx_omnibus_kafka_s {
     ngx_event_t                 fatal;       /* recreate, posted */
     ngx_log_t                  *log;
     ngx_str_t                  *name;        /* in logs */
+    ngx_uint_t                  down;        /* every broker, as seen here */
 
     /* shared with the other workers, for metrics and status */
     ngx_atomic_t               *up;

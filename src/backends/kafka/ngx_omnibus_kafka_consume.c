@@ -23,6 +23,10 @@
 #define NGX_OMNIBUS_CONSUME_LAG       1000    /* ms: lag refreshed */
 #define NGX_OMNIBUS_CONSUME_MAX_SIZE  (1024 * 1024)
 
+/* "kafka:" ":" partition ":" offset, around the topic of a key */
+#define NGX_OMNIBUS_CONSUME_KEY       (sizeof("kafka:::") - 1             \
+                                       + NGX_INT32_LEN + NGX_INT64_LEN)
+
 
 typedef struct {
     ngx_str_t                      topic;        /* NUL-terminated */
@@ -149,12 +153,18 @@ ngx_omnibus_kafka_consume_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
 
     t = kc->topics.elts;
 
+    /* kafka:<topic>:<partition>:<offset> must fit an idempotency key */
+
     for (i = 0; i < kc->topics.nelts; i++) {
         if (ngx_omnibus_kafka_template_valid(&t[i], 0) != NGX_OK
-            || ngx_strlchr(t[i].data, t[i].data + t[i].len, '{'))
+            || ngx_strlchr(t[i].data, t[i].data + t[i].len, '{')
+            || t[i].len > NGX_OMNIBUS_KEY_MAX - NGX_OMNIBUS_CONSUME_KEY)
         {
             ngx_omnibus_conf_error(cf, "invalid Kafka topic \"%V\" "
-                                   "([A-Za-z0-9._-])", &t[i]);
+                                   "([A-Za-z0-9._-], at most %uz bytes)",
+                                   &t[i],
+                                   (size_t) (NGX_OMNIBUS_KEY_MAX
+                                             - NGX_OMNIBUS_CONSUME_KEY));
             return NGX_CONF_ERROR;
         }
     }
@@ -398,14 +408,17 @@ ngx_omnibus_kafka_consume_serve(ngx_omnibus_kafka_t *k)
 
         } else {
             *k->up = 1;
+            k->down = 0;
             ngx_omnibus_kafka_consume_record(kc, m);
         }
 
         rd_kafka_message_destroy(m);
     }
 
+    /* the next loop turn, after the other events of this one */
+
     if (n == kc->max_poll && !kc->more.posted) {
-        ngx_post_event(&kc->more, &ngx_posted_events);
+        ngx_post_event(&kc->more, &ngx_posted_next_events);
     }
 
     if (ngx_current_msec - kc->lag_at >= NGX_OMNIBUS_CONSUME_LAG) {
@@ -432,15 +445,16 @@ static void
 ngx_omnibus_kafka_consume_record(ngx_omnibus_kafka_consumer_t *kc,
     rd_kafka_message_t *m)
 {
-    u_char                    *p, key[NGX_OMNIBUS_KEY_MAX],
-                               topic[NGX_OMNIBUS_TOPIC_MAX + 1],
-                               id[NGX_OMNIBUS_ID_LEN];
+    u_char                    *p;
     size_t                     len, hlen;
     const char                *name;
     const void                *hval;
     ngx_omnibus_offer_t        offer;
     ngx_omnibus_enqueue_rc_e   rc;
     rd_kafka_headers_t        *headers;
+    u_char                     key[NGX_OMNIBUS_KEY_MAX];
+    u_char                     topic[NGX_OMNIBUS_TOPIC_MAX + 1];
+    u_char                     id[NGX_OMNIBUS_ID_LEN];
 
     name = rd_kafka_topic_name(m->rkt);
 
@@ -663,7 +677,9 @@ ngx_omnibus_kafka_consume_lag(ngx_omnibus_kafka_consumer_t *kc)
     rd_kafka_topic_partition_t       *tp;
     rd_kafka_topic_partition_list_t  *parts;
 
-    if (rd_kafka_assignment(kc->client.rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rd_kafka_assignment(kc->client.rk, &parts)
+        != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
         return;
     }
 
@@ -705,11 +721,13 @@ ngx_omnibus_kafka_consume_lag(ngx_omnibus_kafka_consumer_t *kc)
         }
 
         if (j == NGX_OMNIBUS_INPUT_LAGS && free < NGX_OMNIBUS_INPUT_LAGS) {
+            /* the name before its length: metrics read it unlocked */
             j = free;
             l = &sh->input_lag[j];
             l->partition = tp->partition;
-            l->topic_len = (u_char) len;
             ngx_memcpy(l->topic, tp->topic, len);
+            ngx_memory_barrier();
+            l->topic_len = (u_char) len;
         }
 
         if (j < NGX_OMNIBUS_INPUT_LAGS) {
@@ -724,9 +742,11 @@ ngx_omnibus_kafka_consume_lag(ngx_omnibus_kafka_consumer_t *kc)
 
 
 /*
- * Offsets of what was queued are committed on the way out, so that a
- * restart (a new zone, a new dedup) reads none of it again; the group
- * is left at once, so that the others take the partitions over now.
+ * Leaving the group commits the offsets of what was queued (a restart,
+ * with a new zone and a new dedup, reads none of it again) and hands the
+ * partitions over at once.  It waits for the coordinator: not when this
+ * worker's client last saw every broker down, then the others take over
+ * after session_timeout and read from the last commit (auto, every 5 s).
  */
 
 void
@@ -759,8 +779,7 @@ ngx_omnibus_kafka_consume_exit_process(ngx_omnibus_zone_t *zone)
             continue;
         }
 
-        if (*kc->client.up) {
-            (void) rd_kafka_commit(kc->client.rk, NULL, 0);
+        if (!kc->client.down) {
             (void) rd_kafka_consumer_close(kc->client.rk);
         }
 

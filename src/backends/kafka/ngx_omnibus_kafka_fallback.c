@@ -165,18 +165,30 @@ failed:
 }
 
 
-static void
-ngx_omnibus_kafka_fallback_sync(ngx_event_t *ev)
-{
-    ngx_omnibus_kafka_fallback_t  *fb;
+/* appended lines on disk now, not within the batch */
 
-    fb = ev->data;
+ngx_int_t
+ngx_omnibus_kafka_fallback_flush(ngx_omnibus_kafka_fallback_t *fb)
+{
+    if (fb->sync.timer_set) {
+        ngx_del_timer(&fb->sync);
+    }
 
     if (fb->fd != NGX_INVALID_FILE && fdatasync(fb->fd) == -1) {
         ngx_log_error(NGX_LOG_ERR, fb->log, ngx_errno,
                       "omnibus kafka fallback: fdatasync(\"%s\") failed",
                       fb->path.data);
+        return NGX_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_omnibus_kafka_fallback_sync(ngx_event_t *ev)
+{
+    (void) ngx_omnibus_kafka_fallback_flush(ev->data);
 }
 
 
@@ -202,9 +214,14 @@ ngx_omnibus_kafka_fallback_take(ngx_omnibus_kafka_fallback_t *fb,
         return rc;
     }
 
-    /* the last appends under way end before we read */
+    /*
+     * A barrier: the appends under way end before we read, and the next
+     * ones see the name gone and go to a new file.  Not held while we
+     * read, or every diverting worker would wait for it.
+     */
 
     if (flock(fb->taken_fd, LOCK_EX) == -1
+        || flock(fb->taken_fd, LOCK_UN) == -1
         || fstat(fb->taken_fd, &st) == -1)
     {
         goto failed;
@@ -220,8 +237,6 @@ ngx_omnibus_kafka_fallback_take(ngx_omnibus_kafka_fallback_t *fb,
     if (n != st.st_size) {
         goto failed;
     }
-
-    (void) flock(fb->taken_fd, LOCK_UN);
 
     return NGX_OK;
 
@@ -271,7 +286,13 @@ ngx_omnibus_kafka_fallback_open_taken(ngx_omnibus_kafka_fallback_t *fb)
     fl.l_start = NGX_MAX_OFF_T_VALUE - 1;
     fl.l_len = 1;
 
-    if (fcntl(fd, F_OFD_SETLK, &fl) == -1) {
+    /* locked, and still the file of that name (not one a replay ended) */
+
+    if (fcntl(fd, F_OFD_SETLK, &fl) == -1
+        || fstat(fd, &held) == -1 || held.st_nlink == 0
+        || stat((char *) fb->taken.data, &named) == -1
+        || named.st_ino != held.st_ino || named.st_dev != held.st_dev)
+    {
         (void) close(fd);
         return NGX_BUSY;
     }
@@ -279,7 +300,6 @@ ngx_omnibus_kafka_fallback_open_taken(ngx_omnibus_kafka_fallback_t *fb)
     /* ours now; appends go to a new file from here on */
 
     if (stat((char *) fb->path.data, &named) == 0
-        && fstat(fd, &held) == 0
         && named.st_ino == held.st_ino && named.st_dev == held.st_dev)
     {
         (void) unlink((char *) fb->path.data);
@@ -304,11 +324,21 @@ failed:
 void
 ngx_omnibus_kafka_fallback_taken(ngx_omnibus_kafka_fallback_t *fb)
 {
+    struct stat  named, held;
+
     if (fb->taken_fd == NGX_INVALID_FILE) {
         return;
     }
 
-    (void) unlink((char *) fb->taken.data);
+    /* the name is still ours: we hold its lock */
+
+    if (fstat(fb->taken_fd, &held) == 0
+        && stat((char *) fb->taken.data, &named) == 0
+        && named.st_ino == held.st_ino && named.st_dev == held.st_dev)
+    {
+        (void) unlink((char *) fb->taken.data);
+    }
+
     (void) close(fb->taken_fd);
     fb->taken_fd = NGX_INVALID_FILE;
 }

@@ -28,6 +28,7 @@ ngx_int_t ngx_omnibus_kafka_fallback_append(
     ngx_omnibus_kafka_fallback_t *fb, u_char *line, size_t len);
 ngx_int_t ngx_omnibus_kafka_fallback_take(ngx_omnibus_kafka_fallback_t *fb,
     ngx_pool_t *pool, ngx_str_t *records);
+ngx_int_t ngx_omnibus_kafka_fallback_flush(ngx_omnibus_kafka_fallback_t *fb);
 void ngx_omnibus_kafka_fallback_taken(ngx_omnibus_kafka_fallback_t *fb);
 void ngx_omnibus_kafka_fallback_close(ngx_omnibus_kafka_fallback_t *fb);
 

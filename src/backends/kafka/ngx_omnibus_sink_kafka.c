@@ -26,6 +26,8 @@
 
 #define NGX_OMNIBUS_KAFKA_GRACE       1000  /* ms past message.timeout */
 #define NGX_OMNIBUS_KAFKA_EXIT_FLUSH  1000  /* ms, on the way out */
+#define NGX_OMNIBUS_KAFKA_REPLAY_MAX  50000 /* records a replay sends */
+#define NGX_OMNIBUS_KAFKA_RESTART     1000  /* ms between producer starts */
 
 
 
@@ -43,6 +45,7 @@ typedef struct {
     ngx_omnibus_kafka_fallback_t  *fallback;
     ngx_omnibus_route_t           *route;
     ngx_omnibus_kafka_t            client;       /* the worker's */
+    ngx_msec_t                     started;      /* last tried */
     ngx_queue_t                    waits;        /* of this producer */
 } ngx_omnibus_kafka_conf_t;
 
@@ -70,11 +73,11 @@ typedef struct {
 
 struct ngx_omnibus_kafka_replay_s {
     ngx_pool_t                    *pool;
-    ngx_log_t                     *log;
-    ngx_array_t                    taken;        /* ngx_omnibus_kafka_taken_t */
+    ngx_log_t                     *log;          /* the cycle's */
+    ngx_array_t                    taken;        /* of taken_t */
     ngx_uint_t                     waiting;
-    ngx_omnibus_kafka_replayed_t  *result;
-    ngx_omnibus_kafka_replay_pt    done;
+    ngx_omnibus_kafka_replayed_t   result;
+    ngx_omnibus_kafka_replay_pt    done;         /* NULL: nobody waits */
     void                          *data;
 };
 
@@ -107,6 +110,8 @@ static ngx_omnibus_kafka_wait_t *ngx_omnibus_kafka_wait_get(
     ngx_omnibus_kafka_conf_t *kc);
 static void ngx_omnibus_kafka_wait_free(ngx_omnibus_kafka_wait_t *w);
 static ngx_omnibus_result_e ngx_omnibus_kafka_result(rd_kafka_resp_err_t err);
+static void ngx_omnibus_kafka_replay_keep(ngx_omnibus_kafka_replay_t *rp,
+    ngx_omnibus_kafka_taken_t *t, ngx_str_t *line);
 static void ngx_omnibus_kafka_replay_line(ngx_omnibus_kafka_replay_t *rp,
     ngx_omnibus_zone_t *zone, ngx_omnibus_kafka_taken_t *t, ngx_str_t *line);
 static void ngx_omnibus_kafka_replayed(ngx_omnibus_kafka_replay_t *rp,
@@ -459,6 +464,8 @@ ngx_omnibus_kafka_producer(ngx_omnibus_kafka_conf_t *kc)
     char              errstr[256];
     rd_kafka_conf_t  *conf;
 
+    kc->started = ngx_current_msec;
+
     conf = ngx_omnibus_kafka_conf(&kc->client, &kc->settings);
     if (conf == NULL) {
         return NGX_ERROR;
@@ -562,6 +569,14 @@ ngx_omnibus_kafka_send(ngx_omnibus_job_t *job)
     kc = job->route->conf;
     msg = job->msg;
 
+    /* a producer that could not start is tried again, once a second */
+
+    if (kc->client.rk == NULL
+        && ngx_current_msec - kc->started >= NGX_OMNIBUS_KAFKA_RESTART)
+    {
+        (void) ngx_omnibus_kafka_producer(kc);
+    }
+
     if (kc->client.rk == NULL) {
         ngx_omnibus_job_done(job, NGX_OMNIBUS_RETRY,
                              (u_char *) "no producer", 11);
@@ -585,6 +600,10 @@ ngx_omnibus_kafka_send(ngx_omnibus_job_t *job)
     if (w == NULL || payload == NULL) {
         if (w) {
             ngx_omnibus_kafka_wait_free(w);
+        }
+
+        if (payload) {
+            ngx_free(payload);
         }
 
         ngx_omnibus_job_done(job, NGX_OMNIBUS_RETRY,
@@ -651,7 +670,8 @@ ngx_omnibus_kafka_produce(ngx_omnibus_kafka_conf_t *kc,
         goto failed;
     }
 
-    opaque = ((uintptr_t) w->gen << 32) | w->index;
+    /* 16 bits of generation: enough to tell a late report from a new one */
+    opaque = ((uintptr_t) w->index << 16) | (w->gen & 0xffff);
 
     err = rd_kafka_producev(kc->client.rk,
                             RD_KAFKA_V_TOPIC((char *) topic),
@@ -766,8 +786,8 @@ ngx_omnibus_kafka_report(rd_kafka_t *rk, const rd_kafka_message_t *m,
     ngx_omnibus_kafka_wait_t  *w, **waits;
 
     id = (uintptr_t) m->_private;
-    index = (uint32_t) (id & 0xffffffff);
-    gen = (uint32_t) (id >> 32);
+    index = (uint32_t) (id >> 16);
+    gen = (uint32_t) (id & 0xffff);
 
     if (index >= ngx_omnibus_kafka_waits.nelts) {
         return;
@@ -776,13 +796,14 @@ ngx_omnibus_kafka_report(rd_kafka_t *rk, const rd_kafka_message_t *m,
     waits = ngx_omnibus_kafka_waits.elts;
     w = waits[index];
 
-    if (w->gen != gen || (w->job == NULL && w->replay == NULL)) {
+    if ((w->gen & 0xffff) != gen || (w->job == NULL && w->replay == NULL)) {
         /* its attempt was abandoned */
         return;
     }
 
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         *w->kc->client.up = 1;
+        w->kc->client.down = 0;
     }
 
     job = w->job;
@@ -907,7 +928,7 @@ ngx_omnibus_kafka_divert(ngx_omnibus_job_t *job)
     u_char                    *line, *p, *payload;
     size_t                     len, n;
     ngx_int_t                  rc;
-    ngx_str_t                  src, dst;
+    ngx_str_t                  src, dst, key;
     ngx_omnibus_msg_t         *msg;
     ngx_omnibus_route_t       *route;
     ngx_omnibus_kafka_conf_t  *kc;
@@ -927,6 +948,9 @@ ngx_omnibus_kafka_divert(ngx_omnibus_job_t *job)
         return NGX_DECLINED;
     }
 
+    /* the record's key as the producer would have sent it, in base64 */
+    ngx_omnibus_kafka_key(kc, msg, &key);
+
     len = sizeof("{\"route\":\"\",\"id\":\"\",\"topic\":\"\","
                  "\"kafka_topic\":\"\",\"key\":\"\",\"priority\":\"0\","
                  "\"value\":\"\"}\n")
@@ -934,8 +958,7 @@ ngx_omnibus_kafka_divert(ngx_omnibus_job_t *job)
           + ngx_escape_json(NULL, route->name.data, route->name.len)
           + NGX_OMNIBUS_ID_LEN
           + 2 * msg->topic_len + n
-          + msg->key_len
-          + ngx_escape_json(NULL, ngx_omnibus_msg_key(msg), msg->key_len)
+          + ngx_base64_encoded_length(key.len)
           + ngx_base64_encoded_length(msg->len);
 
     line = ngx_alloc(len + msg->len, route->log);
@@ -953,8 +976,11 @@ ngx_omnibus_kafka_divert(ngx_omnibus_job_t *job)
     p = (u_char *) ngx_escape_json(p, ngx_omnibus_msg_topic(msg),
                                    msg->topic_len);
     p = ngx_sprintf(p, "\",\"kafka_topic\":\"%*s\",\"key\":\"", n, topic);
-    p = (u_char *) ngx_escape_json(p, ngx_omnibus_msg_key(msg),
-                                   msg->key_len);
+
+    dst.data = p;
+    ngx_encode_base64(&dst, &key);
+    p += dst.len;
+
     p = ngx_sprintf(p, "\",\"priority\":\"%ui\",\"value\":\"",
                     (ngx_uint_t) ngx_min(msg->priority, 9));
 
@@ -1008,9 +1034,9 @@ ngx_omnibus_kafka_exit(ngx_omnibus_route_t *route)
  */
 
 ngx_int_t
-ngx_omnibus_kafka_replay(ngx_omnibus_zone_t *zone, ngx_log_t *log,
+ngx_omnibus_kafka_replay(ngx_omnibus_zone_t *zone,
     ngx_omnibus_kafka_replay_pt done, void *data,
-    ngx_omnibus_kafka_replayed_t *result)
+    ngx_omnibus_kafka_replayed_t *result, void **handle)
 {
     u_char                      *p, *last, *eol;
     ngx_int_t                    rc;
@@ -1022,14 +1048,20 @@ ngx_omnibus_kafka_replay(ngx_omnibus_zone_t *zone, ngx_log_t *log,
     ngx_omnibus_kafka_taken_t   *t;
     ngx_omnibus_kafka_replay_t  *rp;
 
-    pool = ngx_create_pool(4096, log);
+    /*
+     * Not the request's log nor pool: the request may be gone before the
+     * last report.  One taken file per route at most, so that the array
+     * never moves under the waits that point into it.
+     */
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
     if (pool == NULL) {
         return NGX_ERROR;
     }
 
     rp = ngx_pcalloc(pool, sizeof(ngx_omnibus_kafka_replay_t));
     if (rp == NULL
-        || ngx_array_init(&rp->taken, pool, 4,
+        || ngx_array_init(&rp->taken, pool, zone->routes.nelts,
                           sizeof(ngx_omnibus_kafka_taken_t))
            != NGX_OK)
     {
@@ -1037,11 +1069,8 @@ ngx_omnibus_kafka_replay(ngx_omnibus_zone_t *zone, ngx_log_t *log,
         return NGX_ERROR;
     }
 
-    ngx_memzero(result, sizeof(ngx_omnibus_kafka_replayed_t));
-
     rp->pool = pool;
-    rp->log = log;
-    rp->result = result;
+    rp->log = ngx_cycle->log;
     rp->waiting = 1;            /* until every line is on its way */
 
     any = 0;
@@ -1112,9 +1141,18 @@ ngx_omnibus_kafka_replay(ngx_omnibus_zone_t *zone, ngx_log_t *log,
             line.len = eol - p;
             p = eol + 1;
 
-            if (line.len) {
-                ngx_omnibus_kafka_replay_line(rp, zone, t, &line);
+            if (line.len == 0) {
+                continue;
             }
+
+            /* librdkafka queues at most 100,000: the rest another time */
+
+            if (rp->result.sent >= NGX_OMNIBUS_KAFKA_REPLAY_MAX) {
+                ngx_omnibus_kafka_replay_keep(rp, t, &line);
+                continue;
+            }
+
+            ngx_omnibus_kafka_replay_line(rp, zone, t, &line);
         }
     }
 
@@ -1125,18 +1163,33 @@ ngx_omnibus_kafka_replay(ngx_omnibus_zone_t *zone, ngx_log_t *log,
 
     if (rp->taken.nelts == 0) {
         ngx_destroy_pool(pool);
+        ngx_memzero(result, sizeof(ngx_omnibus_kafka_replayed_t));
         return busy ? NGX_BUSY : NGX_OK;
     }
 
     if (--rp->waiting == 0) {
+        *result = rp->result;
         ngx_omnibus_kafka_replay_end(rp);
         return NGX_OK;
     }
 
     rp->done = done;
     rp->data = data;
+    *handle = rp;
 
     return NGX_AGAIN;
+}
+
+
+/* whoever waited for the replay is gone: it goes on, unheard */
+
+void
+ngx_omnibus_kafka_replay_detach(void *handle)
+{
+    ngx_omnibus_kafka_replay_t  *rp;
+
+    rp = handle;
+    rp->done = NULL;
 }
 
 
@@ -1146,7 +1199,7 @@ ngx_omnibus_kafka_replay_keep(ngx_omnibus_kafka_replay_t *rp,
 {
     ngx_str_t  *kept;
 
-    rp->result->kept++;
+    rp->result.kept++;
 
     kept = ngx_array_push(&t->kept);
     if (kept == NULL) {
@@ -1165,9 +1218,10 @@ ngx_omnibus_kafka_replay_line(ngx_omnibus_kafka_replay_t *rp,
     ngx_omnibus_zone_t *zone, ngx_omnibus_kafka_taken_t *t, ngx_str_t *line)
 {
     u_char                     *copy, *payload;
-    ngx_str_t                   s[7], value;
+    ngx_str_t                   s[7], value, key;
     ngx_uint_t                  i;
     yajl_val                    root, v;
+    const char                 *path[2];
     ngx_omnibus_route_t       **routes;
     ngx_omnibus_kafka_conf_t   *kc;
     ngx_omnibus_kafka_wait_t   *w;
@@ -1190,8 +1244,10 @@ ngx_omnibus_kafka_replay_line(ngx_omnibus_kafka_replay_t *rp,
         goto keep;
     }
 
+    path[1] = NULL;
+
     for (i = 0; i < 7; i++) {
-        const char  *path[] = { fields[i], NULL };
+        path[0] = fields[i];
 
         v = yajl_tree_get(root, path, yajl_t_string);
         if (v == NULL) {
@@ -1227,7 +1283,10 @@ ngx_omnibus_kafka_replay_line(ngx_omnibus_kafka_replay_t *rp,
         goto keep;
     }
 
-    payload = ngx_alloc(ngx_base64_decoded_length(s[6].len) + 1, rp->log);
+    /* the key after the value: one buffer, freed by librdkafka */
+
+    payload = ngx_alloc(ngx_base64_decoded_length(s[6].len)
+                        + ngx_base64_decoded_length(s[4].len) + 1, rp->log);
     if (payload == NULL) {
         goto keep;
     }
@@ -1235,6 +1294,13 @@ ngx_omnibus_kafka_replay_line(ngx_omnibus_kafka_replay_t *rp,
     value.data = payload;
 
     if (ngx_decode_base64(&value, &s[6]) != NGX_OK) {
+        ngx_free(payload);
+        goto keep;
+    }
+
+    key.data = payload + value.len;
+
+    if (ngx_decode_base64(&key, &s[4]) != NGX_OK) {
         ngx_free(payload);
         goto keep;
     }
@@ -1250,9 +1316,9 @@ ngx_omnibus_kafka_replay_line(ngx_omnibus_kafka_replay_t *rp,
     w->taken = t;
 
     rp->waiting++;
-    rp->result->sent++;
+    rp->result.sent++;
 
-    (void) ngx_omnibus_kafka_produce(kc, w, s[3].data, &s[4], &value,
+    (void) ngx_omnibus_kafka_produce(kc, w, s[3].data, &key, &value,
                                      s[1].data, &s[2],
                                      s[5].len == 1 && s[5].data[0] >= '0'
                                      && s[5].data[0] <= '9'
@@ -1283,7 +1349,7 @@ ngx_omnibus_kafka_replayed(ngx_omnibus_kafka_replay_t *rp,
     ngx_omnibus_route_sh_t  *rs;
 
     if (acked) {
-        rp->result->acked++;
+        rp->result.acked++;
         rs = ngx_omnibus_route_sh(w->kc->route);
         (void) ngx_atomic_fetch_add(&rs->replayed, 1);
 
@@ -1304,10 +1370,13 @@ ngx_omnibus_kafka_replayed(ngx_omnibus_kafka_replay_t *rp,
 static void
 ngx_omnibus_kafka_replay_end(ngx_omnibus_kafka_replay_t *rp)
 {
-    u_char                     *buf;
-    ngx_str_t                  *kept;
-    ngx_uint_t                  i, j;
-    ngx_omnibus_kafka_taken_t  *t;
+    void                          *data;
+    u_char                        *buf;
+    ngx_str_t                     *kept;
+    ngx_uint_t                     i, j;
+    ngx_omnibus_kafka_taken_t     *t;
+    ngx_omnibus_kafka_replay_pt    done;
+    ngx_omnibus_kafka_replayed_t   result;
 
     t = rp->taken.elts;
 
@@ -1332,7 +1401,11 @@ ngx_omnibus_kafka_replay_end(ngx_omnibus_kafka_replay_t *rp)
             }
         }
 
-        if (j < t[i].kept.nelts) {
+        /* what went back is on disk before the taken file goes */
+
+        if (j < t[i].kept.nelts
+            || ngx_omnibus_kafka_fallback_flush(t[i].fallback) != NGX_OK)
+        {
             /* the taken file stays whole for the next replay */
             ngx_omnibus_kafka_fallback_close(t[i].fallback);
             continue;
@@ -1341,9 +1414,15 @@ ngx_omnibus_kafka_replay_end(ngx_omnibus_kafka_replay_t *rp)
         ngx_omnibus_kafka_fallback_taken(t[i].fallback);
     }
 
-    if (rp->done) {
-        rp->done(rp->data, rp->result);
-    }
+    /* the pool goes first: done() may end the request and its log */
+
+    result = rp->result;
+    done = rp->done;
+    data = rp->data;
 
     ngx_destroy_pool(rp->pool);
+
+    if (done) {
+        done(data, &result);
+    }
 }

@@ -32,8 +32,9 @@ extern const char          *ngx_omnibus_kafka_reasons[];
 
 
 ngx_int_t ngx_omnibus_kafka_replay(ngx_omnibus_zone_t *zone,
-    ngx_log_t *log, ngx_omnibus_kafka_replay_pt done, void *data,
-    ngx_omnibus_kafka_replayed_t *result);
+    ngx_omnibus_kafka_replay_pt done, void *data,
+    ngx_omnibus_kafka_replayed_t *result, void **handle);
+void ngx_omnibus_kafka_replay_detach(void *handle);
 
 
 #endif /* _NGX_OMNIBUS_SINK_KAFKA_H_INCLUDED_ */
