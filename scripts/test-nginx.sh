@@ -10,7 +10,8 @@
 # run configures nothing and only recompiles what changed.
 #
 # Configure options: --with-compat --with-debug as the Makefile's build
-# (t/07-debug.t needs the debug log), --with-threads as Debian builds;
+# (t/07-debug.t needs the debug log), --with-threads and the realip module
+# (the image's nginx.conf uses it) as Debian builds;
 # --error-log-path=stderr because the default (logs/error.log under the
 # prefix) does not exist in a test's -p dir, so every start and `nginx -t`
 # would print an [alert] before nginx.conf's error_log takes over; no
@@ -32,6 +33,7 @@ out=$root/build/nginx-$series
 tree=$out/nginx
 jobs=${JOBS:-2}
 conf_args="--with-compat --with-debug --with-threads
+ --with-http_realip_module
  --error-log-path=stderr --without-http_gzip_module"
 
 now() { date +%s; }
