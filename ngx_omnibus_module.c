@@ -43,6 +43,17 @@ static ngx_omnibus_sink_t  *ngx_omnibus_sinks[] = {
 };
 
 
+static ngx_omnibus_zone_parser_t  ngx_omnibus_autoscale_parser = {
+    ngx_omnibus_scale_parse
+};
+
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+static ngx_omnibus_zone_parser_t  ngx_omnibus_kafka_consume_parser = {
+    ngx_omnibus_kafka_consume_parse
+};
+#endif
+
+
 static ngx_command_t  ngx_omnibus_commands[] = {
 
     { ngx_string("omnibus_zone"),
@@ -61,19 +72,19 @@ static ngx_command_t  ngx_omnibus_commands[] = {
 
     { ngx_string("omnibus_autoscale"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_omnibus_autoscale_directive,
+      ngx_omnibus_zone_params_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
-      NULL },
+      &ngx_omnibus_autoscale_parser },
 
 #if (NGX_OMNIBUS_HAVE_KAFKA)
 
     { ngx_string("omnibus_kafka_consume"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
-      ngx_omnibus_kafka_consume_directive,
+      ngx_omnibus_zone_params_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
-      NULL },
+      &ngx_omnibus_kafka_consume_parser },
 
 #endif
 

@@ -133,47 +133,29 @@ ngx_omnibus_route_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * omnibus_autoscale ZONE [params], omnibus_kafka_consume ZONE BROKERS
+ * [params]: the zone, then the rest to the parser in cmd->post
+ */
+
 char *
-ngx_omnibus_autoscale_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+ngx_omnibus_zone_params_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_str_t           *value;
-    ngx_omnibus_zone_t  *zone;
+    ngx_str_t                  *value;
+    ngx_omnibus_zone_t         *zone;
+    ngx_omnibus_zone_parser_t  *parser;
 
     value = cf->args->elts;
+    parser = cmd->post;
 
     zone = ngx_omnibus_zone_use(cf, &value[1]);
     if (zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    return ngx_omnibus_scale_parse(cf, zone, &value[2], cf->args->nelts - 2);
+    return parser->parse(cf, zone, &value[2], cf->args->nelts - 2);
 }
-
-
-#if (NGX_OMNIBUS_HAVE_KAFKA)
-
-/* omnibus_kafka_consume ZONE BROKERS [params] */
-
-char *
-ngx_omnibus_kafka_consume_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_str_t           *value;
-    ngx_omnibus_zone_t  *zone;
-
-    value = cf->args->elts;
-
-    zone = ngx_omnibus_zone_use(cf, &value[1]);
-    if (zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return ngx_omnibus_kafka_consume_parse(cf, zone, &value[2],
-                                           cf->args->nelts - 2);
-}
-
-#endif
 
 
 /* omnibus_publish, omnibus_admin, omnibus_health, omnibus_metrics */

@@ -89,17 +89,21 @@ extern const ngx_omnibus_rejection_t
     ngx_omnibus_rejections[NGX_OMNIBUS_REJ_MAX];
 
 
+/* what parses a directive's parameters after its zone (cmd->post) */
+typedef struct {
+    char                     *(*parse)(ngx_conf_t *cf,
+                                       ngx_omnibus_zone_t *zone,
+                                       ngx_str_t *value, ngx_uint_t n);
+} ngx_omnibus_zone_parser_t;
+
+
 /* directives */
 char *ngx_omnibus_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_omnibus_route_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-char *ngx_omnibus_autoscale_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+char *ngx_omnibus_zone_params_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-#if (NGX_OMNIBUS_HAVE_KAFKA)
-char *ngx_omnibus_kafka_consume_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-#endif
 char *ngx_omnibus_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_omnibus_subscribe_directive(ngx_conf_t *cf, ngx_command_t *cmd,
