@@ -389,44 +389,38 @@ check_errors() {  # report [alert]/[crit]/[emerg] lines and signalled workers
 
 . "$BENCH/soak.sh"
 
-# the soak in a subshell: when it fails, the report is still written
-run_soak() {
-    local rc
-    if [ "$SOAK_SECONDS" -le 0 ]; then
-        say "6. soak skipped (SOAK_SECONDS=$SOAK_SECONDS)"
-        rm -f "$DATA"/soak*.tsv "$DATA/soak-errors.txt"
+# an optional section (soak, kafka) in a subshell: when it fails, the
+# report is still written without it. run_section N LABEL NAME [SKIPPED]:
+# NAME_main runs it; SKIPPED, when given, says why it does not run
+run_section() {
+    local num=$1 label=$2 name=$3 skipped=${4:-} rc
+    if [ -n "$skipped" ]; then
+        say "$num. $label skipped ($skipped)"
+        rm -f "$DATA/$name"*.tsv "$DATA/$name-errors.txt"
         return 0
     fi
     set +e
-    ( set -e; soak_main )
+    ( set -e; "${name}_main" )
     rc=$?
     set -e
     if [ "$rc" -ne 0 ]; then
-        say "6. soak failed (exit $rc): the report is written without it"
-        printf 'status\tfailed (exit %d)\n' "$rc" >> "$DATA/soak-meta.tsv"
+        say "$num. $label failed (exit $rc): the report is written without it"
+        printf 'status\tfailed (exit %d)\n' "$rc" >> "$DATA/$name-meta.tsv"
     fi
-    stop_nginx soak
+    stop_nginx "$name"
+}
+
+run_soak() {
+    run_section 6 soak soak \
+        "$([ "$SOAK_SECONDS" -le 0 ] && echo "SOAK_SECONDS=$SOAK_SECONDS")"
 }
 
 # ------------------------------------------------------------------ kafka
 
-# the Kafka section in a subshell too (its helpers are in bench/kafka.sh)
+# the Kafka section's helpers are in bench/kafka.sh
 run_kafka() {
-    local rc
-    if [ "$BENCH_KAFKA" = 0 ]; then
-        say "7. Kafka skipped (BENCH_KAFKA=0)"
-        rm -f "$DATA"/kafka*.tsv "$DATA/kafka-errors.txt"
-        return 0
-    fi
-    set +e
-    ( set -e; kafka_main )
-    rc=$?
-    set -e
-    if [ "$rc" -ne 0 ]; then
-        say "7. Kafka failed (exit $rc): the report is written without it"
-        printf 'status\tfailed (exit %d)\n' "$rc" >> "$DATA/kafka-meta.tsv"
-    fi
-    stop_nginx kafka
+    run_section 7 Kafka kafka \
+        "$([ "$BENCH_KAFKA" = 0 ] && echo "BENCH_KAFKA=0")"
 }
 
 write_report() {

@@ -77,7 +77,7 @@ char *
 ngx_omnibus_kafka_consume_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     ngx_str_t *value, ngx_uint_t n)
 {
-    ngx_str_t                      *t, v;
+    ngx_str_t                      *t, v, commit;
     ngx_uint_t                      i;
     ngx_omnibus_kafka_consumer_t   *kc, **kcp;
 
@@ -122,9 +122,15 @@ ngx_omnibus_kafka_consume_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     /* records are stored for the commit by us, once queued */
 
     ngx_str_set(&v, "false");
+    ngx_str_set(&commit, "5000");
+
     if (ngx_omnibus_kafka_set(cf, &kc->settings, "enable.auto.offset.store",
                               &v, &value[0])
         != NGX_OK
+        || ngx_omnibus_kafka_set(cf, &kc->settings,
+                                 "auto.commit.interval.ms", &commit,
+                                 &value[0])
+           != NGX_OK
         || ngx_omnibus_kafka_set(cf, &kc->settings, "bootstrap.servers",
                                  &value[0], &value[0])
            != NGX_OK)

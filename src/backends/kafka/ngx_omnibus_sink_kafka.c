@@ -106,6 +106,8 @@ static void ngx_omnibus_kafka_recreate(ngx_omnibus_kafka_t *k);
 static void ngx_omnibus_kafka_report(rd_kafka_t *rk,
     const rd_kafka_message_t *m, void *opaque);
 static void ngx_omnibus_kafka_expired(ngx_event_t *ev);
+static void ngx_omnibus_kafka_wait_end(ngx_omnibus_kafka_wait_t *w,
+    rd_kafka_resp_err_t err);
 static ngx_omnibus_kafka_wait_t *ngx_omnibus_kafka_wait_get(
     ngx_omnibus_kafka_conf_t *kc);
 static void ngx_omnibus_kafka_wait_free(ngx_omnibus_kafka_wait_t *w);
@@ -515,7 +517,6 @@ static void
 ngx_omnibus_kafka_recreate(ngx_omnibus_kafka_t *k)
 {
     ngx_queue_t                waits;
-    ngx_omnibus_job_t         *job;
     ngx_omnibus_kafka_conf_t  *kc;
     ngx_omnibus_kafka_wait_t  *w;
 
@@ -541,17 +542,7 @@ ngx_omnibus_kafka_recreate(ngx_omnibus_kafka_t *k)
     while (!ngx_queue_empty(&waits)) {
         w = ngx_queue_data(ngx_queue_head(&waits), ngx_omnibus_kafka_wait_t,
                            queue);
-        job = w->job;
-
-        if (job) {
-            job->data = NULL;
-            ngx_omnibus_kafka_wait_free(w);
-            ngx_omnibus_job_done(job, NGX_OMNIBUS_RETRY,
-                                 (u_char *) "producer recreated", 18);
-
-        } else {
-            ngx_omnibus_kafka_replayed(w->replay, w, 0);
-        }
+        ngx_omnibus_kafka_wait_end(w, RD_KAFKA_RESP_ERR__FATAL);
     }
 }
 
@@ -651,9 +642,7 @@ ngx_omnibus_kafka_produce(ngx_omnibus_kafka_conf_t *kc,
     ngx_str_t *value, u_char *id, ngx_str_t *bus_topic, ngx_uint_t priority)
 {
     u_char                digit;
-    const char           *error;
     uintptr_t             opaque;
-    ngx_omnibus_job_t    *job;
     rd_kafka_headers_t   *headers;
     rd_kafka_resp_err_t   err;
 
@@ -694,17 +683,7 @@ failed:
 
     ngx_free(value->data);
 
-    error = rd_kafka_err2str(err);
-    job = w->job;
-
-    if (job) {
-        ngx_omnibus_kafka_wait_free(w);
-        ngx_omnibus_job_done(job, ngx_omnibus_kafka_result(err),
-                             (u_char *) error, ngx_strlen(error));
-
-    } else {
-        ngx_omnibus_kafka_replayed(w->replay, w, 0);
-    }
+    ngx_omnibus_kafka_wait_end(w, err);
 
     return NGX_ERROR;
 }
@@ -781,8 +760,6 @@ ngx_omnibus_kafka_report(rd_kafka_t *rk, const rd_kafka_message_t *m,
 {
     uint32_t                   index, gen;
     uintptr_t                  id;
-    const char                *error;
-    ngx_omnibus_job_t         *job;
     ngx_omnibus_kafka_wait_t  *w, **waits;
 
     id = (uintptr_t) m->_private;
@@ -806,28 +783,32 @@ ngx_omnibus_kafka_report(rd_kafka_t *rk, const rd_kafka_message_t *m,
         w->kc->client.down = 0;
     }
 
+    ngx_omnibus_kafka_wait_end(w, m->err);
+}
+
+
+/* a wait is over: its attempt gets the verdict, or its replay the count */
+
+static void
+ngx_omnibus_kafka_wait_end(ngx_omnibus_kafka_wait_t *w,
+    rd_kafka_resp_err_t err)
+{
+    const char         *error;
+    ngx_omnibus_job_t  *job;
+
     job = w->job;
 
     if (job == NULL) {
-        ngx_omnibus_kafka_replayed(w->replay, w, m->err == 0);
+        ngx_omnibus_kafka_replayed(w->replay, w, err == 0);
         return;
-    }
-
-    if (w->timer.timer_set) {
-        ngx_del_timer(&w->timer);
     }
 
     job->data = NULL;
     ngx_omnibus_kafka_wait_free(w);
 
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ngx_omnibus_job_done(job, NGX_OMNIBUS_DELIVERED, NULL, 0);
-        return;
-    }
+    error = err ? rd_kafka_err2str(err) : "";
 
-    error = rd_kafka_err2str(m->err);
-
-    ngx_omnibus_job_done(job, ngx_omnibus_kafka_result(m->err),
+    ngx_omnibus_job_done(job, ngx_omnibus_kafka_result(err),
                          (u_char *) error, ngx_strlen(error));
 }
 
@@ -835,17 +816,9 @@ ngx_omnibus_kafka_report(rd_kafka_t *rk, const rd_kafka_message_t *m,
 static void
 ngx_omnibus_kafka_expired(ngx_event_t *ev)
 {
-    ngx_omnibus_job_t         *job;
-    ngx_omnibus_kafka_wait_t  *w;
+    /* no report by message.timeout.ms and a second: it is not coming */
 
-    w = ev->data;
-    job = w->job;
-
-    job->data = NULL;
-    ngx_omnibus_kafka_wait_free(w);
-
-    ngx_omnibus_job_done(job, NGX_OMNIBUS_RETRY,
-                         (u_char *) "no delivery report in time", 26);
+    ngx_omnibus_kafka_wait_end(ev->data, RD_KAFKA_RESP_ERR__MSG_TIMED_OUT);
 }
 
 
