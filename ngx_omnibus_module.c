@@ -53,6 +53,12 @@ static ngx_omnibus_zone_parser_t  ngx_omnibus_kafka_consume_parser = {
 };
 #endif
 
+#if (NGX_OMNIBUS_HAVE_PG)
+static ngx_omnibus_zone_parser_t  ngx_omnibus_store_parser = {
+    ngx_omnibus_pg_store_parse
+};
+#endif
+
 
 static ngx_command_t  ngx_omnibus_commands[] = {
 
@@ -87,6 +93,24 @@ static ngx_command_t  ngx_omnibus_commands[] = {
       &ngx_omnibus_kafka_consume_parser },
 
 #endif
+
+#if (NGX_OMNIBUS_HAVE_PG)
+
+    { ngx_string("omnibus_store"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_omnibus_zone_params_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      &ngx_omnibus_store_parser },
+
+#endif
+
+    { ngx_string("omnibus_node"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_omnibus_main_conf_t, node),
+      NULL },
 
     { ngx_string("omnibus_subscribe"),
       NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -413,6 +437,24 @@ ngx_omnibus_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+#if (NGX_OMNIBUS_HAVE_PG)
+
+    /* the node names this instance's rows; the pod's name by default */
+
+    if (omcf->node.len == 0) {
+        omcf->node = cycle->hostname;
+    }
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        if (ngx_omnibus_pg_store_init_process(zones[i], &omcf->node, cycle)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+#endif
+
 #if (NGX_OMNIBUS_HAVE_KAFKA)
 
     /* inputs last: what they queue is dispatched */
@@ -465,6 +507,16 @@ ngx_omnibus_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_omnibus_dispatch_exit_process();
+
+#if (NGX_OMNIBUS_HAVE_PG)
+
+    /* last: what deliveries finished above is among the rows left */
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        ngx_omnibus_pg_store_exit_process(zones[i]);
+    }
+
+#endif
 }
 
 

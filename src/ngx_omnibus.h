@@ -17,6 +17,9 @@
 #include <ngx_omnibus_sink_kafka.h>
 #include <ngx_omnibus_kafka_consume.h>
 #endif
+#if (NGX_OMNIBUS_HAVE_PG)
+#include <ngx_omnibus_pg_store.h>
+#endif
 #include <ngx_omnibus_http.h>
 
 

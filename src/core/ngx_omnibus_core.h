@@ -28,6 +28,7 @@
 
 typedef struct ngx_omnibus_zone_s   ngx_omnibus_zone_t;
 typedef struct ngx_omnibus_route_s  ngx_omnibus_route_t;
+typedef struct ngx_omnibus_store_s  ngx_omnibus_store_t;
 
 
 #include <ngx_omnibus_directive.h>
@@ -38,6 +39,7 @@ typedef struct ngx_omnibus_route_s  ngx_omnibus_route_t;
 #include <ngx_omnibus_msg.h>
 #include <ngx_omnibus_ring.h>
 #include <ngx_omnibus_zone.h>
+#include <ngx_omnibus_store.h>
 #include <ngx_omnibus_retain.h>
 #include <ngx_omnibus_dedup.h>
 #include <ngx_omnibus_limit.h>

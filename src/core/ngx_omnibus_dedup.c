@@ -110,6 +110,26 @@ ngx_omnibus_dedup_insert_locked(ngx_omnibus_zone_t *zone,
 }
 
 
+/* a publish refused after all: its identity is free again, if still its */
+
+void
+ngx_omnibus_dedup_forget_locked(ngx_omnibus_zone_t *zone, u_char *identity,
+    u_char *id)
+{
+    ngx_omnibus_dedup_node_t  *dn;
+
+    dn = (ngx_omnibus_dedup_node_t *)
+             ngx_omnibus_index_lookup(&zone->sh->dedup, identity);
+
+    if (dn == NULL || ngx_memcmp(dn->id, id, NGX_OMNIBUS_ID_LEN) != 0) {
+        return;
+    }
+
+    ngx_omnibus_index_delete(zone->shpool, &zone->sh->dedup, &dn->index);
+    zone->sh->dedup_entries--;
+}
+
+
 static void
 ngx_omnibus_dedup_expire_locked(ngx_omnibus_zone_t *zone, ngx_uint_t n)
 {

@@ -59,6 +59,7 @@ typedef struct {
     u_char                      key_len;
     u_char                      priority;
     u_char                      json;        /* validated JSON payload */
+    u_char                      held;        /* until its row commits */
     u_char                      id[NGX_OMNIBUS_ID_LEN];
     u_char                      data[1];     /* topic ctype key payload */
 } ngx_omnibus_msg_t;
@@ -84,8 +85,12 @@ typedef struct {
     u_char                      dedup[NGX_OMNIBUS_IDENTITY_LEN];
     unsigned                    dedup_on:1;
     unsigned                    json:1;
+    unsigned                    hold:1;      /* not dispatched until let go */
+    unsigned                    force:1;     /* past backpressure: a load */
     ngx_uint_t                  priority;
     ngx_uint_t                  shard;
+    u_char                     *id;          /* given (a load), or NULL */
+    ngx_omnibus_msg_t          *held;        /* out: the message held */
 } ngx_omnibus_offer_t;
 
 

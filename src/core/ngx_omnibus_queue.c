@@ -53,7 +53,9 @@ ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
         return NGX_OMNIBUS_DUPLICATE;
     }
 
-    if (shard->backpressure || shard->queued >= sh->queue_size) {
+    if (!offer->force
+        && (shard->backpressure || shard->queued >= sh->queue_size))
+    {
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_OMNIBUS_BACKPRESSURE;
     }
@@ -76,8 +78,15 @@ ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
         sh->instance = ngx_max(msg->born, sh->instance + 1);
     }
 
-    ngx_omnibus_msg_id(msg->id, sh->instance, sh->instance_rand,
-                       offer->shard, msg->seq);
+    if (offer->id) {
+        /* a stored message loaded back keeps the id it was accepted as */
+        ngx_memcpy(msg->id, offer->id, NGX_OMNIBUS_ID_LEN);
+
+    } else {
+        ngx_omnibus_msg_id(msg->id, sh->instance, sh->instance_rand,
+                           offer->shard, msg->seq);
+    }
+
     ngx_memcpy(id, msg->id, NGX_OMNIBUS_ID_LEN);
 
     if (offer->dedup_on
@@ -89,6 +98,17 @@ ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
     }
 
     ngx_omnibus_queue_push_locked(zone, shard, msg);
+
+    if (offer->hold) {
+        /* counted as published when let go, once its row is committed */
+        msg->held = 1;
+        msg->owner = ngx_pid;
+        offer->held = msg;
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        return NGX_OMNIBUS_QUEUED;
+    }
 
     shard->published++;
     sh->published++;
@@ -141,6 +161,7 @@ ngx_omnibus_msg_create_locked(ngx_omnibus_zone_t *zone,
     msg->priority = o->priority;
     msg->shard = o->shard;
     msg->json = o->json;
+    msg->held = 0;
     msg->refs = 1;
     msg->rseq = 0;
     msg->pending = 0;
@@ -215,7 +236,9 @@ ngx_omnibus_dequeue_locked(ngx_omnibus_zone_t *zone,
         msg = ngx_queue_data(ngx_queue_head(&shard->high), ngx_omnibus_msg_t,
                              queue);
 
-        if (msg->seq <= limit) {
+        /* nothing passes a message whose row is not yet committed */
+
+        if (msg->seq <= limit && !msg->held) {
             shard->high_queued--;
 
         } else {
@@ -227,7 +250,7 @@ ngx_omnibus_dequeue_locked(ngx_omnibus_zone_t *zone,
         msg = ngx_queue_data(ngx_queue_head(&shard->normal),
                              ngx_omnibus_msg_t, queue);
 
-        if (msg->seq > limit) {
+        if (msg->seq > limit || msg->held) {
             msg = NULL;
         }
     }
@@ -267,10 +290,105 @@ ngx_omnibus_queue_done(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg,
         ngx_queue_remove(&msg->queue);
         shard->ninflight--;
         zone->sh->completed++;
+
+        if (zone->store) {
+            zone->store->done(zone, msg);
+        }
+
         ngx_omnibus_msg_unref_locked(zone->shpool, msg);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * A held message's row is committed (ok): it is published and may go.
+ * Or it is not: the publish is refused, so the message leaves its queue
+ * and its idempotency key, as if never offered.
+ */
+
+void
+ngx_omnibus_queue_release_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_msg_t *msg, ngx_uint_t ok, u_char *dedup)
+{
+    ngx_str_t             topic;
+    ngx_omnibus_sh_t     *sh;
+    ngx_omnibus_shard_t  *shard;
+
+    sh = zone->sh;
+    shard = &sh->shards[msg->shard];
+
+    msg->held = 0;
+    msg->owner = 0;
+
+    if (ok) {
+        shard->published++;
+        sh->published++;
+
+        topic.data = ngx_omnibus_msg_topic(msg);
+        topic.len = msg->topic_len;
+
+        ngx_omnibus_topic_count_locked(sh->topics, &sh->topic_other, &topic);
+        return;
+    }
+
+    if (dedup) {
+        ngx_omnibus_dedup_forget_locked(zone, dedup, msg->id);
+    }
+
+    ngx_queue_remove(&msg->queue);
+
+    if (msg->priority >= NGX_OMNIBUS_HIGH_PRIORITY) {
+        shard->high_queued--;
+    }
+
+    if (--shard->queued <= sh->bp_low) {
+        shard->backpressure = 0;
+    }
+
+    ngx_omnibus_msg_unref_locked(zone->shpool, msg);
+}
+
+
+/*
+ * Messages held for a worker that is gone: whether their rows committed
+ * is unknown, and their producers got no answer.  They go on (delivery
+ * is at least once); a message stuck at a queue's head would stop its
+ * shard for good.
+ */
+
+ngx_uint_t
+ngx_omnibus_queue_unhold_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard)
+{
+    ngx_uint_t          n, i;
+    ngx_queue_t        *head, *q;
+    ngx_omnibus_msg_t  *msg;
+
+    n = 0;
+
+    for (i = 0; i < 2; i++) {
+        head = i ? &shard->normal : &shard->high;
+
+        for (q = ngx_queue_head(head);
+             q != ngx_queue_sentinel(head);
+             q = ngx_queue_next(q))
+        {
+            msg = ngx_queue_data(q, ngx_omnibus_msg_t, queue);
+
+            if (!msg->held
+                || kill(msg->owner, 0) == 0 || ngx_errno != NGX_ESRCH)
+            {
+                continue;
+            }
+
+            ngx_omnibus_queue_release_locked(zone, msg, 1, NULL);
+            n++;
+        }
+    }
+
+    return n;
 }
 
 

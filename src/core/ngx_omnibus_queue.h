@@ -14,7 +14,8 @@ typedef enum {
     NGX_OMNIBUS_DUPLICATE,
     NGX_OMNIBUS_BACKPRESSURE,
     NGX_OMNIBUS_ZONE_FULL,
-    NGX_OMNIBUS_RETIRED
+    NGX_OMNIBUS_RETIRED,
+    NGX_OMNIBUS_NOT_STORED                   /* the store refused its row */
 } ngx_omnibus_enqueue_rc_e;
 
 
@@ -30,6 +31,10 @@ ngx_omnibus_msg_t *ngx_omnibus_dequeue_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, uint64_t limit);
 void ngx_omnibus_queue_done(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg,
     ngx_uint_t slot);
+void ngx_omnibus_queue_release_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_msg_t *msg, ngx_uint_t ok, u_char *dedup);
+ngx_uint_t ngx_omnibus_queue_unhold_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard);
 ngx_uint_t ngx_omnibus_requeue_locked(ngx_omnibus_shard_t *shard,
     ngx_pid_t only);
 ngx_uint_t ngx_omnibus_inflight_elsewhere_locked(ngx_omnibus_shard_t *shard);

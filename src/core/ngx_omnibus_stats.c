@@ -14,6 +14,31 @@ const uint64_t  ngx_omnibus_bounds_us[NGX_OMNIBUS_BUCKETS] = {
 };
 
 
+const uint64_t  ngx_omnibus_bounds_rows[NGX_OMNIBUS_BUCKETS] = {
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
+    32768
+};
+
+
+/* a histogram of counts (rows in a batch), on the bounds above */
+
+void
+ngx_omnibus_histogram_observe_rows(ngx_omnibus_histogram_t *h, uint64_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_OMNIBUS_BUCKETS; i++) {
+        if (n <= ngx_omnibus_bounds_rows[i]) {
+            (void) ngx_atomic_fetch_add(&h->bucket[i], 1);
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&h->count, 1);
+    (void) ngx_atomic_fetch_add(&h->sum_us, n);
+}
+
+
 void
 ngx_omnibus_histogram_observe(ngx_omnibus_histogram_t *h, uint64_t us)
 {

@@ -30,9 +30,12 @@ typedef struct {
 
 /* bucket bounds in microseconds; +Inf is the count */
 extern const uint64_t  ngx_omnibus_bounds_us[NGX_OMNIBUS_BUCKETS];
+extern const uint64_t  ngx_omnibus_bounds_rows[NGX_OMNIBUS_BUCKETS];
 
 
 void ngx_omnibus_histogram_observe(ngx_omnibus_histogram_t *h, uint64_t us);
+void ngx_omnibus_histogram_observe_rows(ngx_omnibus_histogram_t *h,
+    uint64_t n);
 void ngx_omnibus_topic_count_locked(ngx_omnibus_topic_stat_t *topics,
     ngx_atomic_t *other, ngx_str_t *topic);
 uint64_t ngx_omnibus_now_us(void);

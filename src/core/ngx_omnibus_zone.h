@@ -14,7 +14,7 @@
  * the same name and size only if it has this version and these sizes.
  */
 #define NGX_OMNIBUS_MAGIC             0x626e6d6f   /* "omnb" */
-#define NGX_OMNIBUS_LAYOUT            6
+#define NGX_OMNIBUS_LAYOUT            7
 
 #define NGX_OMNIBUS_WAKE_SLOTS        256
 #define NGX_OMNIBUS_HOLD_SLOTS        64
@@ -38,6 +38,7 @@ typedef enum {
     NGX_OMNIBUS_REJ_INVALID_CTYPE,
     NGX_OMNIBUS_REJ_INVALID_BODY,
     NGX_OMNIBUS_REJ_RESIZING,
+    NGX_OMNIBUS_REJ_STORE,
     NGX_OMNIBUS_REJ_MAX
 } ngx_omnibus_rejection_e;
 
@@ -102,6 +103,31 @@ typedef struct {
     ngx_atomic_t                sink_failures[4];  /* by the sink's reason */
     ngx_omnibus_histogram_t     latency;
 } ngx_omnibus_route_sh_t;
+
+
+/* the durable store's state, shared by every worker (ngx_omnibus_store.h) */
+
+#define NGX_OMNIBUS_STORE_OPS         4      /* rows by what was written */
+#define NGX_OMNIBUS_STORE_REASONS     4      /* errors by why */
+
+typedef struct {
+    ngx_atomic_t                state;       /* ngx_omnibus_store_state_e */
+    ngx_pid_t                   loader;      /* the worker loading rows */
+    ngx_uint_t                  loaded_len;  /* 0: none loaded yet */
+    u_char                      loaded[NGX_OMNIBUS_ID_LEN];  /* the last */
+    ngx_atomic_t                up;          /* workers connected */
+    ngx_atomic_t                backlog;     /* rows taken, not committed */
+    ngx_atomic_t                schema;      /* version found, 0: not yet */
+    ngx_atomic_t                generation;
+    ngx_atomic_t                recovered;
+    ngx_atomic_t                adopted;
+    ngx_atomic_t                rows[NGX_OMNIBUS_STORE_OPS];
+    ngx_atomic_t                errors[NGX_OMNIBUS_STORE_REASONS];
+    ngx_atomic_t                connections[3];  /* by state */
+    ngx_omnibus_breaker_sh_t    breaker;
+    ngx_omnibus_histogram_t     commit;
+    ngx_omnibus_histogram_t     batch;       /* rows, not microseconds */
+} ngx_omnibus_store_sh_t;
 
 
 /* how far a consumer is behind in one partition of its input */
@@ -201,6 +227,8 @@ typedef struct {
     ngx_atomic_t                input_failures[4];
     ngx_omnibus_lag_t           input_lag[NGX_OMNIBUS_INPUT_LAGS];
 
+    ngx_omnibus_store_sh_t      store;
+
     ngx_omnibus_histogram_t     age;
     ngx_omnibus_histogram_t     dispatch;
     ngx_omnibus_route_sh_t      routes[NGX_OMNIBUS_MAX_ROUTES];
@@ -238,6 +266,7 @@ struct ngx_omnibus_zone_s {
     ngx_uint_t                  ordered;     /* a route has concurrency=1 */
     ngx_uint_t                  subscribed;  /* a subscribe location uses it */
     ngx_array_t                 inputs;      /* the backends' consumers */
+    ngx_omnibus_store_t        *store;       /* durable rows, or NULL */
 
     /* worker-local */
     ngx_omnibus_ring_t          ring;
@@ -255,6 +284,7 @@ struct ngx_omnibus_zone_s {
 
 typedef struct {
     ngx_array_t                 zones;       /* ngx_omnibus_zone_t * */
+    ngx_str_t                   node;        /* omnibus_node */
     int                        *wake_fds;    /* one per worker slot */
     ngx_uint_t                  nwake;
 } ngx_omnibus_main_conf_t;

@@ -140,10 +140,16 @@ ngx_omnibus_dispatch_recover(ngx_omnibus_zone_t *zone)
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     for (s = 0; s < sh->cap_shards; s++) {
-        if (ngx_omnibus_shard_owner(s) == ngx_worker
-            && !ngx_queue_empty(&sh->shards[s].inflight))
-        {
+        if (ngx_omnibus_shard_owner(s) != ngx_worker) {
+            continue;
+        }
+
+        if (!ngx_queue_empty(&sh->shards[s].inflight)) {
             n += ngx_omnibus_requeue_locked(&sh->shards[s], 0);
+        }
+
+        if (zone->store && zone->store->sync) {
+            n += ngx_omnibus_queue_unhold_locked(zone, &sh->shards[s]);
         }
     }
 
@@ -244,6 +250,11 @@ ngx_omnibus_dispatch_shard(ngx_omnibus_zone_t *zone, ngx_uint_t s,
 
             if (mask == 0) {
                 sh->unrouted++;
+
+                if (zone->store) {
+                    zone->store->done(zone, msg);
+                }
+
                 ngx_omnibus_msg_unref_locked(zone->shpool, msg);
                 continue;
             }

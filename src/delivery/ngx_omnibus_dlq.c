@@ -102,8 +102,85 @@ ngx_omnibus_dlq_add(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg,
     sh->dlq_size++;
     sh->dead++;
 
+    if (zone->store) {
+        zone->store->dead(zone, msg,
+                          zone->by_slot[slot] ? &zone->by_slot[slot]->name
+                                              : NULL,
+                          attempts, error, e->error_len);
+    }
+
     if (sh->dlq_size > sh->dlq_max) {
         ngx_omnibus_dlq_evict_locked(zone, log);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/* a stored dead letter, loaded back into a new zone */
+
+void
+ngx_omnibus_dlq_restore(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
+    ngx_str_t *route, ngx_uint_t attempts, ngx_str_t *error, uint64_t failed)
+{
+    ngx_uint_t                 i;
+    ngx_omnibus_sh_t          *sh;
+    ngx_omnibus_msg_t         *msg;
+    ngx_omnibus_route_t      **routes, *r;
+    ngx_omnibus_dlq_entry_t   *e;
+
+    sh = zone->sh;
+    routes = zone->routes.elts;
+    r = NULL;
+
+    for (i = 0; i < zone->routes.nelts; i++) {
+        if (routes[i]->name.len == route->len
+            && ngx_strncmp(routes[i]->name.data, route->data, route->len)
+               == 0)
+        {
+            r = routes[i];
+            break;
+        }
+    }
+
+    if (r == NULL) {
+        return;                     /* the route is gone: it stays stored */
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    msg = ngx_omnibus_msg_create_locked(zone, offer);
+    e = ngx_omnibus_alloc_locked(zone, sizeof(ngx_omnibus_dlq_entry_t));
+
+    if (msg == NULL || e == NULL) {
+        if (msg) {
+            ngx_omnibus_msg_free_locked(zone->shpool, msg);
+        }
+
+        if (e) {
+            ngx_slab_free_locked(zone->shpool, e);
+        }
+
+        ngx_omnibus_zone_nomem(zone, ngx_cycle->log);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return;
+    }
+
+    ngx_memcpy(msg->id, offer->id, NGX_OMNIBUS_ID_LEN);
+    msg->born = failed;
+
+    e->msg = msg;
+    e->failed = failed;
+    e->attempts = attempts;
+    e->slot = r->slot.index;
+    e->error_len = ngx_min(error->len, NGX_OMNIBUS_ERROR_LEN);
+    ngx_memcpy(e->error, error->data, e->error_len);
+
+    ngx_queue_insert_tail(&sh->dlq, &e->queue);
+    sh->dlq_size++;
+
+    if (sh->dlq_size > sh->dlq_max) {
+        ngx_omnibus_dlq_evict_locked(zone, ngx_cycle->log);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -192,6 +269,10 @@ ngx_omnibus_dlq_purge(ngx_omnibus_zone_t *zone)
         n++;
     }
 
+    if (zone->store) {
+        zone->store->purged(zone);
+    }
+
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return n;
@@ -277,6 +358,10 @@ ngx_omnibus_dlq_replay(ngx_omnibus_zone_t *zone, time_t max_age,
 
         ngx_omnibus_queue_push_locked(zone, &sh->shards[s], copy);
         ngx_omnibus_dlq_remove_locked(zone, e);
+
+        if (zone->store) {
+            zone->store->replayed(zone, copy);
+        }
 
         notify[s / 64] |= (uint64_t) 1 << (s % 64);
         n++;

@@ -30,6 +30,9 @@ typedef struct {
 void ngx_omnibus_dlq_add(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg,
     ngx_uint_t slot, ngx_uint_t attempts, u_char *error, size_t len,
     ngx_log_t *log);
+void ngx_omnibus_dlq_restore(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_offer_t *offer, ngx_str_t *route, ngx_uint_t attempts,
+    ngx_str_t *error, uint64_t failed);
 ngx_int_t ngx_omnibus_dlq_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
     ngx_uint_t limit, ngx_array_t *items, ngx_uint_t *size);
 ngx_uint_t ngx_omnibus_dlq_purge(ngx_omnibus_zone_t *zone);

@@ -474,6 +474,27 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 
 #endif
 
+    if (zone->store) {
+        ngx_omnibus_out_printf(&out, ",\"store\":{\"backend\":\"postgresql\","
+                               "\"mode\":\"%s\",\"state\":\"%s\","
+                               "\"up\":%s,\"breaker\":\"%s\","
+                               "\"backlog\":%uA,\"generation\":%uA,"
+                               "\"recovered\":%uA,\"connections\":{"
+                               "\"idle\":%uA,\"busy\":%uA,"
+                               "\"connecting\":%uA}}",
+                               zone->store->sync ? "sync" : "async",
+                               sh->store.state == NGX_OMNIBUS_STORE_READY
+                               ? "ready" : "loading",
+                               sh->store.up ? "true" : "false",
+                               ngx_omnibus_breaker_name(
+                                   sh->store.breaker.state),
+                               sh->store.backlog, sh->store.generation,
+                               sh->store.recovered,
+                               sh->store.connections[0],
+                               sh->store.connections[1],
+                               sh->store.connections[2]);
+    }
+
     ngx_omnibus_out_printf(&out, ",\"ring_change\":");
 
     if (sh->fence) {

@@ -2,7 +2,8 @@
 /*
  * omnibus_health ZONE [ready]: liveness answers 200 while the zone is
  * mapped; readiness answers 503 while any shard is paused or over its
- * high watermark, so a load balancer sends producers elsewhere.
+ * high watermark, or while a store loads its rows or (mode=sync) cannot
+ * be reached, so a load balancer sends producers elsewhere.
  */
 
 
@@ -45,6 +46,17 @@ ngx_omnibus_health_handler(ngx_http_request_t *r)
                 ngx_sprintf(reason, "shard %ui is over its high "
                             "watermark%Z", s);
             }
+        }
+    }
+
+    /* a store: ready once its rows are loaded, and reachable if sync */
+
+    if (reason[0] == '\0' && olcf->ready && zone->store) {
+        if (sh->store.state != NGX_OMNIBUS_STORE_READY) {
+            ngx_sprintf(reason, "the store is loading stored messages%Z");
+
+        } else if (zone->store->sync && sh->store.up == 0) {
+            ngx_sprintf(reason, "PostgreSQL cannot be reached%Z");
         }
     }
 

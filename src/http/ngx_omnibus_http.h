@@ -44,6 +44,16 @@ typedef struct {
 } ngx_omnibus_loc_conf_t;
 
 
+/* output: a growing chain of buffers from the request pool */
+typedef struct {
+    ngx_http_request_t         *r;
+    ngx_chain_t                *first;
+    ngx_chain_t                *last;
+    off_t                       len;
+    ngx_int_t                   error;
+} ngx_omnibus_out_t;
+
+
 /* what one publish request carries from phase to phase */
 typedef struct {
     ngx_omnibus_zone_t         *zone;
@@ -62,17 +72,12 @@ typedef struct {
 
     u_char                      id[NGX_OMNIBUS_ID_LEN];
     unsigned                    has_id:1;
+
+    /* mode=sync: the answer, sent once the rows are committed */
+    ngx_omnibus_store_wait_t    wait;
+    ngx_omnibus_out_t          *out;
+    ngx_uint_t                  status;
 } ngx_omnibus_ctx_t;
-
-
-/* output: a growing chain of buffers from the request pool */
-typedef struct {
-    ngx_http_request_t         *r;
-    ngx_chain_t                *first;
-    ngx_chain_t                *last;
-    off_t                       len;
-    ngx_int_t                   error;
-} ngx_omnibus_out_t;
 
 
 /* how each refusal of ngx_omnibus_rejection_e answers; code = label */

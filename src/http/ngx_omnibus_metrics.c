@@ -576,29 +576,6 @@ ngx_omnibus_metrics_kafka(ngx_omnibus_out_t *out,
             }
         }
     }
-
-    ngx_omnibus_metrics_family(out, "backend_up", "gauge",
-                               "1 while the backend answers.");
-
-    for (z = 0; z < omcf->zones.nelts; z++) {
-        if (ngx_omnibus_metrics_kafka_state(zones[z], &up, &state)) {
-            ngx_omnibus_out_printf(out, "message_bus_backend_up{zone=\"%V\","
-                                   "backend=\"kafka\"} %ui\n",
-                                   &zones[z]->name, up);
-        }
-    }
-
-    ngx_omnibus_metrics_family(out, "backend_breaker_state", "gauge",
-                               "Circuit breaker per backend: 0 closed, "
-                               "1 open, 2 half-open.");
-
-    for (z = 0; z < omcf->zones.nelts; z++) {
-        if (ngx_omnibus_metrics_kafka_state(zones[z], &up, &state)) {
-            ngx_omnibus_out_printf(out, "message_bus_backend_breaker_state"
-                                   "{zone=\"%V\",backend=\"kafka\"} %ui\n",
-                                   &zones[z]->name, state);
-        }
-    }
 }
 
 
@@ -639,6 +616,187 @@ ngx_omnibus_metrics_kafka_state(ngx_omnibus_zone_t *zone, ngx_uint_t *up,
 #endif
 
 
+/* zones with omnibus_store: what was written, how fast, what failed */
+
+static const char  *ngx_omnibus_store_ops[NGX_OMNIBUS_STORE_OPS] = {
+    "insert", "done", "dlq", "admin"
+};
+
+static const char  *ngx_omnibus_store_reasons[NGX_OMNIBUS_STORE_REASONS] = {
+    "connect", "query", "timeout", "backlog_full"
+};
+
+static const char  *ngx_omnibus_store_states[3] = {
+    "idle", "busy", "connecting"
+};
+
+
+static void
+ngx_omnibus_metrics_store(ngx_omnibus_out_t *out,
+    ngx_omnibus_main_conf_t *omcf)
+{
+    ngx_uint_t                z, i, count, cumulative;
+    ngx_omnibus_zone_t      **zones;
+    ngx_omnibus_store_sh_t   *st;
+
+    zones = omcf->zones.elts;
+
+    ngx_omnibus_metrics_family(out, "store_commit_seconds", "histogram",
+                               "From a batch sent to PostgreSQL to its "
+                               "commit.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        if (zones[z]->store) {
+            ngx_omnibus_metrics_histogram(out, "store_commit_seconds",
+                ngx_omnibus_metrics_labels(out, &zones[z]->name, NULL),
+                &zones[z]->sh->store.commit);
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "store_batch_rows", "histogram",
+                               "Rows per committed transaction.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        if (zones[z]->store == NULL) {
+            continue;
+        }
+
+        st = &zones[z]->sh->store;
+        count = st->batch.count;
+        cumulative = 0;
+
+        for (i = 0; i < NGX_OMNIBUS_BUCKETS; i++) {
+            cumulative = ngx_min(cumulative + st->batch.bucket[i], count);
+            ngx_omnibus_out_printf(out, "message_bus_store_batch_rows_bucket"
+                                   "{zone=\"%V\",le=\"%uL\"} %ui\n",
+                                   &zones[z]->name,
+                                   ngx_omnibus_bounds_rows[i], cumulative);
+        }
+
+        ngx_omnibus_out_printf(out,
+                     "message_bus_store_batch_rows_bucket{zone=\"%V\","
+                     "le=\"+Inf\"} %ui\n"
+                     "message_bus_store_batch_rows_sum{zone=\"%V\"} %uA\n"
+                     "message_bus_store_batch_rows_count{zone=\"%V\"} %ui\n",
+                     &zones[z]->name, count, &zones[z]->name,
+                     st->batch.sum_us, &zones[z]->name, count);
+    }
+
+    ngx_omnibus_metrics_family(out, "store_rows_total", "counter",
+                               "Rows committed, by what they say.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        for (i = 0; zones[z]->store && i < NGX_OMNIBUS_STORE_OPS; i++) {
+            ngx_omnibus_out_printf(out, "message_bus_store_rows_total"
+                                   "{zone=\"%V\",op=\"%s\"} %uA\n",
+                                   &zones[z]->name, ngx_omnibus_store_ops[i],
+                                   zones[z]->sh->store.rows[i]);
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "store_errors_total", "counter",
+                               "Store failures by reason.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        for (i = 0; zones[z]->store && i < NGX_OMNIBUS_STORE_REASONS; i++) {
+            ngx_omnibus_out_printf(out, "message_bus_store_errors_total"
+                                   "{zone=\"%V\",reason=\"%s\"} %uA\n",
+                                   &zones[z]->name,
+                                   ngx_omnibus_store_reasons[i],
+                                   zones[z]->sh->store.errors[i]);
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "store_backlog", "gauge",
+                               "Message rows accepted and not yet "
+                               "committed.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        if (zones[z]->store) {
+            ngx_omnibus_out_printf(out, "message_bus_store_backlog"
+                                   "{zone=\"%V\"} %uA\n", &zones[z]->name,
+                                   zones[z]->sh->store.backlog);
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "store_connections", "gauge",
+                               "PostgreSQL connections of every worker, "
+                               "by state.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        for (i = 0; zones[z]->store && i < 3; i++) {
+            ngx_omnibus_out_printf(out, "message_bus_store_connections"
+                                   "{zone=\"%V\",state=\"%s\"} %uA\n",
+                                   &zones[z]->name,
+                                   ngx_omnibus_store_states[i],
+                                   zones[z]->sh->store.connections[i]);
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "store_recovered_total", "counter",
+                               "Stored messages loaded back into a new "
+                               "zone.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        if (zones[z]->store) {
+            ngx_omnibus_out_printf(out, "message_bus_store_recovered_total"
+                                   "{zone=\"%V\"} %uA\n", &zones[z]->name,
+                                   zones[z]->sh->store.recovered);
+        }
+    }
+}
+
+
+/* every backend's health in one family each: Kafka, PostgreSQL */
+
+static void
+ngx_omnibus_metrics_backends(ngx_omnibus_out_t *out,
+    ngx_omnibus_main_conf_t *omcf)
+{
+    ngx_uint_t            z, f, up, state;
+    ngx_omnibus_zone_t  **zones;
+
+    zones = omcf->zones.elts;
+
+    for (f = 0; f < 2; f++) {
+        if (f == 0) {
+            ngx_omnibus_metrics_family(out, "backend_up", "gauge",
+                                       "1 while the backend answers.");
+
+        } else {
+            ngx_omnibus_metrics_family(out, "backend_breaker_state",
+                                       "gauge",
+                                       "Circuit breaker per backend: "
+                                       "0 closed, 1 open, 2 half-open.");
+        }
+
+        for (z = 0; z < omcf->zones.nelts; z++) {
+
+#if (NGX_OMNIBUS_HAVE_KAFKA)
+            if (ngx_omnibus_metrics_kafka_state(zones[z], &up, &state)) {
+                ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\","
+                                       "backend=\"kafka\"} %ui\n",
+                                       f ? "backend_breaker_state"
+                                         : "backend_up",
+                                       &zones[z]->name, f ? state : up);
+            }
+#endif
+
+            if (zones[z]->store) {
+                up = (zones[z]->sh->store.up != 0);
+                state = zones[z]->sh->store.breaker.state;
+
+                ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\","
+                                       "backend=\"postgresql\"} %ui\n",
+                                       f ? "backend_breaker_state"
+                                         : "backend_up",
+                                       &zones[z]->name, f ? state : up);
+            }
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_omnibus_metrics_handler(ngx_http_request_t *r)
 {
@@ -672,6 +830,9 @@ ngx_omnibus_metrics_handler(ngx_http_request_t *r)
 #if (NGX_OMNIBUS_HAVE_KAFKA)
     ngx_omnibus_metrics_kafka(&out, omcf);
 #endif
+
+    ngx_omnibus_metrics_store(&out, omcf);
+    ngx_omnibus_metrics_backends(&out, omcf);
 
     return ngx_omnibus_out_send(&out, NGX_HTTP_OK,
                                 "text/plain; version=0.0.4; charset=utf-8");

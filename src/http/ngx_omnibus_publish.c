@@ -18,6 +18,10 @@ static ngx_int_t ngx_omnibus_publish_batch(ngx_http_request_t *r,
 static ngx_omnibus_enqueue_rc_e ngx_omnibus_publish_offer(
     ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx, ngx_str_t *payload,
     ngx_str_t *key, u_char *id);
+static ngx_int_t ngx_omnibus_publish_reply(ngx_http_request_t *r,
+    ngx_omnibus_ctx_t *ctx, ngx_omnibus_out_t *out, ngx_uint_t status);
+static void ngx_omnibus_publish_stored(ngx_omnibus_store_wait_t *w);
+static void ngx_omnibus_publish_cleanup(void *data);
 static ngx_int_t ngx_omnibus_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -50,6 +54,8 @@ const ngx_omnibus_rejection_t  ngx_omnibus_rejections[NGX_OMNIBUS_REJ_MAX] = {
       "the request body is malformed" },
     { NGX_HTTP_SERVICE_UNAVAILABLE, "zone_resizing", 1,
       "the zone is being replaced by a reload, retry" },
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "store_unavailable", 1,
+      "the message could not be stored, retry" },
 };
 
 
@@ -98,8 +104,8 @@ ngx_omnibus_reject_with(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
  */
 
 static ngx_int_t
-ngx_omnibus_refuse(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
-    ngx_uint_t reason, time_t retry_after)
+ngx_omnibus_refuse_with(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
+    ngx_uint_t reason, const char *message, time_t retry_after)
 {
     ngx_int_t  rc;
 
@@ -117,8 +123,12 @@ ngx_omnibus_refuse(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
         return ngx_omnibus_reply_not_allowed(r, "POST, PUT");
     }
 
-    return ngx_omnibus_reject_with(r, zone, reason, NULL, retry_after);
+    return ngx_omnibus_reject_with(r, zone, reason, message, retry_after);
 }
+
+
+#define ngx_omnibus_refuse(r, zone, reason, retry_after)                    \
+    ngx_omnibus_refuse_with(r, zone, reason, NULL, retry_after)
 
 
 /* what an offer the queue did not take answers */
@@ -133,6 +143,9 @@ ngx_omnibus_publish_refusal(ngx_omnibus_enqueue_rc_e rc)
 
     case NGX_OMNIBUS_RETIRED:
         return NGX_OMNIBUS_REJ_RESIZING;
+
+    case NGX_OMNIBUS_NOT_STORED:
+        return NGX_OMNIBUS_REJ_STORE;
 
     default:
         return NGX_OMNIBUS_REJ_ZONE_FULL;
@@ -207,6 +220,7 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
     time_t                   retry_after;
     ngx_int_t                rc;
     ngx_str_t                prio;
+    const char              *why;
     ngx_omnibus_ctx_t       *ctx;
     ngx_omnibus_zone_t      *zone;
     ngx_omnibus_loc_conf_t  *olcf;
@@ -307,6 +321,13 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
         return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_BACKPRESSURE, 0);
     }
 
+    /* a store that cannot take rows now: refused before the body */
+
+    if (zone->store && zone->store->admit(zone, &why) != NGX_OK) {
+        return ngx_omnibus_refuse_with(r, zone, NGX_OMNIBUS_REJ_STORE, why,
+                                       0);
+    }
+
     ctx->collecting = 1;
 
     rc = ngx_http_read_client_request_body(r, ngx_omnibus_publish_body);
@@ -353,6 +374,14 @@ ngx_omnibus_publish_body(ngx_http_request_t *r)
 
     } else {
         rc = ngx_omnibus_publish_one(r, ctx);
+    }
+
+    if (rc == NGX_DONE) {
+        return;                 /* answered once its rows are committed */
+    }
+
+    if (ctx->wait.batch) {
+        ctx->zone->store->detach(&ctx->wait);
     }
 
     ngx_http_finalize_request(r, rc);
@@ -432,10 +461,85 @@ ngx_omnibus_publish_one(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
                                rc == NGX_OMNIBUS_DUPLICATE);
     ngx_omnibus_out_printf(&out, "}\n");
 
-    return ngx_omnibus_out_send(&out,
-                                rc == NGX_OMNIBUS_DUPLICATE
-                                ? NGX_HTTP_OK : NGX_HTTP_ACCEPTED,
-                                "application/json");
+    return ngx_omnibus_publish_reply(r, ctx, &out,
+                                     rc == NGX_OMNIBUS_DUPLICATE
+                                     ? NGX_HTTP_OK : NGX_HTTP_ACCEPTED);
+}
+
+
+/* the answer now, or once the store has committed the rows (mode=sync) */
+
+static ngx_int_t
+ngx_omnibus_publish_reply(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
+    ngx_omnibus_out_t *out, ngx_uint_t status)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (ctx->wait.rows == 0) {
+        return ngx_omnibus_out_send(out, status, "application/json");
+    }
+
+    ctx->out = ngx_palloc(r->pool, sizeof(ngx_omnibus_out_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (ctx->out == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *ctx->out = *out;
+    ctx->status = status;
+    ctx->wait.handler = ngx_omnibus_publish_stored;
+    ctx->wait.data = r;
+
+    cln->handler = ngx_omnibus_publish_cleanup;
+    cln->data = ctx;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_omnibus_publish_stored(ngx_omnibus_store_wait_t *w)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_omnibus_ctx_t   *ctx;
+    ngx_http_request_t  *r;
+
+    r = w->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_omnibus_module);
+
+    if (w->failed) {
+        /* nothing of the request was accepted: no 202 for a lost row */
+        (void) ngx_atomic_fetch_add(
+                   &ctx->zone->sh->rejected[NGX_OMNIBUS_REJ_STORE],
+                   w->failed);
+
+        ctx->has_id = 0;
+
+        rc = ngx_omnibus_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "store_unavailable",
+                                     "the message could not be stored, "
+                                     "retry", 1);
+
+    } else {
+        rc = ngx_omnibus_out_send(ctx->out, ctx->status, "application/json");
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_omnibus_publish_cleanup(void *data)
+{
+    ngx_omnibus_ctx_t  *ctx = data;
+
+    if (ctx->wait.batch) {
+        ctx->zone->store->detach(&ctx->wait);
+    }
 }
 
 
@@ -540,7 +644,7 @@ ngx_omnibus_publish_batch(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
 
     ngx_omnibus_out_printf(&out, "]}\n");
 
-    return ngx_omnibus_out_send(&out, NGX_HTTP_OK, "application/json");
+    return ngx_omnibus_publish_reply(r, ctx, &out, NGX_HTTP_OK);
 }
 
 
@@ -548,12 +652,19 @@ static ngx_omnibus_enqueue_rc_e
 ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     ngx_str_t *payload, ngx_str_t *key, u_char *id)
 {
+    ngx_omnibus_zone_t       *zone;
     ngx_omnibus_offer_t       offer;
+    ngx_omnibus_store_t      *store;
     ngx_omnibus_loc_conf_t   *olcf;
     ngx_omnibus_enqueue_rc_e  rc;
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
+    zone = ctx->zone;
+    store = zone->store;
 
+    ngx_memzero(&offer, sizeof(ngx_omnibus_offer_t));
+
+    offer.hold = (store && store->sync);
     offer.topic = ctx->topic;
     offer.key = *key;
     offer.payload = *payload;
@@ -570,7 +681,22 @@ ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
 
     ngx_omnibus_dedup_identity(&offer, olcf->dedup);
 
-    rc = ngx_omnibus_enqueue(ctx->zone, &offer, id, r->connection->log);
+    rc = ngx_omnibus_enqueue(zone, &offer, id, r->connection->log);
+
+    if (rc == NGX_OMNIBUS_QUEUED && store
+        && store->write(zone, &offer, id, offer.held,
+                        offer.held ? &ctx->wait : NULL)
+           != NGX_OK
+        && offer.held)
+    {
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        ngx_omnibus_queue_release_locked(zone, offer.held, 0,
+                                         offer.dedup_on ? offer.dedup
+                                                        : NULL);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        rc = NGX_OMNIBUS_NOT_STORED;
+    }
 
     /* a ring change may have moved the topic meanwhile */
     ctx->shard = offer.shard;
