@@ -45,6 +45,7 @@ static void ngx_omnibus_pg_lost(ngx_omnibus_pg_conn_t *pc, ngx_uint_t reason,
 static void ngx_omnibus_pg_free(ngx_omnibus_pg_conn_t *pc);
 static void ngx_omnibus_pg_state(ngx_omnibus_pg_conn_t *pc,
     ngx_uint_t state);
+static void ngx_omnibus_pg_notice(void *data, const char *message);
 static void ngx_omnibus_pg_retry(ngx_event_t *ev);
 static void ngx_omnibus_pg_setup_result(ngx_omnibus_pg_op_t *op,
     PGresult *res);
@@ -399,6 +400,9 @@ ngx_omnibus_pg_open(ngx_omnibus_pg_pool_t *pool)
         goto failed;
     }
 
+    /* notices ("already exists, skipping") would go to stderr */
+    (void) PQsetNoticeProcessor(pg, ngx_omnibus_pg_notice, pool);
+
     fd = PQsocket(pg);
 
     pc = ngx_calloc(sizeof(ngx_omnibus_pg_conn_t), pool->log);
@@ -444,6 +448,15 @@ failed:
     (void) ngx_omnibus_reconnect_later(&pool->reconnect);
 
     return NGX_ERROR;
+}
+
+
+static void
+ngx_omnibus_pg_notice(void *data, const char *message)
+{
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT,
+                   ((ngx_omnibus_pg_pool_t *) data)->log, 0,
+                   "omnibus pg notice: %s", message);
 }
 
 

@@ -3,113 +3,24 @@
  * omnibus_store: a row per accepted message in PostgreSQL.
  *
  * Rows are only ever inserted.  A message done with every route gets a
- * "done" row instead of an UPDATE or DELETE; both tables are partitioned
- * into NGX_OMNIBUS_PG_SLOTS generations, written in turn, and a
- * generation whose messages are all done is truncated when its turn comes
- * again (omnibus_rotate(), one node at a time under an advisory lock).
- * So hours of load leave no dead tuples behind, as PgQ rotates its
- * tables.
+ * "done" row instead of an UPDATE or DELETE, and generations of both
+ * tables are truncated in turn once all their messages are done (see
+ * ngx_omnibus_pg_schema.c), so hours of load leave no dead tuples.
  *
  * Each worker gathers what it has to write (messages, done marks, dead
  * letters) in a batch, committed as one pipelined transaction every
  * "flush" or "batch" rows.  With mode=sync a published message waits in
  * its queue, held, and its producer waits for the answer, until its batch
  * is committed; with mode=async both go on at once and the batch follows.
- *
- * A zone that starts empty loads this node's unfinished rows back, in id
- * order, before it is ready (the loader is one worker, its progress in
- * the zone so that a successor resumes it).
  */
 
 
-#include <ngx_omnibus_pg.h>
 #include <ngx_omnibus_pg_store.h>
 
 
-#define NGX_OMNIBUS_PG_SCHEMA        1
-#define NGX_OMNIBUS_PG_LOCK          "7236420181"   /* advisory lock key */
-#define NGX_OMNIBUS_PG_LOAD_ROWS     500
 #define NGX_OMNIBUS_PG_TICK          1000
 #define NGX_OMNIBUS_PG_ROTATE        2000
 #define NGX_OMNIBUS_PG_BACKLOG_MAX   200000      /* rows, per worker */
-
-
-typedef enum {
-    NGX_OMNIBUS_PG_MESSAGE = 0,
-    NGX_OMNIBUS_PG_DONE,
-    NGX_OMNIBUS_PG_DEAD,
-    NGX_OMNIBUS_PG_PURGE,
-    NGX_OMNIBUS_PG_REPLAYED,
-    NGX_OMNIBUS_PG_SKIP                      /* refused, not written */
-} ngx_omnibus_pg_kind_e;
-
-
-typedef struct {
-    ngx_uint_t                  kind;
-    ngx_str_t                   topic;
-    ngx_str_t                   ctype;
-    ngx_str_t                   key;
-    ngx_str_t                   payload;
-    ngx_str_t                   route;
-    ngx_str_t                   error;
-    ngx_uint_t                  priority;
-    ngx_uint_t                  json;
-    ngx_uint_t                  attempts;
-    uint64_t                    time;        /* born or failed, ms */
-    ngx_omnibus_msg_t          *held;
-    ngx_uint_t                  dedup_on;
-    u_char                      dedup[NGX_OMNIBUS_IDENTITY_LEN];
-    u_char                      id[NGX_OMNIBUS_ID_LEN];
-} ngx_omnibus_pg_row_t;
-
-
-typedef struct ngx_omnibus_pg_store_s  ngx_omnibus_pg_store_t;
-
-typedef struct {
-    ngx_omnibus_pg_op_t         op;
-    ngx_omnibus_pg_store_t     *st;
-    ngx_pool_t                 *pool;
-    ngx_array_t                 rows;        /* ngx_omnibus_pg_row_t */
-    ngx_queue_t                 waits;       /* ngx_omnibus_store_wait_t */
-    ngx_queue_t                 queue;       /* to be written again */
-    ngx_uint_t                  messages;    /* rows in the backlog */
-    ngx_uint_t                  probe;       /* the breaker's */
-    uint64_t                    started;     /* us */
-} ngx_omnibus_pg_batch_t;
-
-
-struct ngx_omnibus_pg_store_s {
-    ngx_omnibus_store_t         iface;       /* the zone's view */
-    ngx_omnibus_zone_t         *zone;
-    ngx_omnibus_pg_conf_t       conf;
-    ngx_omnibus_breaker_conf_t  breaker;
-    ngx_uint_t                  batch;
-    ngx_msec_t                  flush;
-    time_t                      retention;
-    time_t                      adopt_after;
-
-    /* worker-local */
-    ngx_omnibus_pg_pool_t       pool;
-    ngx_str_t                   node;
-    char                       *node_z;      /* NUL-ended, for libpq */
-    char                       *zone_z;
-    ngx_omnibus_pg_batch_t     *filling;
-    ngx_queue_t                 again;       /* failed, async: write again */
-    ngx_uint_t                  committing;  /* batches sent */
-    ngx_uint_t                  backlog;     /* message rows not committed */
-    ngx_event_t                 flush_ev;    /* flush interval */
-    ngx_event_t                 now_ev;      /* posted: a full batch */
-    ngx_event_t                 tick;
-    ngx_msec_t                  rotated;
-    time_t                      logged;
-    ngx_uint_t                  loading;     /* a load query is out */
-    ngx_uint_t                  ticking;     /* heartbeat/rotation is out */
-    ngx_omnibus_pg_op_t         load_op;
-    ngx_omnibus_pg_op_t         tick_op;
-    ngx_uint_t                  load_dlq;    /* the load's step */
-    ngx_uint_t                  load_rows;
-    ngx_uint_t                  load_full;   /* the zone had no room */
-};
 
 
 static ngx_int_t ngx_omnibus_pg_store_setup(ngx_omnibus_pg_pool_t *pool,
@@ -146,230 +57,12 @@ static void ngx_omnibus_pg_store_release(ngx_omnibus_pg_batch_t *b,
 static void ngx_omnibus_pg_store_again(ngx_omnibus_pg_store_t *st,
     ngx_omnibus_pg_batch_t *b);
 static void ngx_omnibus_pg_store_tick(ngx_event_t *ev);
-static void ngx_omnibus_pg_store_load(ngx_omnibus_pg_store_t *st);
-static ngx_int_t ngx_omnibus_pg_store_load_send(ngx_omnibus_pg_op_t *op,
-    PGconn *pg);
-static void ngx_omnibus_pg_store_load_result(ngx_omnibus_pg_op_t *op,
-    PGresult *res);
-static void ngx_omnibus_pg_store_load_done(ngx_omnibus_pg_op_t *op,
-    ngx_int_t rc);
 static ngx_int_t ngx_omnibus_pg_store_tick_send(ngx_omnibus_pg_op_t *op,
     PGconn *pg);
 static void ngx_omnibus_pg_store_tick_result(ngx_omnibus_pg_op_t *op,
     PGresult *res);
 static void ngx_omnibus_pg_store_tick_done(ngx_omnibus_pg_op_t *op,
     ngx_int_t rc);
-
-
-/*
- * The schema, version 1.  Every table has "node" first in its primary key:
- * it is the distribution column under Citus (rows of a node together,
- * every query of a node on one shard), and plain PostgreSQL runs the same
- * SQL.  Generations are list partitions of "slot".
- */
-
-static const char  ngx_omnibus_pg_migrate[] =
-"DO $omnibus$\n"
-"DECLARE\n"
-"    s integer;\n"
-"BEGIN\n"
-"    CREATE TABLE IF NOT EXISTS omnibus_schema (\n"
-"        version integer PRIMARY KEY,\n"
-"        applied timestamptz NOT NULL DEFAULT now());\n"
-"    IF EXISTS (SELECT 1 FROM omnibus_schema WHERE version >= 1) THEN\n"
-"        RETURN;\n"
-"    END IF;\n"
-"    CREATE TABLE omnibus_generation (\n"
-"        one boolean PRIMARY KEY DEFAULT true CHECK (one),\n"
-"        gen bigint NOT NULL,\n"
-"        slot integer NOT NULL,\n"
-"        rotated timestamptz NOT NULL DEFAULT now());\n"
-"    INSERT INTO omnibus_generation (gen, slot) VALUES (0, 0);\n"
-"    CREATE TABLE omnibus_nodes (\n"
-"        node text PRIMARY KEY,\n"
-"        seen timestamptz NOT NULL);\n"
-"    CREATE TABLE omnibus_messages (\n"
-"        slot integer NOT NULL,\n"
-"        node text NOT NULL,\n"
-"        zone text NOT NULL,\n"
-"        id text COLLATE \"C\" NOT NULL,\n"
-"        topic text NOT NULL,\n"
-"        priority smallint NOT NULL,\n"
-"        ctype text NOT NULL,\n"
-"        ikey text NOT NULL,\n"
-"        payload bytea NOT NULL,\n"
-"        json boolean NOT NULL,\n"
-"        born bigint NOT NULL,\n"
-"        PRIMARY KEY (node, id, slot)) PARTITION BY LIST (slot);\n"
-"    CREATE TABLE omnibus_done (\n"
-"        slot integer NOT NULL,\n"
-"        node text NOT NULL,\n"
-"        id text COLLATE \"C\" NOT NULL,\n"
-"        PRIMARY KEY (node, id, slot)) PARTITION BY LIST (slot);\n"
-"    FOR s IN 0..3 LOOP\n"
-"        EXECUTE format('CREATE TABLE omnibus_messages_%s PARTITION OF '\n"
-"                       'omnibus_messages FOR VALUES IN (%s)', s, s);\n"
-"        EXECUTE format('CREATE TABLE omnibus_done_%s PARTITION OF '\n"
-"                       'omnibus_done FOR VALUES IN (%s)', s, s);\n"
-"    END LOOP;\n"
-"    CREATE TABLE omnibus_dlq (\n"
-"        node text NOT NULL,\n"
-"        zone text NOT NULL,\n"
-"        id text COLLATE \"C\" NOT NULL,\n"
-"        route text NOT NULL,\n"
-"        topic text NOT NULL,\n"
-"        priority smallint NOT NULL,\n"
-"        ctype text NOT NULL,\n"
-"        ikey text NOT NULL,\n"
-"        payload bytea NOT NULL,\n"
-"        json boolean NOT NULL,\n"
-"        attempts integer NOT NULL,\n"
-"        error text NOT NULL,\n"
-"        failed bigint NOT NULL,\n"
-"        PRIMARY KEY (node, zone, id, route));\n"
-"    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN\n"
-"        PERFORM create_reference_table('omnibus_generation');\n"
-"        PERFORM create_distributed_table('omnibus_nodes', 'node');\n"
-"        PERFORM create_distributed_table('omnibus_messages', 'node',\n"
-"                                         colocate_with => 'omnibus_nodes');\n"
-"        PERFORM create_distributed_table('omnibus_done', 'node',\n"
-"                                         colocate_with => 'omnibus_nodes');\n"
-"        PERFORM create_distributed_table('omnibus_dlq', 'node',\n"
-"                                         colocate_with => 'omnibus_nodes');\n"
-"    END IF;\n"
-"    INSERT INTO omnibus_schema (version) VALUES (1);\n"
-"END\n"
-"$omnibus$";
-
-
-/*
- * The next generation's slot is truncated once every message in it is
- * done.  Done marks there for messages of younger slots (a write-behind
- * row can land after its done mark) move to the current slot first.
- */
-
-static const char  ngx_omnibus_pg_rotate_fn[] =
-"CREATE OR REPLACE FUNCTION omnibus_rotate() RETURNS bigint\n"
-"LANGUAGE plpgsql AS $omnibus$\n"
-"DECLARE\n"
-"    g bigint;\n"
-"    cur integer;\n"
-"    nxt integer;\n"
-"BEGIN\n"
-"    IF NOT pg_try_advisory_xact_lock(" NGX_OMNIBUS_PG_LOCK " + 1) THEN\n"
-"        RETURN NULL;\n"
-"    END IF;\n"
-"    SELECT gen, slot INTO g, cur FROM omnibus_generation WHERE one;\n"
-"    nxt := ((g + 1) % 4)::integer;\n"
-"    SET LOCAL lock_timeout = '1s';\n"
-"    BEGIN\n"
-"        EXECUTE format('LOCK TABLE omnibus_messages_%s, omnibus_done_%s '\n"
-"                       'IN ACCESS EXCLUSIVE MODE', nxt, nxt);\n"
-"    EXCEPTION WHEN lock_not_available THEN\n"
-"        RETURN g;\n"
-"    END;\n"
-"    IF EXISTS (SELECT 1 FROM omnibus_messages m WHERE m.slot = nxt\n"
-"               AND NOT EXISTS (SELECT 1 FROM omnibus_done d\n"
-"                               WHERE d.node = m.node AND d.id = m.id))\n"
-"    THEN\n"
-"        RETURN g;\n"
-"    END IF;\n"
-"    INSERT INTO omnibus_done (slot, node, id)\n"
-"        SELECT cur, d.node, d.id FROM omnibus_done d\n"
-"        WHERE d.slot = nxt AND EXISTS (\n"
-"            SELECT 1 FROM omnibus_messages m\n"
-"            WHERE m.node = d.node AND m.id = d.id AND m.slot <> nxt)\n"
-"        ON CONFLICT DO NOTHING;\n"
-"    EXECUTE format('TRUNCATE omnibus_messages_%s, omnibus_done_%s',\n"
-"                   nxt, nxt);\n"
-"    UPDATE omnibus_generation SET gen = g + 1, slot = nxt,\n"
-"        rotated = now() WHERE one;\n"
-"    RETURN g + 1;\n"
-"END\n"
-"$omnibus$";
-
-
-/* prepared on every connection, re-prepared after a reconnect */
-
-typedef struct {
-    const char                 *name;
-    const char                 *sql;
-    int                         n;
-    Oid                         types[13];
-} ngx_omnibus_pg_stmt_t;
-
-#define T   25      /* text */
-#define I2  21
-#define I4  23
-#define I8  20
-#define B   17      /* bytea */
-#define BO  16      /* boolean */
-
-static ngx_omnibus_pg_stmt_t  ngx_omnibus_pg_stmts[] = {
-
-    { "omnibus_message",
-      "INSERT INTO omnibus_messages (slot, node, zone, id, topic, priority, "
-      "ctype, ikey, payload, json, born) SELECT slot, $1, $2, $3, $4, $5, "
-      "$6, $7, $8, $9, $10 FROM omnibus_generation WHERE one "
-      "ON CONFLICT DO NOTHING",
-      10, { T, T, T, T, I2, T, T, B, BO, I8 } },
-
-    { "omnibus_done",
-      "INSERT INTO omnibus_done (slot, node, id) SELECT slot, $1, $2 "
-      "FROM omnibus_generation WHERE one ON CONFLICT DO NOTHING",
-      2, { T, T } },
-
-    { "omnibus_dead",
-      "INSERT INTO omnibus_dlq (node, zone, id, route, topic, priority, "
-      "ctype, ikey, payload, json, attempts, error, failed) VALUES ($1, $2, "
-      "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
-      "ON CONFLICT DO NOTHING",
-      13, { T, T, T, T, T, I2, T, T, B, BO, I4, T, I8 } },
-
-    { "omnibus_purge",
-      "DELETE FROM omnibus_dlq WHERE node = $1 AND zone = $2",
-      2, { T, T } },
-
-    /* a dead letter queued again: not dead, and not done any more */
-    { "omnibus_replayed",
-      "WITH dead AS (DELETE FROM omnibus_dlq WHERE node = $1 AND zone = $2 "
-      "AND id = $3) DELETE FROM omnibus_done WHERE node = $1 AND id = $3",
-      3, { T, T, T } },
-
-    { "omnibus_load",
-      "SELECT id, topic, priority, ctype, ikey, payload, json "
-      "FROM omnibus_messages m WHERE node = $1 AND zone = $2 AND id > $3 "
-      "AND NOT EXISTS (SELECT 1 FROM omnibus_done d "
-      "WHERE d.node = m.node AND d.id = m.id) ORDER BY id LIMIT $4",
-      4, { T, T, T, I4 } },
-
-    { "omnibus_load_dlq",
-      "SELECT * FROM (SELECT id, topic, priority, ctype, ikey, payload, "
-      "json, route, attempts, error, failed FROM omnibus_dlq "
-      "WHERE node = $1 AND zone = $2 ORDER BY failed DESC, id LIMIT $3) "
-      "newest ORDER BY failed, id",
-      3, { T, T, I4 } },
-
-    { "omnibus_beat",
-      "INSERT INTO omnibus_nodes (node, seen) VALUES ($1, now()) "
-      "ON CONFLICT (node) DO UPDATE SET seen = now()",
-      1, { T } },
-
-    { "omnibus_rotate",
-      "SELECT omnibus_rotate()",
-      0, { 0 } },
-
-    { "omnibus_expire",
-      "DELETE FROM omnibus_dlq WHERE node = $1 AND failed < $2",
-      2, { T, I8 } },
-};
-
-#undef T
-#undef I2
-#undef I4
-#undef I8
-#undef B
-#undef BO
 
 
 /* omnibus_store ZONE URL [parameters] */
@@ -758,42 +451,12 @@ ngx_omnibus_pg_store_exit_process(ngx_omnibus_zone_t *zone)
 static ngx_int_t
 ngx_omnibus_pg_store_setup(ngx_omnibus_pg_pool_t *pool, PGconn *pg)
 {
-    ngx_int_t                n;
-    ngx_uint_t               i;
-    ngx_omnibus_pg_stmt_t   *s;
     ngx_omnibus_pg_store_t  *st;
 
     st = pool->data;
-    n = 0;
 
-    if (st->zone->sh->store.schema < NGX_OMNIBUS_PG_SCHEMA) {
-        if (!PQsendQueryParams(pg, "SELECT pg_advisory_xact_lock("
-                               NGX_OMNIBUS_PG_LOCK ")",
-                               0, NULL, NULL, NULL, NULL, 0)
-            || !PQsendQueryParams(pg, ngx_omnibus_pg_migrate,
-                                  0, NULL, NULL, NULL, NULL, 0)
-            || !PQsendQueryParams(pg, ngx_omnibus_pg_rotate_fn,
-                                  0, NULL, NULL, NULL, NULL, 0))
-        {
-            return NGX_ERROR;
-        }
-
-        n += 3;
-    }
-
-    for (i = 0; i < sizeof(ngx_omnibus_pg_stmts)
-                    / sizeof(ngx_omnibus_pg_stmt_t); i++)
-    {
-        s = &ngx_omnibus_pg_stmts[i];
-
-        if (!PQsendPrepare(pg, s->name, s->sql, s->n, s->types)) {
-            return NGX_ERROR;
-        }
-
-        n++;
-    }
-
-    return n;
+    return ngx_omnibus_pg_schema_send(pg, st->zone->sh->store.schema
+                                          < NGX_OMNIBUS_PG_SCHEMA);
 }
 
 
@@ -1600,7 +1263,10 @@ ngx_omnibus_pg_store_tick(ngx_event_t *ev)
     }
 
     if (sh->store.state != NGX_OMNIBUS_STORE_READY) {
-        ngx_omnibus_pg_store_load(st);
+        ngx_omnibus_pg_load(st);
+
+    } else if (ngx_worker == 0) {
+        ngx_omnibus_pg_adopt(st);
     }
 
     if (ngx_worker != 0 || st->ticking
@@ -1702,231 +1368,4 @@ ngx_omnibus_pg_store_tick_done(ngx_omnibus_pg_op_t *op, ngx_int_t rc)
                       "omnibus store \"%V\": heartbeat or rotation failed: "
                       "%s", &st->zone->name, op->error);
     }
-}
-
-
-/*
- * Loading a new zone: one worker takes it (or takes it over from a
- * worker that died), then pages through the unfinished rows by id, and
- * the newest dead letters last.
- */
-
-static void
-ngx_omnibus_pg_store_load(ngx_omnibus_pg_store_t *st)
-{
-    ngx_omnibus_store_sh_t  *sh;
-
-    sh = &st->zone->sh->store;
-
-    if (st->loading || !ngx_omnibus_pg_available(&st->pool)
-        || sh->schema < NGX_OMNIBUS_PG_SCHEMA)
-    {
-        return;
-    }
-
-    ngx_shmtx_lock(&st->zone->shpool->mutex);
-
-    if (sh->state == NGX_OMNIBUS_STORE_LOAD
-        || (sh->state == NGX_OMNIBUS_STORE_LOADING && sh->loader != ngx_pid
-            && kill(sh->loader, 0) == -1 && ngx_errno == NGX_ESRCH))
-    {
-        sh->state = NGX_OMNIBUS_STORE_LOADING;
-        sh->loader = ngx_pid;
-    }
-
-    ngx_shmtx_unlock(&st->zone->shpool->mutex);
-
-    if (sh->state != NGX_OMNIBUS_STORE_LOADING || sh->loader != ngx_pid) {
-        return;
-    }
-
-    st->load_op.send = ngx_omnibus_pg_store_load_send;
-    st->load_op.result = ngx_omnibus_pg_store_load_result;
-    st->load_op.done = ngx_omnibus_pg_store_load_done;
-    st->load_op.data = st;
-    st->load_rows = 0;
-    st->load_full = 0;
-
-    if (ngx_omnibus_pg_run(&st->pool, &st->load_op) == NGX_OK) {
-        st->loading = 1;
-    }
-}
-
-
-static ngx_int_t
-ngx_omnibus_pg_store_load_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
-{
-    const char              *v[4];
-    ngx_omnibus_store_sh_t  *sh;
-    ngx_omnibus_pg_store_t  *st;
-    u_char                   after[NGX_OMNIBUS_ID_LEN + 1];
-    u_char                   limit[NGX_INT_T_LEN + 1];
-
-    st = op->data;
-    sh = &st->zone->sh->store;
-
-    v[0] = st->node_z;
-    v[1] = st->zone_z;
-
-    if (st->load_dlq) {
-        (void) ngx_sprintf(limit, "%ui%Z", st->zone->dlq_size);
-        v[2] = (char *) limit;
-
-        return ngx_omnibus_pg_send(pg, "omnibus_load_dlq", 3, v, NULL, NULL)
-               == NGX_OK ? 1 : NGX_ERROR;
-    }
-
-    (void) ngx_cpystrn(after, sh->loaded, sh->loaded_len + 1);
-    (void) ngx_sprintf(limit, "%ui%Z", (ngx_uint_t) NGX_OMNIBUS_PG_LOAD_ROWS);
-
-    v[2] = (char *) after;
-    v[3] = (char *) limit;
-
-    return ngx_omnibus_pg_send(pg, "omnibus_load", 4, v, NULL, NULL)
-           == NGX_OK ? 1 : NGX_ERROR;
-}
-
-
-/* rows back into their shards, past backpressure: they were accepted */
-
-static void
-ngx_omnibus_pg_store_load_result(ngx_omnibus_pg_op_t *op, PGresult *res)
-{
-    int                        i, n;
-    size_t                     len;
-    u_char                    *bytes;
-    ngx_str_t                  route, error;
-    ngx_omnibus_offer_t        offer;
-    ngx_omnibus_store_sh_t    *sh;
-    ngx_omnibus_pg_store_t    *st;
-    ngx_omnibus_enqueue_rc_e   rc;
-    u_char                     id[NGX_OMNIBUS_ID_LEN];
-
-    st = op->data;
-    sh = &st->zone->sh->store;
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ngx_omnibus_pg_failed(op, res, NGX_OMNIBUS_PG_QUERY);
-        return;
-    }
-
-    n = PQntuples(res);
-    st->load_rows = n;
-
-    for (i = 0; i < n; i++) {
-        if (PQgetlength(res, i, 0) != NGX_OMNIBUS_ID_LEN) {
-            continue;
-        }
-
-        ngx_memzero(&offer, sizeof(ngx_omnibus_offer_t));
-
-        offer.id = (u_char *) PQgetvalue(res, i, 0);
-        offer.topic.data = (u_char *) PQgetvalue(res, i, 1);
-        offer.topic.len = PQgetlength(res, i, 1);
-        offer.priority = ngx_atoi((u_char *) PQgetvalue(res, i, 2),
-                                  PQgetlength(res, i, 2));
-        offer.ctype.data = (u_char *) PQgetvalue(res, i, 3);
-        offer.ctype.len = PQgetlength(res, i, 3);
-        offer.key.data = (u_char *) PQgetvalue(res, i, 4);
-        offer.key.len = PQgetlength(res, i, 4);
-        offer.json = (PQgetvalue(res, i, 6)[0] == 't');
-        offer.force = 1;
-
-        if (offer.priority > 9 || offer.topic.len == 0
-            || offer.topic.len > NGX_OMNIBUS_TOPIC_MAX)
-        {
-            continue;
-        }
-
-        /* bytea comes as text: \x and hex digits */
-
-        bytes = PQunescapeBytea((u_char *) PQgetvalue(res, i, 5), &len);
-        if (bytes == NULL) {
-            ngx_omnibus_pg_failed(op, NULL, NGX_OMNIBUS_PG_QUERY);
-            return;
-        }
-
-        offer.payload.data = bytes;
-        offer.payload.len = len;
-
-        if (st->load_dlq) {
-            route.data = (u_char *) PQgetvalue(res, i, 7);
-            route.len = PQgetlength(res, i, 7);
-            error.data = (u_char *) PQgetvalue(res, i, 9);
-            error.len = PQgetlength(res, i, 9);
-
-            offer.shard = 0;
-
-            ngx_omnibus_dlq_restore(st->zone, &offer, &route,
-                         ngx_atoi((u_char *) PQgetvalue(res, i, 8),
-                                  PQgetlength(res, i, 8)),
-                         &error,
-                         (uint64_t) ngx_atoi((u_char *) PQgetvalue(res, i, 10),
-                                             PQgetlength(res, i, 10)));
-            PQfreemem(bytes);
-            continue;
-        }
-
-        ngx_omnibus_dedup_identity(&offer, NGX_OMNIBUS_DEDUP_KEY);
-        offer.shard = ngx_omnibus_ring_shard(st->zone, &offer.topic);
-
-        rc = ngx_omnibus_enqueue(st->zone, &offer, id, ngx_cycle->log);
-
-        PQfreemem(bytes);
-
-        if (rc == NGX_OMNIBUS_ZONE_FULL || rc == NGX_OMNIBUS_RETIRED) {
-            /* no room now: the rest is loaded again from this id */
-            st->load_full = 1;
-            return;
-        }
-
-        ngx_memcpy(sh->loaded, offer.id, NGX_OMNIBUS_ID_LEN);
-        sh->loaded_len = NGX_OMNIBUS_ID_LEN;
-
-        if (rc == NGX_OMNIBUS_QUEUED) {
-            (void) ngx_atomic_fetch_add(&sh->recovered, 1);
-        }
-    }
-}
-
-
-static void
-ngx_omnibus_pg_store_load_done(ngx_omnibus_pg_op_t *op, ngx_int_t rc)
-{
-    ngx_omnibus_store_sh_t  *sh;
-    ngx_omnibus_pg_store_t  *st;
-
-    st = op->data;
-    sh = &st->zone->sh->store;
-
-    st->loading = 0;
-
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "omnibus store \"%V\": loading stored messages "
-                      "failed, retried: %s", &st->zone->name, op->error);
-        return;
-    }
-
-    if (st->load_full) {
-        return;                              /* the tick goes on */
-    }
-
-    if (!st->load_dlq && st->load_rows == NGX_OMNIBUS_PG_LOAD_ROWS) {
-        ngx_omnibus_pg_store_load(st);        /* the next page, now */
-        return;
-    }
-
-    if (!st->load_dlq) {
-        st->load_dlq = 1;
-        ngx_omnibus_pg_store_load(st);
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                  "omnibus store \"%V\": %uA stored message(s) loaded back, "
-                  "the zone is ready", &st->zone->name, sh->recovered);
-
-    sh->state = NGX_OMNIBUS_STORE_READY;
-    st->load_dlq = 0;
 }
