@@ -236,13 +236,18 @@ ngx_omnibus_conn_wrap(ngx_socket_t fd, ngx_log_t *log)
 
 /*
  * Off the event loop.  Libraries that close their socket themselves
- * (hiredis in redisFree()) must not have it closed twice: close_fd = 0.
+ * (hiredis in redisFree(), libpq in PQfinish()) must not have it closed
+ * twice: NGX_OMNIBUS_CONN_KEEP.  One that has closed it already (libpq on
+ * a connection the server ended) must not have it taken out of epoll
+ * either: the kernel did that, and the fd may be reused.
  */
 
 void
-ngx_omnibus_conn_unwrap(ngx_connection_t *c, ngx_uint_t close_fd)
+ngx_omnibus_conn_unwrap(ngx_connection_t *c, ngx_uint_t fd)
 {
-    if (close_fd) {
+    ngx_uint_t  flags;
+
+    if (fd == NGX_OMNIBUS_CONN_CLOSE) {
         ngx_close_connection(c);
         return;
     }
@@ -265,16 +270,18 @@ ngx_omnibus_conn_unwrap(ngx_connection_t *c, ngx_uint_t close_fd)
 
     /* the fd stays open: it must leave epoll for real, not by close() */
 
+    flags = (fd == NGX_OMNIBUS_CONN_CLOSED) ? NGX_CLOSE_EVENT : 0;
+
     if (ngx_del_conn) {
-        (void) ngx_del_conn(c, 0);
+        (void) ngx_del_conn(c, flags);
 
     } else {
         if (c->read->active || c->read->disabled) {
-            (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+            (void) ngx_del_event(c->read, NGX_READ_EVENT, flags);
         }
 
         if (c->write->active || c->write->disabled) {
-            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
         }
     }
 

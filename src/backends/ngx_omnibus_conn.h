@@ -48,8 +48,16 @@ void ngx_omnibus_conn_pool_put(ngx_omnibus_conn_pool_t *pool,
     ngx_connection_t *c);
 void ngx_omnibus_conn_pool_close(ngx_omnibus_conn_pool_t *pool);
 
+/* what becomes of a wrapped socket's fd when it leaves the event loop */
+typedef enum {
+    NGX_OMNIBUS_CONN_KEEP = 0,               /* its library closes it later */
+    NGX_OMNIBUS_CONN_CLOSE,                  /* closed here */
+    NGX_OMNIBUS_CONN_CLOSED                  /* its library closed it */
+} ngx_omnibus_conn_fd_e;
+
+
 ngx_connection_t *ngx_omnibus_conn_wrap(ngx_socket_t fd, ngx_log_t *log);
-void ngx_omnibus_conn_unwrap(ngx_connection_t *c, ngx_uint_t close_fd);
+void ngx_omnibus_conn_unwrap(ngx_connection_t *c, ngx_uint_t fd);
 
 void ngx_omnibus_reconnect_init(ngx_omnibus_reconnect_t *rc, ngx_msec_t base,
     ngx_msec_t cap, ngx_omnibus_breaker_t *breaker,

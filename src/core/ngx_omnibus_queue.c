@@ -352,10 +352,10 @@ ngx_omnibus_queue_release_locked(ngx_omnibus_zone_t *zone,
 
 
 /*
- * Messages held for a worker that is gone: whether their rows committed
- * is unknown, and their producers got no answer.  They go on (delivery
- * is at least once); a message stuck at a queue's head would stop its
- * shard for good.
+ * Messages held for a worker that is gone at the head of a queue: whether
+ * their rows committed is unknown, and their producers got no answer.
+ * They go on (delivery is at least once) rather than stop the shard.
+ * Only heads are looked at: a held message further back stops nothing.
  */
 
 ngx_uint_t
@@ -363,7 +363,7 @@ ngx_omnibus_queue_unhold_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard)
 {
     ngx_uint_t          n, i;
-    ngx_queue_t        *head, *q;
+    ngx_queue_t        *head, *q, *next;
     ngx_omnibus_msg_t  *msg;
 
     n = 0;
@@ -371,16 +371,16 @@ ngx_omnibus_queue_unhold_locked(ngx_omnibus_zone_t *zone,
     for (i = 0; i < 2; i++) {
         head = i ? &shard->normal : &shard->high;
 
-        for (q = ngx_queue_head(head);
-             q != ngx_queue_sentinel(head);
-             q = ngx_queue_next(q))
+        for (q = ngx_queue_head(head); q != ngx_queue_sentinel(head);
+             q = next)
         {
+            next = ngx_queue_next(q);
             msg = ngx_queue_data(q, ngx_omnibus_msg_t, queue);
 
             if (!msg->held
                 || kill(msg->owner, 0) == 0 || ngx_errno != NGX_ESRCH)
             {
-                continue;
+                break;
             }
 
             ngx_omnibus_queue_release_locked(zone, msg, 1, NULL);

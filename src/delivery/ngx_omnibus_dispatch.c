@@ -131,11 +131,12 @@ ngx_omnibus_dispatch_exit_process(void)
 static void
 ngx_omnibus_dispatch_recover(ngx_omnibus_zone_t *zone)
 {
-    ngx_uint_t         s, n;
+    ngx_uint_t         s, n, held;
     ngx_omnibus_sh_t  *sh;
 
     sh = zone->sh;
     n = 0;
+    held = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -149,7 +150,7 @@ ngx_omnibus_dispatch_recover(ngx_omnibus_zone_t *zone)
         }
 
         if (zone->store && zone->store->sync) {
-            n += ngx_omnibus_queue_unhold_locked(zone, &sh->shards[s]);
+            held += ngx_omnibus_queue_unhold_locked(zone, &sh->shards[s]);
         }
     }
 
@@ -159,6 +160,13 @@ ngx_omnibus_dispatch_recover(ngx_omnibus_zone_t *zone)
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                       "omnibus zone \"%V\": %ui message(s) in flight for a "
                       "worker that is gone are queued again", &zone->name, n);
+    }
+
+    if (held) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "omnibus zone \"%V\": %ui message(s) held for their "
+                      "rows by a worker that is gone go on", &zone->name,
+                      held);
     }
 }
 

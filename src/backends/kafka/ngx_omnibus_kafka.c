@@ -379,7 +379,7 @@ ngx_omnibus_kafka_close(ngx_omnibus_kafka_t *k)
     }
 
     if (k->wake) {
-        ngx_omnibus_conn_unwrap(k->wake, 1);
+        ngx_omnibus_conn_unwrap(k->wake, NGX_OMNIBUS_CONN_CLOSE);
         k->wake = NULL;
     }
 

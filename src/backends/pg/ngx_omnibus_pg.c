@@ -528,7 +528,7 @@ ngx_omnibus_pg_connect(ngx_omnibus_pg_conn_t *pc)
         fd = PQsocket(pc->pg);
 
         if (fd != pc->c->fd) {
-            ngx_omnibus_conn_unwrap(pc->c, 0);
+            ngx_omnibus_conn_unwrap(pc->c, NGX_OMNIBUS_CONN_CLOSED);
 
             c = ngx_omnibus_conn_wrap(fd, pc->pool->log);
             if (c == NULL) {
@@ -790,8 +790,7 @@ ngx_omnibus_pg_finish(ngx_omnibus_pg_conn_t *pc)
 
     if (op != &pc->setup
         && (pool->nconns > pool->conf->size
-            || ngx_current_msec - pc->born > pool->conf->recycle
-            || ngx_exiting))
+            || ngx_current_msec - pc->born > pool->conf->recycle))
     {
         ngx_omnibus_pg_free(pc);
         pc = NULL;
@@ -952,8 +951,12 @@ ngx_omnibus_pg_free(ngx_omnibus_pg_conn_t *pc)
     ngx_queue_remove(&pc->link);
     pool->nconns--;
 
+    /* libpq closes its socket itself, at once when the server ends it */
+
     if (pc->c) {
-        ngx_omnibus_conn_unwrap(pc->c, 0);
+        ngx_omnibus_conn_unwrap(pc->c, PQsocket(pc->pg) == pc->c->fd
+                                       ? NGX_OMNIBUS_CONN_KEEP
+                                       : NGX_OMNIBUS_CONN_CLOSED);
     }
 
     PQfinish(pc->pg);

@@ -86,9 +86,13 @@ static const char  ngx_omnibus_pg_migrate[] =
 
 
 /*
- * The next generation's slot is truncated once every message in it is
- * done.  Done marks there for messages of younger slots (a write-behind
- * row can land after its done mark) move to the current slot first.
+ * The next generation's slot is truncated when its turn comes.  A few
+ * messages still unfinished there (a paused shard, a node nobody adopts)
+ * are copied to the current slot first rather than hold every later
+ * generation; a large backlog holds the rotation instead, as copying it
+ * at every turn would cost more than keeping it.  Done marks there for
+ * messages of other slots (a write-behind row can land after its done
+ * mark) move to the current slot too.
  */
 
 static const char  ngx_omnibus_pg_rotate_fn[] =
@@ -111,12 +115,19 @@ static const char  ngx_omnibus_pg_rotate_fn[] =
 "    EXCEPTION WHEN lock_not_available THEN\n"
 "        RETURN g;\n"
 "    END;\n"
-"    IF EXISTS (SELECT 1 FROM omnibus_messages m WHERE m.slot = nxt\n"
-"               AND NOT EXISTS (SELECT 1 FROM omnibus_done d\n"
-"                               WHERE d.node = m.node AND d.id = m.id))\n"
-"    THEN\n"
+"    CREATE TEMP TABLE IF NOT EXISTS omnibus_left (LIKE omnibus_messages)\n"
+"        ON COMMIT DELETE ROWS;\n"
+"    INSERT INTO omnibus_left\n"
+"        SELECT m.* FROM omnibus_messages m WHERE m.slot = nxt\n"
+"        AND NOT EXISTS (SELECT 1 FROM omnibus_done d\n"
+"                        WHERE d.node = m.node AND d.id = m.id)\n"
+"        LIMIT 1001;\n"
+"    IF (SELECT count(*) FROM omnibus_left) > 1000 THEN\n"
 "        RETURN g;\n"
 "    END IF;\n"
+"    INSERT INTO omnibus_messages SELECT cur, l.node, l.zone, l.id,\n"
+"        l.topic, l.priority, l.ctype, l.ikey, l.payload, l.json, l.born\n"
+"        FROM omnibus_left l ON CONFLICT DO NOTHING;\n"
 "    INSERT INTO omnibus_done (slot, node, id)\n"
 "        SELECT cur, d.node, d.id FROM omnibus_done d\n"
 "        WHERE d.slot = nxt AND EXISTS (\n"
