@@ -51,6 +51,7 @@ static void ngx_omnibus_pg_setup_result(ngx_omnibus_pg_op_t *op,
     PGresult *res);
 static void ngx_omnibus_pg_setup_done(ngx_omnibus_pg_op_t *op,
     ngx_int_t rc);
+static void ngx_omnibus_pg_waited(ngx_event_t *ev);
 static void ngx_omnibus_pg_fail_waiting(ngx_omnibus_pg_pool_t *pool,
     ngx_uint_t reason, const char *why);
 
@@ -268,6 +269,10 @@ ngx_omnibus_pg_init(ngx_omnibus_pg_pool_t *pool, ngx_log_t *log)
     ngx_queue_init(&pool->waiting);
     pool->log = log;
 
+    pool->waited.handler = ngx_omnibus_pg_waited;
+    pool->waited.data = pool;
+    pool->waited.log = log;
+
     ngx_omnibus_reconnect_init(&pool->reconnect, 100, 10000, &pool->breaker,
                                ngx_omnibus_pg_retry, pool, log);
 
@@ -303,6 +308,12 @@ ngx_omnibus_pg_run(ngx_omnibus_pg_pool_t *pool, ngx_omnibus_pg_op_t *op)
     }
 
     ngx_queue_insert_tail(&pool->waiting, &op->queue);
+
+    /* not cancelable: a quitting worker waits for work that waits */
+
+    if (!pool->waited.timer_set) {
+        ngx_add_timer(&pool->waited, pool->conf->timeout);
+    }
 
     if (pool->opening == 0
         && pool->nconns < pool->conf->size + pool->conf->overflow
@@ -363,6 +374,8 @@ ngx_omnibus_pg_close(ngx_omnibus_pg_pool_t *pool)
     if (pool->reconnect.timer.timer_set) {
         ngx_del_timer(&pool->reconnect.timer);
     }
+
+    pool->closing = 1;
 
     while (!ngx_queue_empty(&pool->all)) {
         q = ngx_queue_head(&pool->all);
@@ -820,6 +833,14 @@ ngx_omnibus_pg_finish(ngx_omnibus_pg_conn_t *pc)
                              next);
     }
 
+    if (pool->waited.timer_set) {
+        ngx_del_timer(&pool->waited);
+    }
+
+    if (!ngx_queue_empty(&pool->waiting)) {
+        ngx_add_timer(&pool->waited, pool->conf->timeout);
+    }
+
     if (pool->changed) {
         pool->changed(pool);
     }
@@ -868,7 +889,7 @@ ngx_omnibus_pg_lost(ngx_omnibus_pg_conn_t *pc, ngx_uint_t reason,
         msg[--len] = '\0';
     }
 
-    if (!ngx_exiting || op) {
+    if (!pool->closing) {
         ngx_log_error(NGX_LOG_ERR, pool->log, 0,
                       "omnibus store %V: %s: %s", &pool->conf->target,
                       connecting ? "cannot connect" : "connection lost", msg);
@@ -891,7 +912,7 @@ ngx_omnibus_pg_lost(ngx_omnibus_pg_conn_t *pc, ngx_uint_t reason,
         op->done(op, NGX_ERROR);
     }
 
-    if (ngx_exiting) {
+    if (pool->closing) {
         return;
     }
 
@@ -916,6 +937,16 @@ ngx_omnibus_pg_lost(ngx_omnibus_pg_conn_t *pc, ngx_uint_t reason,
 }
 
 
+/* no connection was free for a whole timeout: the work fails */
+
+static void
+ngx_omnibus_pg_waited(ngx_event_t *ev)
+{
+    ngx_omnibus_pg_fail_waiting(ev->data, NGX_OMNIBUS_PG_TIMEOUT,
+                                "no connection within the timeout");
+}
+
+
 static void
 ngx_omnibus_pg_fail_waiting(ngx_omnibus_pg_pool_t *pool, ngx_uint_t reason,
     const char *why)
@@ -931,6 +962,10 @@ ngx_omnibus_pg_fail_waiting(ngx_omnibus_pg_pool_t *pool, ngx_uint_t reason,
         op->reason = reason;
         (void) ngx_cpystrn(op->error, (u_char *) why, sizeof(op->error));
         op->done(op, NGX_ERROR);
+    }
+
+    if (pool->waited.timer_set) {
+        ngx_del_timer(&pool->waited);
     }
 }
 

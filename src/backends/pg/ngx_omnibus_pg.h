@@ -73,10 +73,12 @@ struct ngx_omnibus_pg_pool_s {
     ngx_queue_t                 idle;        /* ngx_omnibus_pg_conn_t */
     ngx_queue_t                 all;
     ngx_queue_t                 waiting;     /* ngx_omnibus_pg_op_t */
+    ngx_event_t                 waited;      /* the oldest waits too long */
     ngx_uint_t                  nconns;
     ngx_uint_t                  opening;     /* connecting or set up */
     ngx_uint_t                  connected;   /* ever, since the last loss */
     ngx_uint_t                  down;        /* the last connect failed */
+    ngx_uint_t                  closing;     /* the worker exits */
     ngx_omnibus_breaker_t       breaker;
     ngx_omnibus_reconnect_t     reconnect;
     ngx_log_t                  *log;

@@ -216,11 +216,13 @@ static ngx_int_t
 ngx_omnibus_pg_load_row(ngx_omnibus_pg_store_t *st, PGresult *res, int i)
 {
     size_t                     len;
-    u_char                    *bytes;
-    ngx_str_t                  route, error;
+    u_char                    *bytes[3];
+    ngx_int_t                  rc;
+    ngx_str_t                  route, error, *field[3];
+    ngx_uint_t                 k;
     ngx_omnibus_offer_t        offer;
     ngx_omnibus_store_sh_t    *sh;
-    ngx_omnibus_enqueue_rc_e   rc;
+    ngx_omnibus_enqueue_rc_e   qrc;
     u_char                     id[NGX_OMNIBUS_ID_LEN];
 
     sh = &st->zone->sh->store;
@@ -232,31 +234,40 @@ ngx_omnibus_pg_load_row(ngx_omnibus_pg_store_t *st, PGresult *res, int i)
     offer.topic.len = PQgetlength(res, i, 1);
     offer.priority = ngx_atoi((u_char *) PQgetvalue(res, i, 2),
                               PQgetlength(res, i, 2));
-    offer.ctype.data = (u_char *) PQgetvalue(res, i, 3);
-    offer.ctype.len = PQgetlength(res, i, 3);
-    offer.key.data = (u_char *) PQgetvalue(res, i, 4);
-    offer.key.len = PQgetlength(res, i, 4);
     offer.json = (PQgetvalue(res, i, 6)[0] == 't');
     offer.force = 1;
 
     if (PQgetlength(res, i, 0) != NGX_OMNIBUS_ID_LEN
         || offer.priority > 9 || offer.topic.len == 0
-        || offer.topic.len > NGX_OMNIBUS_TOPIC_MAX
-        || offer.ctype.len > NGX_OMNIBUS_CTYPE_MAX
-        || offer.key.len > NGX_OMNIBUS_KEY_MAX)
+        || offer.topic.len > NGX_OMNIBUS_TOPIC_MAX)
     {
         return NGX_DECLINED;
     }
 
-    /* bytea comes as text: \x and hex digits */
+    /* bytea comes as text, \x and hex digits: content type, key, payload */
 
-    bytes = PQunescapeBytea((u_char *) PQgetvalue(res, i, 5), &len);
-    if (bytes == NULL) {
-        return NGX_ERROR;
+    field[0] = &offer.ctype;
+    field[1] = &offer.key;
+    field[2] = &offer.payload;
+
+    for (k = 0; k < 3; k++) {
+        bytes[k] = PQunescapeBytea((u_char *) PQgetvalue(res, i, 3 + k),
+                                   &len);
+        if (bytes[k] == NULL) {
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        field[k]->data = bytes[k];
+        field[k]->len = len;
     }
 
-    offer.payload.data = bytes;
-    offer.payload.len = len;
+    if (offer.ctype.len > NGX_OMNIBUS_CTYPE_MAX
+        || offer.key.len > NGX_OMNIBUS_KEY_MAX)
+    {
+        rc = NGX_DECLINED;
+        goto done;
+    }
 
     if (st->load_step == NGX_OMNIBUS_PG_LOAD_DLQ) {
         route.data = (u_char *) PQgetvalue(res, i, 7);
@@ -270,30 +281,38 @@ ngx_omnibus_pg_load_row(ngx_omnibus_pg_store_t *st, PGresult *res, int i)
                      &error,
                      (uint64_t) ngx_atoi((u_char *) PQgetvalue(res, i, 10),
                                          PQgetlength(res, i, 10)));
-        PQfreemem(bytes);
-        return NGX_OK;
+        rc = NGX_OK;
+        goto done;
     }
 
     ngx_omnibus_dedup_identity(&offer, NGX_OMNIBUS_DEDUP_KEY);
     offer.shard = ngx_omnibus_ring_shard(st->zone, &offer.topic);
 
-    rc = ngx_omnibus_enqueue(st->zone, &offer, id, ngx_cycle->log);
+    qrc = ngx_omnibus_enqueue(st->zone, &offer, id, ngx_cycle->log);
 
-    PQfreemem(bytes);
-
-    switch (rc) {
+    switch (qrc) {
 
     case NGX_OMNIBUS_QUEUED:
         (void) ngx_atomic_fetch_add(st->load_step == NGX_OMNIBUS_PG_ADOPT
                                     ? &sh->adopted : &sh->recovered, 1);
-        return NGX_OK;
+        rc = NGX_OK;
+        break;
 
     case NGX_OMNIBUS_DUPLICATE:
-        return NGX_OK;
+        rc = NGX_OK;
+        break;
 
     default:
-        return NGX_AGAIN;
+        rc = NGX_AGAIN;
     }
+
+done:
+
+    while (k--) {
+        PQfreemem(bytes[k]);
+    }
+
+    return rc;
 }
 
 

@@ -38,8 +38,8 @@ static const char  ngx_omnibus_pg_migrate[] =
 "        id text COLLATE \"C\" NOT NULL,\n"
 "        topic text NOT NULL,\n"
 "        priority smallint NOT NULL,\n"
-"        ctype text NOT NULL,\n"
-"        ikey text NOT NULL,\n"
+"        ctype bytea NOT NULL,\n"
+"        ikey bytea NOT NULL,\n"
 "        payload bytea NOT NULL,\n"
 "        json boolean NOT NULL,\n"
 "        born bigint NOT NULL,\n"
@@ -62,8 +62,8 @@ static const char  ngx_omnibus_pg_migrate[] =
 "        route text NOT NULL,\n"
 "        topic text NOT NULL,\n"
 "        priority smallint NOT NULL,\n"
-"        ctype text NOT NULL,\n"
-"        ikey text NOT NULL,\n"
+"        ctype bytea NOT NULL,\n"
+"        ikey bytea NOT NULL,\n"
 "        payload bytea NOT NULL,\n"
 "        json boolean NOT NULL,\n"
 "        attempts integer NOT NULL,\n"
@@ -154,8 +154,8 @@ static const char  ngx_omnibus_pg_rotate_fn[] =
 static const char  ngx_omnibus_pg_adopt_fn[] =
 "CREATE OR REPLACE FUNCTION omnibus_adopt(me text, z text, after_s integer,\n"
 "                                         lim integer)\n"
-"RETURNS TABLE (id text, topic text, priority smallint, ctype text,\n"
-"               ikey text, payload bytea, json boolean)\n"
+"RETURNS TABLE (id text, topic text, priority smallint, ctype bytea,\n"
+"               ikey bytea, payload bytea, json boolean)\n"
 "LANGUAGE plpgsql AS $omnibus$\n"
 "#variable_conflict use_column\n"
 "DECLARE\n"
@@ -225,27 +225,35 @@ typedef struct {
 #define I8  20
 #define B   17      /* bytea */
 #define BO  16      /* boolean */
+#define TA  1009    /* arrays of them, sent binary */
+#define I2A 1005
+#define I8A 1016
+#define BA  1001
+#define BOA 1000
 
 static ngx_omnibus_pg_stmt_t  ngx_omnibus_pg_stmts[] = {
 
-    { "omnibus_message",
+    /* a batch's messages, and its done marks: one statement each */
+
+    { "omnibus_messages",
       "INSERT INTO omnibus_messages (slot, node, zone, id, topic, priority, "
-      "ctype, ikey, payload, json, born) SELECT slot, $1, $2, $3, $4, $5, "
-      "$6, $7, $8, $9, $10 FROM omnibus_generation WHERE one "
-      "ON CONFLICT DO NOTHING",
-      10, { T, T, T, T, I2, T, T, B, BO, I8 } },
+      "ctype, ikey, payload, json, born) SELECT g.slot, $1, $2, m.* "
+      "FROM omnibus_generation g, unnest($3, $4, $5, $6, $7, $8, $9, $10) "
+      "m WHERE g.one ON CONFLICT DO NOTHING",
+      10, { T, T, TA, TA, I2A, BA, BA, BA, BOA, I8A } },
 
     { "omnibus_done",
-      "INSERT INTO omnibus_done (slot, node, id) SELECT slot, $1, $2 "
-      "FROM omnibus_generation WHERE one ON CONFLICT DO NOTHING",
-      2, { T, T } },
+      "INSERT INTO omnibus_done (slot, node, id) SELECT g.slot, $1, d "
+      "FROM omnibus_generation g, unnest($2) d WHERE g.one "
+      "ON CONFLICT DO NOTHING",
+      2, { T, TA } },
 
     { "omnibus_dead",
       "INSERT INTO omnibus_dlq (node, zone, id, route, topic, priority, "
       "ctype, ikey, payload, json, attempts, error, failed) VALUES ($1, $2, "
       "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
       "ON CONFLICT DO NOTHING",
-      13, { T, T, T, T, T, I2, T, T, B, BO, I4, T, I8 } },
+      13, { T, T, T, T, T, I2, B, B, B, BO, I4, T, I8 } },
 
     { "omnibus_purge",
       "DELETE FROM omnibus_dlq WHERE node = $1 AND zone = $2",
@@ -295,6 +303,11 @@ static ngx_omnibus_pg_stmt_t  ngx_omnibus_pg_stmts[] = {
 #undef I8
 #undef B
 #undef BO
+#undef TA
+#undef I2A
+#undef I8A
+#undef BA
+#undef BOA
 
 
 /*

@@ -23,6 +23,28 @@
 #define NGX_OMNIBUS_PG_BACKLOG_MAX   200000      /* rows, per worker */
 
 
+/* a statement's parameters, text or (bytea) binary */
+
+typedef struct {
+    const char                 *value[13];
+    int                         len[13];
+    int                         format[13];
+    int                         n;
+} ngx_omnibus_pg_params_t;
+
+
+/*
+ * A column of the batch as a one-dimensional array in PostgreSQL's
+ * binary format: ndim, has-nulls, element type, length, lower bound,
+ * then each element's length and bytes.
+ */
+
+typedef struct {
+    u_char                     *start;
+    u_char                     *pos;
+} ngx_omnibus_pg_array_t;
+
+
 static ngx_int_t ngx_omnibus_pg_store_setup(ngx_omnibus_pg_pool_t *pool,
     PGconn *pg);
 static void ngx_omnibus_pg_store_changed(ngx_omnibus_pg_pool_t *pool);
@@ -46,6 +68,7 @@ static ngx_int_t ngx_omnibus_pg_store_copy_msg(ngx_omnibus_pg_batch_t *b,
     ngx_omnibus_pg_row_t *row, ngx_omnibus_msg_t *msg);
 static void ngx_omnibus_pg_store_flush(ngx_omnibus_pg_store_t *st);
 static void ngx_omnibus_pg_store_flush_handler(ngx_event_t *ev);
+static void ngx_omnibus_pg_int32(ngx_omnibus_pg_array_t *a, uint32_t v);
 static ngx_int_t ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op,
     PGconn *pg);
 static void ngx_omnibus_pg_store_result(ngx_omnibus_pg_op_t *op,
@@ -726,6 +749,7 @@ ngx_omnibus_pg_store_row(ngx_omnibus_pg_store_t *st, ngx_uint_t kind)
 
         b->pool = pool;
         b->st = st;
+        b->born = ngx_current_msec;
         ngx_queue_init(&b->waits);
 
         b->op.send = ngx_omnibus_pg_store_send;
@@ -744,7 +768,9 @@ ngx_omnibus_pg_store_row(ngx_omnibus_pg_store_t *st, ngx_uint_t kind)
     ngx_memzero(row, sizeof(ngx_omnibus_pg_row_t));
     row->kind = kind;
 
-    if (b->rows.nelts >= st->batch) {
+    /* at once when nothing commits (after this turn of the loop) */
+
+    if (b->rows.nelts >= st->batch || st->committing == 0) {
         if (!st->now_ev.posted) {
             ngx_post_event(&st->now_ev, &ngx_posted_events);
         }
@@ -802,8 +828,10 @@ ngx_omnibus_pg_store_flush_handler(ngx_event_t *ev)
 
 /*
  * Send the batch being filled, and batches to write again, while the
- * database takes them.  Group commit: while every connection is busy,
- * rows gather in the next batch.
+ * database takes them.  Group commit: while a batch of the worker
+ * commits, rows gather in the next one, sent when that commit is in,
+ * when it holds "batch" rows, or when its first row has waited "flush"
+ * (then transactions overlap, on the pool's other connections).
  */
 
 static void
@@ -825,6 +853,12 @@ ngx_omnibus_pg_store_flush(ngx_omnibus_pg_store_t *st)
             b = st->filling;
             q = NULL;
 
+            if (st->committing && b->rows.nelts < st->batch
+                && ngx_current_msec - b->born < st->flush)
+            {
+                break;                       /* committed() sends it */
+            }
+
         } else {
             break;
         }
@@ -839,12 +873,12 @@ ngx_omnibus_pg_store_flush(ngx_omnibus_pg_store_t *st)
             || ngx_omnibus_breaker_admit(&pool->breaker, &b->probe, &wait)
                != NGX_OK)
         {
-            if (st->iface.sync && b == st->filling) {
+            if (st->iface.sync && st->filling) {
                 /* producers waiting for a commit get their answer now */
+                b = st->filling;
                 st->filling = NULL;
                 ngx_omnibus_pg_store_release(b, 0);
                 ngx_omnibus_pg_store_again(st, b);
-                continue;
             }
 
             break;                           /* the tick tries again */
@@ -857,7 +891,6 @@ ngx_omnibus_pg_store_flush(ngx_omnibus_pg_store_t *st)
             st->filling = NULL;
         }
 
-        b->started = ngx_omnibus_now_us();
         st->committing++;
 
         if (ngx_omnibus_pg_run(pool, &b->op) != NGX_OK) {
@@ -888,129 +921,318 @@ ngx_omnibus_pg_store_flush(ngx_omnibus_pg_store_t *st)
 }
 
 
+static void
+ngx_omnibus_pg_param(ngx_omnibus_pg_params_t *pp, const char *value)
+{
+    pp->value[pp->n] = value;
+    pp->len[pp->n] = 0;
+    pp->format[pp->n] = 0;
+    pp->n++;
+}
+
+
+static void
+ngx_omnibus_pg_param_bytes(ngx_omnibus_pg_params_t *pp, ngx_str_t *value)
+{
+    pp->value[pp->n] = value->len ? (char *) value->data : "";
+    pp->len[pp->n] = value->len;
+    pp->format[pp->n] = 1;
+    pp->n++;
+}
+
+
+/*
+ * Text for a text column, NUL-ended: a byte that is not UTF-8 (a
+ * webhook's error text may hold any) would fail the whole batch, so it
+ * becomes '?'.
+ */
+
+static const char *
+ngx_omnibus_pg_text(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char  *p, *start, *last, *text, *q;
+
+    text = ngx_pnalloc(pool, s->len + 1);
+    if (text == NULL) {
+        return "";
+    }
+
+    p = s->data;
+    last = s->data + s->len;
+    q = text;
+
+    while (p < last) {
+        if (*p < 0x80) {
+            *q++ = (*p == '\0') ? '?' : *p;
+            p++;
+            continue;
+        }
+
+        start = p;
+
+        if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
+            *q++ = '?';
+            p = start + 1;
+            continue;
+        }
+
+        q = ngx_cpymem(q, start, p - start);
+    }
+
+    *q = '\0';
+
+    return (const char *) text;
+}
+
+
+static ngx_int_t
+ngx_omnibus_pg_array(ngx_pool_t *pool, ngx_omnibus_pg_array_t *a, Oid type,
+    ngx_uint_t n, size_t bytes)
+{
+    a->start = ngx_pnalloc(pool, 20 + 4 * n + bytes);
+    if (a->start == NULL) {
+        return NGX_ERROR;
+    }
+
+    a->pos = a->start;
+
+    ngx_omnibus_pg_int32(a, 1);
+    ngx_omnibus_pg_int32(a, 0);
+    ngx_omnibus_pg_int32(a, type);
+    ngx_omnibus_pg_int32(a, n);
+    ngx_omnibus_pg_int32(a, 1);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_omnibus_pg_int32(ngx_omnibus_pg_array_t *a, uint32_t v)
+{
+    *a->pos++ = (u_char) (v >> 24);
+    *a->pos++ = (u_char) (v >> 16);
+    *a->pos++ = (u_char) (v >> 8);
+    *a->pos++ = (u_char) v;
+}
+
+
+static void
+ngx_omnibus_pg_element(ngx_omnibus_pg_array_t *a, u_char *data, size_t len)
+{
+    ngx_omnibus_pg_int32(a, len);
+    a->pos = ngx_cpymem(a->pos, data, len);
+}
+
+
+static void
+ngx_omnibus_pg_element_int(ngx_omnibus_pg_array_t *a, uint64_t v,
+    size_t len)
+{
+    ngx_omnibus_pg_int32(a, len);
+
+    while (len--) {
+        *a->pos++ = (u_char) (v >> (8 * len));
+    }
+}
+
+
+/*
+ * A batch's statements: its messages in one INSERT of arrays and its
+ * done marks in another (statements, not rows, are what cost the
+ * server); dead letters, purges and replays, rare, one each, in order.
+ */
+
 static ngx_int_t
 ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
 {
-    int                      lens[13], formats[13], np;
-    u_char                  *p;
-    ngx_int_t                n;
-    ngx_uint_t               i;
-    const char              *v[13], *stmt;
-    ngx_omnibus_pg_row_t    *row;
-    ngx_omnibus_pg_batch_t  *b;
-    ngx_omnibus_pg_store_t  *st;
-    u_char                   prio[NGX_INT_T_LEN + 1], num[NGX_INT_T_LEN + 1];
-    u_char                   tm[NGX_INT64_LEN + 1];
-    u_char                   id[NGX_OMNIBUS_ID_LEN + 1];
+    size_t                    bytes[6];
+    ngx_int_t                 n;
+    ngx_uint_t                i, k, nmsg, ndone;
+    ngx_pool_t               *pool;
+    const char               *stmt;
+    ngx_omnibus_pg_row_t     *row;
+    ngx_omnibus_pg_batch_t   *b;
+    ngx_omnibus_pg_store_t   *st;
+    ngx_omnibus_pg_array_t    col[8];
+    ngx_omnibus_pg_params_t   pp;
+    u_char                    prio[NGX_INT_T_LEN + 1];
+    u_char                    num[NGX_INT_T_LEN + 1];
+    u_char                    tm[NGX_INT64_LEN + 1];
+    u_char                    id[NGX_OMNIBUS_ID_LEN + 1];
+
+    static Oid  types[8] = { 25, 25, 21, 17, 17, 17, 16, 20 };
 
     b = op->data;
     st = b->st;
+    pool = b->pool;
     row = b->rows.elts;
     n = 0;
 
-    ngx_memzero(formats, sizeof(formats));
-    ngx_memzero(lens, sizeof(lens));
+    /* from here on, the time to commit */
+    b->started = ngx_omnibus_now_us();
+
+    nmsg = 0;
+    ndone = 0;
+    ngx_memzero(bytes, sizeof(bytes));
+
+    for (i = 0; i < b->rows.nelts; i++) {
+        if (row[i].kind == NGX_OMNIBUS_PG_MESSAGE) {
+            nmsg++;
+            bytes[0] += row[i].topic.len;
+            bytes[1] += row[i].ctype.len;
+            bytes[2] += row[i].key.len;
+            bytes[3] += row[i].payload.len;
+
+        } else if (row[i].kind == NGX_OMNIBUS_PG_DONE) {
+            ndone++;
+        }
+    }
+
+    if (nmsg) {
+        if (ngx_omnibus_pg_array(pool, &col[0], types[0], nmsg,
+                                 nmsg * NGX_OMNIBUS_ID_LEN) != NGX_OK
+            || ngx_omnibus_pg_array(pool, &col[1], types[1], nmsg, bytes[0])
+               != NGX_OK
+            || ngx_omnibus_pg_array(pool, &col[2], types[2], nmsg, nmsg * 2)
+               != NGX_OK
+            || ngx_omnibus_pg_array(pool, &col[3], types[3], nmsg, bytes[1])
+               != NGX_OK
+            || ngx_omnibus_pg_array(pool, &col[4], types[4], nmsg, bytes[2])
+               != NGX_OK
+            || ngx_omnibus_pg_array(pool, &col[5], types[5], nmsg, bytes[3])
+               != NGX_OK
+            || ngx_omnibus_pg_array(pool, &col[6], types[6], nmsg, nmsg)
+               != NGX_OK
+            || ngx_omnibus_pg_array(pool, &col[7], types[7], nmsg, nmsg * 8)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < b->rows.nelts; i++) {
+            if (row[i].kind != NGX_OMNIBUS_PG_MESSAGE) {
+                continue;
+            }
+
+            ngx_omnibus_pg_element(&col[0], row[i].id, NGX_OMNIBUS_ID_LEN);
+            ngx_omnibus_pg_element(&col[1], row[i].topic.data,
+                                   row[i].topic.len);
+            ngx_omnibus_pg_element_int(&col[2], row[i].priority, 2);
+            ngx_omnibus_pg_element(&col[3], row[i].ctype.data,
+                                   row[i].ctype.len);
+            ngx_omnibus_pg_element(&col[4], row[i].key.data, row[i].key.len);
+            ngx_omnibus_pg_element(&col[5], row[i].payload.data,
+                                   row[i].payload.len);
+            ngx_omnibus_pg_element_int(&col[6], row[i].json ? 1 : 0, 1);
+            ngx_omnibus_pg_element_int(&col[7], row[i].time, 8);
+        }
+
+        pp.n = 0;
+        ngx_omnibus_pg_param(&pp, st->node_z);
+        ngx_omnibus_pg_param(&pp, st->zone_z);
+
+        for (k = 0; k < 8; k++) {
+            pp.value[pp.n] = (char *) col[k].start;
+            pp.len[pp.n] = col[k].pos - col[k].start;
+            pp.format[pp.n] = 1;
+            pp.n++;
+        }
+
+        if (ngx_omnibus_pg_send(pg, "omnibus_messages", pp.n, pp.value,
+                                pp.len, pp.format)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        n++;
+    }
+
+    if (ndone) {
+        if (ngx_omnibus_pg_array(pool, &col[0], types[0], ndone,
+                                 ndone * NGX_OMNIBUS_ID_LEN)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < b->rows.nelts; i++) {
+            if (row[i].kind == NGX_OMNIBUS_PG_DONE) {
+                ngx_omnibus_pg_element(&col[0], row[i].id,
+                                       NGX_OMNIBUS_ID_LEN);
+            }
+        }
+
+        pp.n = 0;
+        ngx_omnibus_pg_param(&pp, st->node_z);
+        pp.value[1] = (char *) col[0].start;
+        pp.len[1] = col[0].pos - col[0].start;
+        pp.format[1] = 1;
+        pp.n = 2;
+
+        if (ngx_omnibus_pg_send(pg, "omnibus_done", pp.n, pp.value, pp.len,
+                                pp.format)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        n++;
+    }
 
     id[NGX_OMNIBUS_ID_LEN] = '\0';
 
     for (i = 0; i < b->rows.nelts; i++, row++) {
 
-        /* text parameters end with NUL; bytea goes binary */
+        /* libpq copies the parameters: the buffers can be reused */
 
         ngx_memcpy(id, row->id, NGX_OMNIBUS_ID_LEN);
 
-        v[0] = st->node_z;
-        v[1] = st->zone_z;
-        v[2] = (char *) id;
+        pp.n = 0;
+        ngx_omnibus_pg_param(&pp, st->node_z);
+        ngx_omnibus_pg_param(&pp, st->zone_z);
+        ngx_omnibus_pg_param(&pp, (char *) id);
 
         switch (row->kind) {
 
-        case NGX_OMNIBUS_PG_MESSAGE:
         case NGX_OMNIBUS_PG_DEAD:
-            p = ngx_pnalloc(b->pool, row->topic.len + row->ctype.len
-                                     + row->key.len + row->route.len
-                                     + row->error.len + 5);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            v[3] = (char *) p;
-            p = ngx_cpymem(p, row->route.data, row->route.len);
-            *p++ = '\0';
-            v[4] = (char *) p;
-            p = ngx_cpymem(p, row->topic.data, row->topic.len);
-            *p++ = '\0';
+            stmt = "omnibus_dead";
             (void) ngx_sprintf(prio, "%ui%Z", row->priority);
-            v[5] = (char *) prio;
-            v[6] = (char *) p;
-            p = ngx_cpymem(p, row->ctype.data, row->ctype.len);
-            *p++ = '\0';
-            v[7] = (char *) p;
-            p = ngx_cpymem(p, row->key.data, row->key.len);
-            *p++ = '\0';
-            v[8] = (char *) row->payload.data;
-            lens[8] = row->payload.len;
-            formats[8] = 1;
-            v[9] = row->json ? "t" : "f";
             (void) ngx_sprintf(num, "%ui%Z", row->attempts);
-            v[10] = (char *) num;
-            v[11] = (char *) p;
-            p = ngx_cpymem(p, row->error.data, row->error.len);
-            *p = '\0';
             (void) ngx_sprintf(tm, "%uL%Z", row->time);
-            v[12] = (char *) tm;
 
-            if (row->kind == NGX_OMNIBUS_PG_DEAD) {
-                stmt = "omnibus_dead";
-                np = 13;
-                break;
-            }
-
-            /* node zone id topic priority ctype ikey payload json born */
-
-            v[3] = v[4];
-            v[4] = v[5];
-            v[5] = v[6];
-            v[6] = v[7];
-            v[7] = v[8];
-            lens[7] = lens[8];
-            formats[7] = 1;
-            v[8] = v[9];
-            lens[8] = 0;
-            formats[8] = 0;
-            v[9] = v[12];
-            stmt = "omnibus_message";
-            np = 10;
-            break;
-
-        case NGX_OMNIBUS_PG_DONE:
-            v[1] = (char *) id;
-            stmt = "omnibus_done";
-            np = 2;
+            ngx_omnibus_pg_param(&pp, ngx_omnibus_pg_text(pool, &row->route));
+            ngx_omnibus_pg_param(&pp, ngx_omnibus_pg_text(pool, &row->topic));
+            ngx_omnibus_pg_param(&pp, (char *) prio);
+            ngx_omnibus_pg_param_bytes(&pp, &row->ctype);
+            ngx_omnibus_pg_param_bytes(&pp, &row->key);
+            ngx_omnibus_pg_param_bytes(&pp, &row->payload);
+            ngx_omnibus_pg_param(&pp, row->json ? "t" : "f");
+            ngx_omnibus_pg_param(&pp, (char *) num);
+            ngx_omnibus_pg_param(&pp, ngx_omnibus_pg_text(pool, &row->error));
+            ngx_omnibus_pg_param(&pp, (char *) tm);
             break;
 
         case NGX_OMNIBUS_PG_PURGE:
             stmt = "omnibus_purge";
-            np = 2;
+            pp.n = 2;
             break;
 
         case NGX_OMNIBUS_PG_REPLAYED:
             stmt = "omnibus_replayed";
-            np = 3;
             break;
 
         default:
             continue;
         }
 
-        if (ngx_omnibus_pg_send(pg, stmt, np, v, lens, formats) != NGX_OK) {
+        if (ngx_omnibus_pg_send(pg, stmt, pp.n, pp.value, pp.len,
+                                pp.format)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
-        formats[7] = 0;
-        formats[8] = 0;
-        lens[7] = 0;
-        lens[8] = 0;
         n++;
     }
 

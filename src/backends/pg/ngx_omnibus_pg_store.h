@@ -59,6 +59,7 @@ typedef struct {
     ngx_queue_t                 queue;       /* to be written again */
     ngx_uint_t                  messages;    /* rows in the backlog */
     ngx_uint_t                  probe;       /* the breaker's */
+    ngx_msec_t                  born;        /* its first row */
     uint64_t                    started;     /* us */
 } ngx_omnibus_pg_batch_t;
 
