@@ -101,6 +101,24 @@ CONSUME_PARAMS="$CONSUME_PARAMS|max_poll=$NUM|session_timeout=$TIME"
 CONSUME_PARAMS_WHAT='topics=NAME[,NAME...], group=NAME, topic=TEMPLATE,'
 CONSUME_PARAMS_WHAT="$CONSUME_PARAMS_WHAT offset_reset=latest|earliest,"
 CONSUME_PARAMS_WHAT="$CONSUME_PARAMS_WHAT max_poll=N or session_timeout=TIME"
+# PostgreSQL (omnibus_store): one TCP host, a user, no password (that
+# comes from OMNIBUS_STORE_PASSWORD_FILE or libpq's PGPASSWORD), libpq's
+# query parameters (?sslmode=require&connect_timeout=5)
+PG_HOST='(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)'
+PG_QPARAM='[a-z_]+=[A-Za-z0-9._/:-]+'
+PG_URL="postgres(ql)?://[A-Za-z0-9._-]+@$PG_HOST(:[0-9]+)?/[A-Za-z0-9._-]+"
+PG_URL="$PG_URL(\?$PG_QPARAM(&$PG_QPARAM)*)?"
+PG_URL_WHAT='postgresql://USER@HOST[:PORT]/DB[?PARAM=VALUE&...] (one host,'
+PG_URL_WHAT="$PG_URL_WHAT no password)"
+STORE_PARAMS="pool=$NUM|overflow=[0-9]+|batch=$NUM|recycle=$TIME|flush=$TIME"
+STORE_PARAMS="$STORE_PARAMS|timeout=$TIME|retention=$TIME|adopt_after=$TIME"
+STORE_PARAMS="$STORE_PARAMS|breaker=$NUM:$TIME:$NUM"
+STORE_PARAMS_WHAT='pool=N, overflow=N, recycle=TIME, batch=N, flush=TIME,'
+STORE_PARAMS_WHAT="$STORE_PARAMS_WHAT timeout=TIME, retention=TIME,"
+STORE_PARAMS_WHAT="$STORE_PARAMS_WHAT adopt_after=TIME or"
+STORE_PARAMS_WHAT="$STORE_PARAMS_WHAT breaker=FAILURES:TIME:SUCCESSES (the mode"
+STORE_PARAMS_WHAT="$STORE_PARAMS_WHAT and the password file have variables"
+STORE_PARAMS_WHAT="$STORE_PARAMS_WHAT of their own)"
 
 # routes ROUTES: tpl_routes = one omnibus_route line per "PATTERN URL
 # [PARAM=VALUE...]" entry of ROUTES, entries separated by ";" or newlines.
@@ -206,6 +224,64 @@ consumers() {
     tpl_kafka_consume=${tpl_kafka_consume%"$nl"}
 }
 
+# store: tpl_store = omnibus_store from OMNIBUS_STORE_URL and the other
+# OMNIBUS_STORE_* variables, empty without a URL; tpl_env = the "env" lines
+# that keep libpq's PGPASSWORD / PGPASSFILE for the workers (nginx clears
+# the rest of the environment); store_password_file for run_nginx
+store() {
+    tpl_store=
+    tpl_env=
+    store_password_file=
+    get url OMNIBUS_STORE_URL ''
+    if [ -z "$url" ]; then
+        for v in OMNIBUS_STORE_PASSWORD_FILE OMNIBUS_STORE_MODE \
+                 OMNIBUS_STORE_PARAMS; do
+            eval "_v=\${$v:-}"
+            [ -z "$_v" ] || die "$v is set, but OMNIBUS_STORE_URL is not" \
+                "(no store without it)"
+        done
+        return 0
+    fi
+    # a password in the URL, USER:PASSWORD@ or ?password=: said plainly
+    # (the module refuses it too, less helpfully for a container)
+    auth=${url#*://}
+    auth=${auth%%/*}
+    case $auth in *@*) auth=${auth%@*} ;; *) auth= ;; esac
+    pw=
+    case $auth in *:*) pw=1 ;; esac
+    case $url in *[?\&]password=*) pw=1 ;; esac
+    if [ -n "$pw" ]; then
+        die "OMNIBUS_STORE_URL has a password: give it in" \
+            "OMNIBUS_STORE_PASSWORD_FILE (a file) or PGPASSWORD instead"
+    fi
+    want OMNIBUS_STORE_URL "$url" "$PG_URL" "$PG_URL_WHAT"
+    tpl_store="    omnibus_store $zone $url"
+
+    get f OMNIBUS_STORE_PASSWORD_FILE ''
+    if [ -n "$f" ]; then
+        want OMNIBUS_STORE_PASSWORD_FILE "$f" "/?$FILE_PATH" \
+            'a file path (/run/secrets/pg-password)'
+        store_password_file=$f
+        tpl_store="$tpl_store password_file=$f"
+    fi
+
+    one m OMNIBUS_STORE_MODE sync 'sync|async' 'sync or async'
+    tpl_store="$tpl_store mode=$m"
+
+    get a OMNIBUS_STORE_PARAMS ''
+    # shellcheck disable=SC2086 # split on blanks, globbing is off
+    for p in $a; do
+        want OMNIBUS_STORE_PARAMS "$p" "$STORE_PARAMS" "$STORE_PARAMS_WHAT"
+        tpl_store="$tpl_store $p"
+    done
+    tpl_store="$tpl_store;"
+
+    [ -z "${PGPASSWORD:-}" ] || tpl_env="env PGPASSWORD;"
+    if [ -n "${PGPASSFILE:-}" ]; then
+        tpl_env="${tpl_env:+$tpl_env$nl}env PGPASSFILE;"
+    fi
+}
+
 # addrs VAR NAME VALUE DIRECTIVE INDENT: VAR = one "DIRECTIVE ADDR;" line
 # per address of VALUE, a blank- or comma-separated list
 addrs() {
@@ -276,6 +352,7 @@ render() {
         "$BROKERS" "$BROKERS_WHAT"
     routes "${OMNIBUS_ROUTES:-}"
     consumers "${OMNIBUS_KAFKA_CONSUME:-}"
+    store
 
     get a OMNIBUS_AUTOSCALE off
     tpl_autoscale=
@@ -347,7 +424,7 @@ $ips
         tpl_zone tpl_zone_size tpl_shards tpl_min_shards tpl_max_shards \
         tpl_queue_size tpl_concurrency tpl_dedup_ttl tpl_dlq_size \
         tpl_retain tpl_backpressure tpl_routes tpl_kafka_consume \
-        tpl_autoscale \
+        tpl_store tpl_env tpl_autoscale \
         tpl_rate_limit tpl_max_message_size tpl_dedup tpl_json \
         tpl_subscribe tpl_admin_acl tpl_real_ip
 
@@ -400,6 +477,20 @@ fallback_dirs() {
     IFS=" $tab$nl"
 }
 
+# password_file PREFIX: the master reads OMNIBUS_STORE_PASSWORD_FILE when
+# it loads the configuration; say so here when it cannot (a Secret or
+# compose secret not mounted, or not readable by this uid). Relative paths
+# are under the prefix.
+password_file() {
+    f=${store_password_file:-}
+    [ -n "$f" ] || return 0
+    case $f in /*) ;; *) f=$1/$f ;; esac
+    if ! [ -f "$f" ] || ! [ -r "$f" ]; then
+        die "OMNIBUS_STORE_PASSWORD_FILE: $f is not a readable file" \
+            "(running as uid $(id -u))"
+    fi
+}
+
 # the prefix is the only directory nginx writes: the rendered
 # configuration, the pid file, the temp dirs and, by default, the Kafka
 # fallback files (PREFIX/kafka)
@@ -418,6 +509,7 @@ run_nginx() {
         mv -f "$conf.tmp" "$conf"
     fi
     fallback_dirs "${prefix%/}"
+    password_file "${prefix%/}"
     # PID 1: docker stop's SIGQUIT reaches nginx itself, which quits
     # gracefully
     exec "$nginx" -p "$prefix/" -c "$conf" -g 'daemon off;' "$@"

@@ -3,7 +3,9 @@
 # image, publish a message, read /healthz, /readyz, /metrics and the admin
 # status, stop it with docker stop (SIGQUIT) and check that nginx quit
 # gracefully: exit code 0, the shutdown lines in its log, no [alert],
-# [emerg] or [crit].
+# [emerg] or [crit]. Also: the image's module has the PostgreSQL store
+# (omnibus_store rendered from OMNIBUS_STORE_* passes nginx -t, which
+# connects to no server; no PostgreSQL container is run).
 #
 # Uses the Docker daemon that answers (DOCKER_HOST or the default socket);
 # when none does, starts a private dockerd (root only) with its own data
@@ -192,6 +194,18 @@ done
 
 # the checks count failures instead of stopping at the first
 set +e
+
+# the store: the variables rendered, the module built with libpq, libpq5
+# in the image (nginx -t resolves the host and reads the password file,
+# and connects to nothing)
+$DOCKER run --rm -e OMNIBUS_STORE_URL=postgresql://omnibus@127.0.0.1:5432/omnibus \
+    -e OMNIBUS_STORE_PASSWORD_FILE=/etc/hostname \
+    -e 'OMNIBUS_STORE_PARAMS=pool=2 overflow=1' \
+    "$IMAGE" -t > "$run/store-t.log" 2>&1 \
+    && grep -q 'test is successful' "$run/store-t.log"
+rc=$?
+ok $rc "omnibus_store from OMNIBUS_STORE_*: nginx -t in the image passes"
+[ $rc -eq 0 ] || cat "$run/store-t.log" >&2
 
 # req METHOD PATH [CURL-ARG...]: status in $code, body in $run/body,
 # headers in $run/headers

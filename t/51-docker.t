@@ -6,8 +6,11 @@
 # with their name; the load balancer's configuration passes `nginx -t`;
 # the compose file passes `docker-compose config`, the YAML files
 # yamllint, prometheus.yml promtool and alertmanager.yml amtool (each
-# skipped, with the reason, when its tool is missing). The Redis and
-# PostgreSQL directives do not exist yet: nothing renders them.
+# skipped, with the reason, when its tool is missing). The store
+# (omnibus_store, PostgreSQL) renders from OMNIBUS_STORE_*, bad values are
+# refused, and a rendered store is served against a real PostgreSQL
+# (t/lib/Omnibus/Pg.pm; skipped without its tools). The Redis directive
+# does not exist yet: nothing renders it.
 
 use strict;
 use warnings;
@@ -18,6 +21,7 @@ use File::Temp qw(tempdir);
 use Test::More;
 use lib 't/lib';
 use Omnibus::Test;
+use Omnibus::Pg;
 
 my $ROOT = abs_path(dirname(__FILE__) . '/..');
 my $ENTRY = "$ROOT/docker/entrypoint.sh";
@@ -43,12 +47,12 @@ sub spew {
 }
 
 # run(\%env, @cmd): (exit status, stdout, stderr), with no OMNIBUS_*
-# variable of the caller's but the module and the template, plus %env
+# variable (nor PGPASSWORD, PGPASSFILE) of the caller's but the module and the template, plus %env
 sub run {
     my ($env, @cmd) = @_;
     my $dir = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     local %ENV = %ENV;
-    delete $ENV{$_} for grep { /^OMNIBUS_/ } keys %ENV;
+    delete $ENV{$_} for grep { /^(?:OMNIBUS_|PGPASS)/ } keys %ENV;
     $ENV{OMNIBUS_MODULE} = $MODULE;
     $ENV{OMNIBUS_TEMPLATE} = $TEMPLATE;
     $ENV{$_} = $env->{$_} for keys %$env;
@@ -86,8 +90,8 @@ sub renders_and_passes {
     is($err, '', "$name: nothing on stderr");
     my ($ok, $out) = nginx_t($conf);
     ok($ok, "$name: nginx -t passes with the module") or diag($out);
-    unlike($conf, qr/omnibus_(?:redis|store)/,
-           "$name: only directives the module has (no Redis, no store)");
+    unlike($conf, qr/omnibus_redis/,
+           "$name: only directives the module has (no Redis)");
     unlike($conf, qr/@[a-z_]+@/, "$name: no placeholder left");
     return $conf;
 }
@@ -113,6 +117,11 @@ like($conf, qr/add_header X-Omnibus-Node [A-Za-z0-9._-]+ always;/,
 unlike($conf, qr/omnibus_(?:route|autoscale|rate_limit)|^user /m,
        'defaults: no route, autoscaling, rate limit or user');
 unlike($conf, qr/kafka/, 'defaults: nothing of Kafka');
+unlike($conf, qr/omnibus_store|^env /m, 'defaults: no store, no env');
+my $host = `uname -n`;
+chomp $host;
+like($conf, qr/^\s+omnibus_node \Q$host\E;$/m,
+     'defaults: omnibus_node is the host name');
 
 # --- routes: ";" and newlines separate them, parameters pass through
 $conf = renders_and_passes('routes',
@@ -204,8 +213,49 @@ like($conf, qr/^\s+access_log off;$/m, 'tuned: no access log');
 like($conf, qr/^\s+listen 127\.0\.0\.1:9080;$/m, 'tuned: listen address');
 like($conf, qr/omnibus_dedup content;\s+omnibus_json off;/,
      'tuned: dedup and JSON');
+like($conf, qr/^\s+omnibus_node omnibus-7\.example;$/m,
+     'tuned: omnibus_node is OMNIBUS_NODE');
 
-my ($rc, $out, $err) = render(OMNIBUS_AUTOSCALE => 'on');
+# --- the store: OMNIBUS_STORE_* to omnibus_store, after the zone; the
+# password from a file (read by nginx -t) or PGPASSWORD (kept for the
+# workers by "env")
+my $pwdir = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+spew("$pwdir/pg-password", "dev-only\n");
+$conf = renders_and_passes('store',
+    OMNIBUS_STORE_URL => 'postgresql://omnibus@127.0.0.1:5432/omnibus'
+                         . '?sslmode=prefer&connect_timeout=5',
+    OMNIBUS_STORE_PASSWORD_FILE => "$pwdir/pg-password",
+    OMNIBUS_STORE_MODE => 'async',
+    OMNIBUS_STORE_PARAMS => ' pool=25  overflow=10 recycle=30m batch=256 '
+                            . "flush=5ms timeout=3s retention=2d "
+                            . 'adopt_after=90s breaker=5:60s:3 ',
+    OMNIBUS_NODE => 'bus-1', PGPASSWORD => 'ignored');
+my @store = $conf =~ /^\s*(omnibus_store .*);$/mg;
+is_deeply(\@store, [
+    'omnibus_store bus postgresql://omnibus@127.0.0.1:5432/omnibus'
+        . "?sslmode=prefer&connect_timeout=5 password_file=$pwdir/pg-password"
+        . ' mode=async pool=25 overflow=10 recycle=30m batch=256 flush=5ms'
+        . ' timeout=3s retention=2d adopt_after=90s breaker=5:60s:3',
+], 'store: one omnibus_store with the URL, password file, mode, params');
+like($conf, qr/omnibus_zone[^;]+;\n\s*omnibus_store/,
+     'store: after the zone');
+like($conf, qr/^\s+omnibus_node bus-1;$/m, 'store: omnibus_node');
+like($conf, qr/^pid [^;]+;\nenv PGPASSWORD;$/m,
+     'store: env PGPASSWORD; in the main context');
+$conf = renders_and_passes('store defaults',
+    OMNIBUS_STORE_URL => 'postgres://bus@localhost/bus');
+like($conf, qr/^\s+omnibus_store bus postgres:\/\/bus\@localhost\/bus mode=sync;$/m,
+     'store defaults: mode=sync, nothing else');
+unlike($conf, qr/^env /m, 'store defaults: no env line without PGPASSWORD');
+my ($rc, $out, $err) = render(
+    OMNIBUS_STORE_URL => 'postgresql://u@127.0.0.1/d',
+    PGPASSWORD => 'x', PGPASSFILE => '/x/.pgpass');
+like($out, qr/^env PGPASSWORD;\nenv PGPASSFILE;$/m,
+     'store: env PGPASSWORD; and env PGPASSFILE;');
+($rc, $out, $err) = render(PGPASSWORD => 'x');
+unlike($out, qr/^env /m, 'no store: PGPASSWORD is not kept');
+
+($rc, $out, $err) = render(OMNIBUS_AUTOSCALE => 'on');
 like($out, qr/^\s+omnibus_autoscale bus;$/m, 'autoscale on: the defaults');
 ($rc, $out, $err) = render(OMNIBUS_ADMIN_ALLOW => 'all');
 like($out, qr/allow all;\s+omnibus_admin/, 'admin allow all');
@@ -297,6 +347,47 @@ my @bad = (
       qr/OMNIBUS_KAFKA_CONSUME entry 1 parameter="topic=b\{c\}"/ ],
     [ { OMNIBUS_KAFKA_CONSUME => 'k:9092 topics=a; k/x topics=b' },
       qr/OMNIBUS_KAFKA_CONSUME entry 2 brokers="k\/x"/ ],
+    # the store
+    [ { OMNIBUS_STORE_URL => 'postgresql://omnibus:secret@db/omnibus' },
+      qr/OMNIBUS_STORE_URL has a password: give it in OMNIBUS_STORE_PASSWORD_FILE \(a file\) or PGPASSWORD instead$/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://omnibus@db/omnibus?password=x' },
+      qr/OMNIBUS_STORE_URL has a password/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://db/omnibus' },
+      qr/OMNIBUS_STORE_URL="postgresql:\/\/db\/omnibus": expected postgresql:\/\/USER\@HOST\[:PORT\]\/DB\[\?PARAM=VALUE&...\] \(one host, no password\)$/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://u@db1,db2/omnibus' },
+      qr/OMNIBUS_STORE_URL="postgresql:\/\/u\@db1,db2\/omnibus": expected/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://u@db:5432' },
+      qr/OMNIBUS_STORE_URL="postgresql:\/\/u\@db:5432": expected/ ],
+    [ { OMNIBUS_STORE_URL => 'mysql://u@db/omnibus' },
+      qr/OMNIBUS_STORE_URL="mysql:/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://u@db/x;include /etc/passwd' },
+      qr/OMNIBUS_STORE_URL="postgresql:\/\/u\@db\/x;include/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://u@db/x', OMNIBUS_STORE_MODE => 'fast' },
+      qr/OMNIBUS_STORE_MODE="fast": expected sync or async/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://u@db/x',
+        OMNIBUS_STORE_PARAMS => 'pool=4 colour=blue' },
+      qr/OMNIBUS_STORE_PARAMS="colour=blue": expected pool=N, overflow=N, recycle=TIME, batch=N, flush=TIME, timeout=TIME, retention=TIME, adopt_after=TIME or breaker=FAILURES:TIME:SUCCESSES/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://u@db/x',
+        OMNIBUS_STORE_PARAMS => 'mode=async' },
+      qr/OMNIBUS_STORE_PARAMS="mode=async": expected .*the mode and the password file have variables of their own/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://u@db/x',
+        OMNIBUS_STORE_PARAMS => 'pool=0' },
+      qr/OMNIBUS_STORE_PARAMS="pool=0"/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://u@db/x',
+        OMNIBUS_STORE_PARAMS => 'breaker=5' },
+      qr/OMNIBUS_STORE_PARAMS="breaker=5"/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://u@db/x',
+        OMNIBUS_STORE_PARAMS => 'timeout=soon' },
+      qr/OMNIBUS_STORE_PARAMS="timeout=soon"/ ],
+    [ { OMNIBUS_STORE_URL => 'postgresql://u@db/x',
+        OMNIBUS_STORE_PASSWORD_FILE => '/run/secrets/a b' },
+      qr/OMNIBUS_STORE_PASSWORD_FILE="\/run\/secrets\/a b": expected a file path/ ],
+    [ { OMNIBUS_STORE_MODE => 'sync' },
+      qr/OMNIBUS_STORE_MODE is set, but OMNIBUS_STORE_URL is not \(no store without it\)$/ ],
+    [ { OMNIBUS_STORE_PASSWORD_FILE => '/run/secrets/pg' },
+      qr/OMNIBUS_STORE_PASSWORD_FILE is set, but OMNIBUS_STORE_URL is not/ ],
+    [ { OMNIBUS_STORE_PARAMS => 'pool=4' },
+      qr/OMNIBUS_STORE_PARAMS is set, but OMNIBUS_STORE_URL is not/ ],
 );
 for my $case (@bad) {
     my ($env, $re) = @$case;
@@ -363,6 +454,26 @@ for my $case (@bad) {
          'entrypoint with a missing fallback directory: says which');
     unlike($err, qr/nginx:/, 'entrypoint with a missing fallback directory: '
                              . 'nginx not run');
+
+    # the store's password file: read by nginx -t when it is there,
+    # refused by name before nginx when it is not
+    my $s = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    spew("$s/pg-password", "dev-only\n");
+    my %store = (OMNIBUS_PREFIX => $s, OMNIBUS_NGINX => $NGINX,
+                 OMNIBUS_STORE_URL => 'postgresql://omnibus@127.0.0.1:5432/omnibus',
+                 OMNIBUS_STORE_PASSWORD_FILE => "$s/pg-password");
+    ($rc, $out, $err) = run(\%store, '/bin/sh', $ENTRY, '-t');
+    is($rc, 0, 'entrypoint -t with a store: nginx -t passes') or diag($err);
+    like(slurp("$s/nginx.conf"),
+         qr/omnibus_store bus \S+ password_file=\Q$s\E\/pg-password mode=sync;/,
+         'entrypoint -t with a store: rendered into the prefix');
+    ($rc, $out, $err) = run({ %store, OMNIBUS_STORE_PASSWORD_FILE => 'none' },
+                            '/bin/sh', $ENTRY, '-t');
+    isnt($rc, 0, 'entrypoint with a missing password file: fails');
+    like($err, qr/^omnibus-entrypoint: OMNIBUS_STORE_PASSWORD_FILE: \Q$s\E\/none is not a readable file \(running as uid \d+\)$/m,
+         'entrypoint with a missing password file: says which');
+    unlike($err, qr/nginx:/, 'entrypoint with a missing password file: '
+                             . 'nginx not run');
 }
 
 # --- one rendered configuration served for real
@@ -428,6 +539,58 @@ for my $case (@bad) {
          'served: quit gracefully');
 }
 
+# --- a rendered store served against a real PostgreSQL: the password
+# through PGPASSWORD (which reaches the workers only by the rendered "env
+# PGPASSWORD;"), /readyz once connected, a publish committed (mode=sync)
+# under the node name of OMNIBUS_NODE
+SKIP: {
+    my $why = !-x "$Omnibus::Pg::BIN/initdb"
+              ? 'PostgreSQL is missing (Debian: postgresql)'
+              : $> == 0 && !getpwnam('postgres') && !getpwnam('nobody')
+              ? 'root, and no user to run PostgreSQL as' : '';
+    skip "store served: $why", 8 if $why;
+
+    my $pg = Omnibus::Pg->new;
+    my $t = Omnibus::Test->new(ports => 1);
+    my $d = $t->dir;
+    my $port = $t->port(0);
+    ($rc, $conf, $err) = render(
+        OMNIBUS_STORE_URL => $pg->url,
+        OMNIBUS_STORE_PARAMS => 'pool=1 overflow=0 flush=1ms',
+        PGPASSWORD => $pg->password,
+        OMNIBUS_LISTEN => "127.0.0.1:$port",
+        OMNIBUS_ERROR_LOG => "$d/error.log", OMNIBUS_LOG_LEVEL => 'info',
+        OMNIBUS_ACCESS_LOG => "$d/access.log", OMNIBUS_NODE => 't51-store',
+        OMNIBUS_ZONE_SIZE => '8m',
+        ($> == 0 ? (OMNIBUS_USER => 'root') : ()));
+    is($rc, 0, 'store served: renders') or diag($err);
+    spew("$d/nginx.conf", $conf);
+    $t->{listen} = [$port];
+    {
+        local $ENV{PGPASSWORD} = $pg->password;
+        $t->start;
+    }
+    ok(Omnibus::Test::wait_until(
+           sub { $t->http(GET => '/readyz')->{status} == 200 },
+           timeout => 30),
+       'store served: /readyz 200 once the store is connected')
+        or diag(slurp("$d/error.log"));
+    my $r = $t->http(POST => '/publish/orders.created', body => '{"n":1}');
+    is($r->{status}, 202, 'store served: publish 202 (mode=sync: committed)');
+    my $id = $r->{json} && $r->{json}{id} // 'none';
+    is(scalar $pg->psql("SELECT node FROM omnibus_messages WHERE id = '$id'"),
+       't51-store', 'store served: the row, under OMNIBUS_NODE');
+    like($t->http(GET => '/omnibus/')->{body},
+         qr/"store":\{"backend":"postgresql","mode":"sync"/,
+         'store served: the admin status shows the store');
+    like(slurp("$d/error.log"), qr/omnibus store \S+: connected/,
+         'store served: connected, with the password of PGPASSWORD');
+    unlike(slurp("$d/error.log"), qr/\Q${\ $pg->password }\E/,
+           'store served: the password is not in the log');
+    $t->check_log;
+    $pg->stop;
+}
+
 # --- the load balancer of compose.yml (its upstreams pointed at loopback:
 # compose's names do not resolve here)
 {
@@ -460,12 +623,17 @@ for my $case (@bad) {
     like($di, qr/^ARG NGINX_VERSION=/m, 'Dockerfile.ingress: NGINX version');
     like($di, qr/make -C omnibus NGINX_SRC=/,
          'Dockerfile.ingress: make NGINX_SRC=');
+    like($df, qr/install .*\\\n?.*\blibpq-dev\b/,
+         'Dockerfile: built with libpq-dev (omnibus_store)');
+    like($df, qr/nginx libyajl2 \\\n\s+librdkafka1 libpq5\b/,
+         'Dockerfile: libpq5 in the image');
     my $all = join '', map { slurp("$ROOT/docker/$_") }
         qw(Dockerfile Dockerfile.ingress nginx.conf.template entrypoint.sh
            compose.yml lb.conf);
-    unlike($all, qr/omnibus_(?:redis|store)/,
-           'no directive the module does not have yet (Redis, store)');
+    unlike($all, qr/omnibus_redis/,
+           'no directive the module does not have yet (Redis)');
     like($all, qr/kafka_consume/, 'the Kafka consumer is in the template');
+    like($all, qr/\@store\@/, 'the store is in the template');
 }
 
 # --- the compose file and the YAML files, by their tools
@@ -474,7 +642,7 @@ my @yaml = map { "docker/$_" } qw(compose.yml prometheus.yml alertmanager.yml
     grafana/provisioning/dashboards/omnibus.yml);
 
 SKIP: {
-    skip 'docker-compose is missing (Debian package docker-compose)', 18
+    skip 'docker-compose is missing (Debian package docker-compose)', 27
         unless Omnibus::Test::have_cmd('docker-compose');
     ($rc, $out, $err) = run({}, 'docker-compose', '-f',
                             "$ROOT/docker/compose.yml", 'config', '-q');
@@ -492,7 +660,7 @@ SKIP: {
     like($out, qr/image: citusdata\/citus:12\.1/, 'docker-compose: citus 12.1');
 
     # Kafka, and the replicas' environment rendered and checked by nginx
-    skip 'libyaml-libyaml-perl (YAML::XS) is missing', 13
+    skip 'libyaml-libyaml-perl (YAML::XS) is missing', 22
         unless eval { require YAML::XS; 1 };
     my $c = YAML::XS::Load($out)->{services};
     my $kafka = $c->{kafka} // {};
@@ -515,11 +683,45 @@ SKIP: {
                ['omnibus-2-kafka:/var/lib/omnibus/kafka:rw']],
               'docker-compose: a fallback volume per replica');
     my %cenv = map { $_ => "$env->{$_}" } grep { /^OMNIBUS_/ } keys %$env;
+
+    # the store: Citus's service, the compose secret, one node per replica
+    my $secret = $c->{'omnibus-1'}{secrets}[0] // {};
+    $secret = { source => $secret } unless ref $secret;
+    my %secrets = %{YAML::XS::Load($out)->{secrets} // {}};
+    my $secret_file = ($secrets{$secret->{source} // ''} // {})->{file} // '';
+    is($cenv{OMNIBUS_STORE_URL}, 'postgresql://omnibus@citus:5432/omnibus',
+       'docker-compose: the replicas\' store is the citus service');
+    is($cenv{OMNIBUS_STORE_PASSWORD_FILE},
+       '/run/secrets/' . ($secret->{target} // $secret->{source} // '-'),
+       'docker-compose: the store password is the compose secret\'s file');
+    is($secret_file, "$ROOT/docker/pg-password.dev",
+       'docker-compose: the secret is docker/pg-password.dev');
+    is(($c->{citus}{environment} // {})->{POSTGRES_PASSWORD_FILE},
+       $cenv{OMNIBUS_STORE_PASSWORD_FILE},
+       'docker-compose: Citus takes its password from the same secret');
+    is_deeply([map { $_->{environment}{OMNIBUS_NODE} } @rep],
+              ['omnibus-1', 'omnibus-2'],
+              'docker-compose: each replica its own OMNIBUS_NODE');
+    is_deeply([map { ($_->{depends_on}{citus} // {})->{condition} } @rep],
+              [('service_healthy') x 2],
+              'docker-compose: the replicas start once Citus is healthy');
+    like(join(' ', @{$c->{citus}{healthcheck}{test} // []}),
+         qr/^CMD pg_isready -h 127\.0\.0\.1 -p 5432 -U omnibus -d omnibus$/,
+         'docker-compose: Citus healthcheck pg_isready over TCP');
+
+    # the replica's environment with compose's names pointed here: the
+    # citus host at loopback (nginx resolves it), the secret at its file
+    $cenv{OMNIBUS_STORE_URL} =~ s{\@citus:}{\@127.0.0.1:};
+    $cenv{OMNIBUS_STORE_PASSWORD_FILE} = $secret_file;
     my $cconf = renders_and_passes('compose.yml replica', %cenv);
     like($cconf, qr{^\s*omnibus_route bus audit\.> "kafka://kafka:9092/omnibus-audit"[^;]*\bfallback=kafka/audit\.ndjson[^;]*;$}m,
          'compose.yml replica: audit.> to Kafka, with a fallback file');
     like($cconf, qr{^\s*omnibus_kafka_consume bus kafka:9092 topics=omnibus-audit group=omnibus "topic=kafka\.\{topic\}"}m,
          'compose.yml replica: the consumer of omnibus-audit');
+    like($cconf, qr{^\s*omnibus_store bus postgresql://omnibus\@127\.0\.0\.1:5432/omnibus password_file=\Q$secret_file\E mode=sync pool=4 overflow=2;$}m,
+         'compose.yml replica: the store, mode=sync, with the password file');
+    like($cconf, qr{^\s*omnibus_node omnibus-1;$}m,
+         'compose.yml replica: omnibus_node omnibus-1');
 }
 
 SKIP: {

@@ -160,6 +160,16 @@ is not [A-Za-z0-9_.-]); a string is the file's name.
 {{- end -}}
 {{- end -}}
 
+{{/*
+"omnibus.storePasswordFile": where the store's password Secret is mounted
+(password_file=), empty when the store is off or has no password Secret
+*/}}
+{{- define "omnibus.storePasswordFile" -}}
+{{- if and .Values.store.enabled .Values.store.passwordSecret.name -}}
+/run/secrets/omnibus-store/password
+{{- end -}}
+{{- end -}}
+
 {{/* "omnibus.kafkaFallback": "true" when a route has a fallback file */}}
 {{- define "omnibus.kafkaFallback" -}}
 {{- $v := .Values -}}
@@ -368,7 +378,45 @@ the Deployment; renders nothing.
 {{- if regexMatch "[;{}\"\\s]" (toString $v.publish.rateLimit.key) -}}
 {{- fail "publish.rateLimit.key: no spaces, quotes, ; { or }" -}}
 {{- end -}}
+{{- if $v.store.enabled -}}
+{{- $url := toString (default "" $v.store.url) -}}
+{{- if not $url -}}
+{{- fail "store.url: the PostgreSQL URL, postgresql://USER@HOST[:PORT]/DB (store.enabled is true)" -}}
+{{- end -}}
+{{- if or (regexMatch "^[a-z]+://[^@/]*:[^@/]*@" $url) (regexMatch "[?&]password=" $url) -}}
+{{- fail "store.url has a password: put it in a Secret, store.passwordSecret (mounted as a file)" -}}
+{{- end -}}
+{{- $pq := "[a-z_]+=[A-Za-z0-9._/:-]+" -}}
+{{- if not (regexMatch (printf "^postgres(ql)?://[A-Za-z0-9._-]+@(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)(:[0-9]+)?/[A-Za-z0-9._-]+(\\?%s(&%s)*)?$" $pq $pq) $url) -}}
+{{- fail (printf "store.url %q: expected postgresql://USER@HOST[:PORT]/DB[?PARAM=VALUE&...] (one host, no password)" $url) -}}
+{{- end -}}
+{{- if not (has (toString $v.store.mode) (list "sync" "async")) -}}
+{{- fail (printf "store.mode %q: sync or async" (toString $v.store.mode)) -}}
+{{- end -}}
+{{- with $v.store.passwordSecret -}}
+{{- if and .name (not (regexMatch "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" (toString .name))) -}}
+{{- fail (printf "store.passwordSecret.name %q: the name of a Secret" (toString .name)) -}}
+{{- end -}}
+{{- if and .name (not (regexMatch "^[-._a-zA-Z0-9]+$" (toString .key))) -}}
+{{- fail (printf "store.passwordSecret.key %q: a key of the Secret" (toString .key)) -}}
+{{- end -}}
+{{- end -}}
+{{- $time := "([0-9]+(ms|s|m|h|d|w|M|y)?)+" -}}
+{{- $known := dict "pool" "[1-9][0-9]*" "overflow" "[0-9]+" "batch" "[1-9][0-9]*" "recycle" $time "flush" $time "timeout" $time "retention" $time "adopt_after" $time "breaker" (printf "[1-9][0-9]*:%s:[1-9][0-9]*" $time) -}}
+{{- range $k, $val := ($v.store.params | default dict) -}}
+{{- if not (hasKey $known $k) -}}
+{{- fail (printf "store.params: %s: not a parameter of omnibus_store (pool, overflow, recycle, batch, flush, timeout, retention, adopt_after, breaker; mode and the password have keys of their own)" $k) -}}
+{{- end -}}
+{{- $sv := include "omnibus.scalar" $val -}}
+{{- if not (regexMatch (printf "^(%s)$" (get $known $k)) $sv) -}}
+{{- fail (printf "store.params: %s %q: expected %s" $k $sv (get (dict "pool" "a number from 1" "overflow" "a number" "batch" "a number from 1" "breaker" "FAILURES:TIME:SUCCESSES (5:60s:3)") $k | default "a time (5s, 500ms, 1h)")) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- range $v.secrets -}}
+{{- if eq (toString .name) "omnibus-store" -}}
+{{- fail "secrets: omnibus-store is the store's password (store.passwordSecret)" -}}
+{{- end -}}
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" (toString .name)) -}}
 {{- fail (printf "secrets: name %q: a DNS label (mounted at /run/secrets/NAME)" (toString .name)) -}}
 {{- end -}}

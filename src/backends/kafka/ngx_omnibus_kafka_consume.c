@@ -520,6 +520,12 @@ ngx_omnibus_kafka_consume_record(ngx_omnibus_kafka_consumer_t *kc,
     case NGX_OMNIBUS_QUEUED:
         (void) ngx_atomic_fetch_add(&kc->zone->sh->input_consumed, 1);
 
+        /* a stored zone keeps it too, written behind: the offset is ours */
+
+        if (kc->zone->store) {
+            (void) kc->zone->store->write(kc->zone, &offer, id, NULL, NULL);
+        }
+
         /* fall through */
 
     case NGX_OMNIBUS_DUPLICATE:
