@@ -200,6 +200,26 @@ ngx_omnibus_breaker_record(ngx_omnibus_breaker_t *b, ngx_uint_t probe,
 }
 
 
+/*
+ * The other end answers in full (a client library's connection set up):
+ * for a backend that is proof enough, where a route needs its probes.
+ */
+
+void
+ngx_omnibus_breaker_close(ngx_omnibus_breaker_t *b)
+{
+    if (b->sh->state == NGX_OMNIBUS_BREAKER_CLOSED) {
+        return;
+    }
+
+    ngx_shmtx_lock(&b->shpool->mutex);
+    ngx_omnibus_breaker_set_locked(b, NGX_OMNIBUS_BREAKER_CLOSED);
+    ngx_shmtx_unlock(&b->shpool->mutex);
+
+    b->probing = 0;
+}
+
+
 /* how long an open breaker stays open; at least 1 ms */
 
 ngx_msec_t

@@ -35,6 +35,7 @@ ngx_int_t ngx_omnibus_breaker_admit(ngx_omnibus_breaker_t *b,
     ngx_uint_t *probe, ngx_msec_t *wait);
 void ngx_omnibus_breaker_record(ngx_omnibus_breaker_t *b, ngx_uint_t probe,
     ngx_uint_t failed);
+void ngx_omnibus_breaker_close(ngx_omnibus_breaker_t *b);
 ngx_msec_t ngx_omnibus_breaker_open_for(ngx_omnibus_breaker_t *b);
 
 

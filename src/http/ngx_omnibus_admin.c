@@ -479,7 +479,8 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
                                "\"mode\":\"%s\",\"state\":\"%s\","
                                "\"up\":%s,\"breaker\":\"%s\","
                                "\"backlog\":%uA,\"generation\":%uA,"
-                               "\"recovered\":%uA,\"connections\":{"
+                               "\"recovered\":%uA,\"adopted\":%uA,"
+                               "\"connections\":{"
                                "\"idle\":%uA,\"busy\":%uA,"
                                "\"connecting\":%uA}}",
                                zone->store->sync ? "sync" : "async",
@@ -489,7 +490,7 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
                                ngx_omnibus_breaker_name(
                                    sh->store.breaker.state),
                                sh->store.backlog, sh->store.generation,
-                               sh->store.recovered,
+                               sh->store.recovered, sh->store.adopted,
                                sh->store.connections[0],
                                sh->store.connections[1],
                                sh->store.connections[2]);

@@ -55,7 +55,11 @@ ngx_omnibus_health_handler(ngx_http_request_t *r)
         if (sh->store.state != NGX_OMNIBUS_STORE_READY) {
             ngx_sprintf(reason, "the store is loading stored messages%Z");
 
-        } else if (zone->store->sync && sh->store.up == 0) {
+        } else if (zone->store->sync
+                   && (sh->store.up == 0
+                       || sh->store.breaker.state
+                          == NGX_OMNIBUS_BREAKER_OPEN))
+        {
             ngx_sprintf(reason, "PostgreSQL cannot be reached%Z");
         }
     }

@@ -733,15 +733,24 @@ ngx_omnibus_metrics_store(ngx_omnibus_out_t *out,
         }
     }
 
-    ngx_omnibus_metrics_family(out, "store_recovered_total", "counter",
-                               "Stored messages loaded back into a new "
-                               "zone.");
+    for (i = 0; i < 2; i++) {
+        ngx_omnibus_metrics_family(out, i ? "store_adopted_total"
+                                          : "store_recovered_total",
+                                   "counter",
+                                   i ? "Stored messages of a silent node "
+                                       "adopted by this one."
+                                     : "Stored messages loaded back into a "
+                                       "new zone.");
 
-    for (z = 0; z < omcf->zones.nelts; z++) {
-        if (zones[z]->store) {
-            ngx_omnibus_out_printf(out, "message_bus_store_recovered_total"
-                                   "{zone=\"%V\"} %uA\n", &zones[z]->name,
-                                   zones[z]->sh->store.recovered);
+        for (z = 0; z < omcf->zones.nelts; z++) {
+            if (zones[z]->store) {
+                ngx_omnibus_out_printf(out, "message_bus_store_%s_total"
+                                       "{zone=\"%V\"} %uA\n",
+                                       i ? "adopted" : "recovered",
+                                       &zones[z]->name,
+                                       i ? zones[z]->sh->store.adopted
+                                         : zones[z]->sh->store.recovered);
+            }
         }
     }
 }

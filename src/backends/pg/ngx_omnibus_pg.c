@@ -651,6 +651,9 @@ ngx_omnibus_pg_setup_done(ngx_omnibus_pg_op_t *op, ngx_int_t rc)
 
     pool->down = 0;
     ngx_omnibus_reconnect_done(&pool->reconnect);
+
+    /* logged in and set up: the server is back (a reload's new worker) */
+    ngx_omnibus_breaker_close(&pool->breaker);
 }
 
 
@@ -901,6 +904,11 @@ ngx_omnibus_pg_lost(ngx_omnibus_pg_conn_t *pc, ngx_uint_t reason,
 
     if (connecting) {
         pool->opening--;
+
+        if (!pool->closing) {
+            (void) ngx_atomic_fetch_add(&pool->errors[NGX_OMNIBUS_PG_CONNECT],
+                                        1);
+        }
     }
 
     pc->op = NULL;

@@ -86,6 +86,7 @@ struct ngx_omnibus_pg_pool_s {
     /* shared with the other workers, for metrics and status */
     ngx_atomic_t               *up;
     ngx_atomic_t               *states;      /* by ngx_omnibus_pg_state_e */
+    ngx_atomic_t               *errors;      /* by ngx_omnibus_pg_reason_e */
 
     /* a new connection's setup: statements sent, or -1 */
     ngx_int_t                 (*setup)(ngx_omnibus_pg_pool_t *pool,

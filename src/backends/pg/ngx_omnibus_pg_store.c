@@ -352,6 +352,7 @@ ngx_omnibus_pg_store_init_process(ngx_omnibus_zone_t *zone, ngx_str_t *node,
     st->pool.conf = &st->conf;
     st->pool.up = &sh->store.up;
     st->pool.states = sh->store.connections;
+    st->pool.errors = sh->store.errors;
     st->pool.setup = ngx_omnibus_pg_store_setup;
     st->pool.changed = ngx_omnibus_pg_store_changed;
     st->pool.data = st;
