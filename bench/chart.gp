@@ -1,7 +1,7 @@
 # bench/results.png from the data files that bench/report.pl writes
 # (bench/data/*.dat). Run from bench/: gnuplot chart.gp
 
-set terminal pngcairo size 1500,2250 font "DejaVu Sans,10"
+set terminal pngcairo size 1500,2700 font "DejaVu Sans,10"
 set output "results.png"
 
 set style data histograms
@@ -21,8 +21,11 @@ if (system("test -s data/soak.gp && echo 1 || echo 0") eq "1") { load "data/soak
 # section 7 (Kafka) likewise
 kafka_ok = 0
 if (system("test -s data/kafka.gp && echo 1 || echo 0") eq "1") { load "data/kafka.gp" }
+# section 8 (durable store) likewise
+store_ok = 0
+if (system("test -s data/store.gp && echo 1 || echo 0") eq "1") { load "data/store.gp" }
 
-set multiplot layout 5,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
+set multiplot layout 6,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
 
 set title "1. Publish throughput (wrk -t1 -c32, 2 workers, 100 topics)"
 set xlabel "JSON body size"
@@ -152,6 +155,36 @@ if (kafka_ok) {
          "" using 3 title "p99" lc rgb "#d62728"
 } else {
     set label 1 "no Kafka data (see RESULTS.md)" at graph 0.5, 0.5 center
+    plot [0:1][0:1] 2 notitle
+    unset label 1
+}
+
+# 8. durable store: bars again (the Kafka panels left the style so)
+set format y "%.0f"
+set title "8. Durable store: publish 1 KiB (wrk -c32; sync/async: omnibus\\_store) vs pgbench -c32, 1 INSERT per commit"
+set ylabel "requests/s (pgbench: transactions/s)"
+if (store_ok) {
+    plot "data/store.dat" using 2:xtic(1) notitle lc rgb "#7f7f7f", \
+         "" using 0:2:(sprintf("%.0f", $2)) with labels offset 0,0.7 notitle
+} else {
+    set label 1 "no store data (see RESULTS.md)" at graph 0.5, 0.5 center
+    plot [0:1][0:1] 2 notitle
+    unset label 1
+}
+
+set title "8. Store, mode=sync: commit latency (histograms), publish latency; full speed vs half rate"
+set ylabel "ms"
+set format y "%.1f"
+if (store_ok) {
+    # the issue's goal: p99 <= 10 ms at half the maximum rate (publish, half)
+    set arrow 1 from graph 0, first 10 to graph 1, first 10 nohead dt 2 lc rgb "#555555"
+    set key top left
+    plot "data/store-lat.dat" using 2:xtic(1) title "p50" lc rgb "#17becf", \
+         "" using 3 title "p99" lc rgb "#d62728", \
+         NaN with lines dt 2 lc rgb "#555555" title "goal: p99 <= 10 ms, half rate"
+    unset arrow 1
+} else {
+    set label 1 "no store data (see RESULTS.md)" at graph 0.5, 0.5 center
     plot [0:1][0:1] 2 notitle
     unset label 1
 }

@@ -108,6 +108,14 @@ my @kerr;
 if (open(my $f, '<', "$data/kafka-errors.txt")) {
     chomp(@kerr = <$f>);
 }
+my %smeta = kv('store-meta.tsv');
+my @sruns = tsv('store-runs.tsv');
+my @ssizes = tsv('store-sizes.tsv');
+my %slat = kv('store-latency.tsv');
+my @serr;
+if (open(my $f, '<', "$data/store-errors.txt")) {
+    chomp(@serr = <$f>);
+}
 
 # ------------------------------------------------------------ aggregation
 
@@ -258,6 +266,53 @@ if (%kmeta) {
                   defined $r ? $r >= 0.8 : undef];
 }
 
+# the durable store (section 8): medians of the rounds, per target
+my @stargets = qw(mem sync async pgbench);
+my %sname = (mem => 'memory only', sync => '`mode=sync`', async => '`mode=async`',
+             pgbench => 'pgbench, 1 INSERT per commit');
+my %smed;
+for my $t (@stargets) {
+    my @r = grep { $_->{target} eq $t } @sruns;
+    next unless @r;
+    $smed{$t}{n} = @r;
+    for my $k (qw(rate p50_ms p99_ms accepted rows_inserted rows_done
+                  store_errors commits commit_mean_ms commit_p50_ms
+                  commit_p99_ms rows_per_commit msgs_per_commit rows_p50
+                  rows_p99 drain_s written_rate queued_after
+                  nginx_cpu_us_per_req pg_cpu_us_per_row)) {
+        $smed{$t}{$k} = median(map { $_->{$k} } @r);
+    }
+    $smed{$t}{rounds} = join(' / ', map { num($_->{rate}) } @r);
+    $smed{$t}{non2xx} = 0;
+    $smed{$t}{non2xx} += ($_->{non2xx} || 0) + ($_->{sockerr} || 0) for @r;
+    $smed{$t}{store_errors_sum} = 0;
+    $smed{$t}{store_errors_sum} += $_->{store_errors} || 0 for @r;
+}
+my $store_ran = %smeta && @sruns;
+my $srate = sub { $smed{$_[0]} ? $smed{$_[0]}{rate} : undef };
+my $sfix = sub { defined $_[0] && $_[0] =~ /^-?[\d.]+$/ ? $_[0] : undef };
+
+if (%smeta) {
+    my $r = ratio($srate->('sync'), $srate->('mem'));
+    push @goals, ['store: `mode=sync` publish >= 0.4 x memory-only (1 KiB,'
+                  . ' same nginx, PostgreSQL with fsync on)',
+                  defined $r ? sprintf('%.2f x (%s vs %s req/s)', $r,
+                      num($srate->('sync')), num($srate->('mem'))) : 'n/a',
+                  defined $r ? $r >= 0.4 : undef];
+    $r = ratio($srate->('sync'), $srate->('pgbench'));
+    push @goals, ['store: `mode=sync` publish >= 4 x one INSERT per commit'
+                  . ' (pgbench, same server, same clients)',
+                  defined $r ? sprintf('%.2f x (%s req/s vs %s transactions/s)',
+                      $r, num($srate->('sync')), num($srate->('pgbench'))) : 'n/a',
+                  defined $r ? $r >= 4 : undef];
+    my $p99 = $sfix->($slat{p99_ms});
+    push @goals, ['store: `mode=sync` p99 publish latency <= 10 ms at half'
+                  . ' its maximum rate',
+                  defined $p99 ? sprintf('%s ms (p50 %s ms) at %s req/s',
+                      $p99, $slat{p50_ms}, num($slat{rate_per_s})) : 'n/a',
+                  defined $p99 ? $p99 <= 10 : undef];
+}
+
 # ------------------------------------------------------------- gnuplot data
 
 open(my $d, '>', "$data/publish.dat") or die "$data/publish.dat: $!\n";
@@ -325,6 +380,26 @@ for my $m (['publish -> dispatch', $klatm{message_bus_message_age_seconds}],
            ['serial publish -> ack', \%klow]) {
     printf $d "\"%s\" %s %s\n", $m->[0], $nz->($m->[1]{p50_ms}), $nz->($m->[1]{p99_ms});
 }
+close $d;
+
+# section 8: store_ok = 0 when there is nothing to plot
+open($d, '>', "$data/store.gp") or die "$data/store.gp: $!\n";
+printf $d "store_ok = %d\n", $store_ran ? 1 : 0;
+close $d;
+open($d, '>', "$data/store.dat") or die "$data/store.dat: $!\n";
+print $d "# case req_per_s (medians; 1 KiB, pgbench: transactions/s)\n";
+printf $d "\"%s\" %s\n", $_->[0], $nz->($srate->($_->[1]))
+    for ['memory only', 'mem'], ['sync', 'sync'], ['async', 'async'],
+        ['pgbench', 'pgbench'];
+close $d;
+open($d, '>', "$data/store-lat.dat") or die "$data/store-lat.dat: $!\n";
+print $d "# measure p50_ms p99_ms (mode=sync)\n";
+printf $d "\"%s\" %s %s\n", @$_
+    for ['commit, full', $nz->($smed{sync}{commit_p50_ms}),
+         $nz->($smed{sync}{commit_p99_ms})],
+        ['commit, half', $nz->($slat{commit_p50_ms}), $nz->($slat{commit_p99_ms})],
+        ['publish, full', $nz->($smed{sync}{p50_ms}), $nz->($smed{sync}{p99_ms})],
+        ['publish, half', $nz->($slat{p50_ms}), $nz->($slat{p99_ms})];
 close $d;
 
 # ------------------------------------------------------------------- soak
@@ -1014,6 +1089,16 @@ if (!%kmeta) {
     }
 }
 
+# 8
+$p->('## 8. Durable store (PostgreSQL)');
+$p->('');
+if (!%smeta) {
+    $p->('Not run (`BENCH_STORE=0`, or no data from an earlier run).');
+    $p->('');
+} else {
+    store_section($p);
+}
+
 # commands
 $p->('## Commands');
 $p->('');
@@ -1067,6 +1152,23 @@ push @problems, 'kafka: a steady run was not acknowledged in full'
     if grep { $_->{acked} < $_->{accepted} } @ksteady;
 push @problems, "kafka: $klow{timeouts} one-at-a-time publishes were not"
                 . ' acknowledged in 5 s' if ($klow{timeouts} // 0) > 0;
+push @problems, "store: $smeta{status}"
+    if %smeta && ($smeta{status} // '') ne 'done';
+push @problems, 'store: [alert]/[crit]/[emerg] or store error lines in its'
+                . ' error log (see section 8)' if @serr;
+for my $t (@stargets) {
+    next unless $smed{$t};
+    push @problems, "store: $sname{$t}: $smed{$t}{non2xx} non-2xx answers,"
+                    . ' socket errors or failed transactions'
+        if $smed{$t}{non2xx};
+    push @problems, "store: $sname{$t}: $smed{$t}{store_errors_sum} store errors"
+                    . ' (message_bus_store_errors_total)'
+        if $smed{$t}{store_errors_sum};
+}
+push @problems, 'store: an async run was not written in full'
+    if grep { $_->{target} eq 'async' && $_->{rows_inserted} < $_->{accepted} } @sruns;
+push @problems, "store: the latency run had $slat{non2xx} non-2xx answers"
+    if ($slat{non2xx} // 0) > 0;
 if (@problems) {
     $p->('');
     $p->("- $_") for @problems;
@@ -1075,3 +1177,236 @@ if (@problems) {
 open(my $o, '>', $out) or die "$out: $!\n";
 print $o $md;
 close $o;
+
+# ------------------------------------------------------------ section 8
+
+sub mib2 { defined $_[0] && $_[0] =~ /\d/ ? sprintf('%.1f', $_[0] / 1048576) : 'n/a' }
+sub na { defined $_[0] && length $_[0] ? $_[0] : 'n/a' }
+sub fx {  # fx VALUE DECIMALS: a number so formatted, or the value as is
+    my ($v, $d) = @_;
+    return 'n/a' unless defined $v && length $v;
+    return $v =~ /^-?[\d.]+$/ ? sprintf('%.*f', $d, $v) : $v;
+}
+
+sub store_section {
+    my ($p) = @_;
+    my %m = %smeta;
+    my $n = $smed{sync}{n} // 0;
+    (my $dir = $m{store_directive} // '') =~ s/password_file=\S+/password_file=FILE/;
+    $dir =~ s{\@127\.0\.0\.1:\d+/}{\@127.0.0.1:PORT/};
+    $p->(sprintf 'One PostgreSQL server (%s) for the whole section, initdb\'d'
+                 . ' into `bench/tmp/store/pg` and started by the bench on a'
+                 . ' free port of 127.0.0.1, durability as shipped and written'
+                 . ' out in `postgresql.conf`: `%s` (every commit waits for its'
+                 . ' WAL to reach the disk). Its files are on %s; one synced'
+                 . ' 8 KiB write (`dd oflag=dsync`) takes %s ms there. Three'
+                 . ' databases: one per store (`omnibus_sync`, `omnibus_async`)'
+                 . ' and `baseline` for pgbench. Started %s (load average %s);'
+                 . ' the server, nginx and the readiness of both stores took %s s.',
+         $m{postgres} // '?', $m{pg_settings} // '?', $m{filesystem} // '?',
+         $m{dsync_8k_write_ms} // '?', $m{date} // '?', $m{loadavg} // '?',
+         $m{setup_s} // '?');
+    $p->('');
+    $p->(sprintf 'One nginx (%d workers, `omnibus_node bench`) with three'
+                 . ' zones of the same settings (`shards=8 min_shards=2'
+                 . ' max_shards=16 queue_size=100000 retain=100`, 256 MiB):'
+                 . ' `mem` (memory only), `sync` with `%s` and `async`, the'
+                 . ' same with `mode=async` into its own database. **No'
+                 . ' routes**: every message is accepted, dispatched to the'
+                 . ' retain ring and done at once, so the queue never fills'
+                 . ' (queued + in flight after a run: at most %s) and a store'
+                 . ' writes two rows per message, the message and its done'
+                 . ' mark. No webhook route on purpose: its receiver would'
+                 . ' take its share of the two cores, and the rate measured'
+                 . ' would then be the delivery\'s, not the publish path\'s.'
+                 . ' %d topics, 1 KiB JSON bodies.',
+         $m{workers} // 2, $dir,
+         (sort { $b <=> $a } map { $_->{queued_after} || 0 }
+                             grep { $_->{target} ne 'pgbench' } @sruns)[0] // 'n/a',
+         $m{topics} // 100);
+    $p->('');
+    if (($m{status} // '') ne 'done') {
+        $p->("**The store section did not complete: $m{status}.** What"
+             . ' follows, if anything, was measured before it stopped; the'
+             . ' output of `make bench` says why.');
+        $p->('');
+    }
+    $p->('Goals of the issue: `mode=sync` publishes at **>= 0.4 x the'
+         . ' memory-only rate** and at **>= 4 x a client doing one INSERT per'
+         . ' commit**, with a **p99 publish latency <= 10 ms at half its'
+         . ' maximum rate** (see the Goals table above for the verdicts).');
+    $p->('');
+
+    $p->('### 8a. Publish rate against the one-INSERT-per-commit baseline');
+    $p->('');
+    $p->(sprintf 'wrk as in section 1 (%s connections, %s s, `bench/pub.lua`)'
+                 . ' to each zone, and `pgbench -n -M prepared -c %s -j 2 -T %s`'
+                 . ' over TCP as the same role with the script `\set t'
+                 . ' random(0, 99)` / `INSERT INTO baseline (topic, payload)'
+                 . ' VALUES (\'bench.t\' || :t, :payload);` (`-D payload=` the'
+                 . ' same 1 KiB JSON body, sent as a parameter each time) into'
+                 . ' `baseline (id bigserial PRIMARY KEY, topic text, payload'
+                 . ' bytea)`: one row, one transaction, one WAL flush per'
+                 . ' client at a time (concurrent commits still share flushes'
+                 . ' inside PostgreSQL). %d rounds in rotating order; rates count'
+                 . ' 2xx answers (pgbench: transactions/s without the connection'
+                 . ' time).',
+         $m{conns} // '?', $m{duration} // '?', $m{conns} // '?',
+         $m{duration} // '?', $m{rounds} // 0);
+    $p->('');
+    $p->('| round | memory only req/s | `mode=sync` req/s | `mode=async` req/s | pgbench transactions/s |');
+    $p->('|---|---|---|---|---|');
+    my %byr;
+    push @{$byr{$_->{round}}{$_->{target}}}, $_ for @sruns;
+    for my $r (sort { $a <=> $b } keys %byr) {
+        $p->(sprintf '| %d | %s |', $r, join(' | ', map {
+            my $x = $byr{$r}{$_}; $x ? num($x->[0]{rate}) : 'n/a' } @stargets));
+    }
+    $p->(sprintf '| median | %s |', join(' | ', map { num($srate->($_)) } @stargets));
+    $p->('');
+    $p->(sprintf '**sync / memory only: %s x; async / memory only: %s x;'
+                 . ' sync / pgbench baseline: %s x**; async / pgbench: %s x.',
+         r2(ratio($srate->('sync'), $srate->('mem'))),
+         r2(ratio($srate->('async'), $srate->('mem'))),
+         r2(ratio($srate->('sync'), $srate->('pgbench'))),
+         r2(ratio($srate->('async'), $srate->('pgbench'))));
+    $p->('');
+    $p->('Per target (medians of the rounds). wrk\'s p50/p99 are closed-loop'
+         . ' latencies at full speed. CPU: utime + stime of the nginx workers'
+         . ' per request answered, and of the whole PostgreSQL server (every'
+         . ' process of the postmaster, exited backends included) per message'
+         . ' row inserted (pgbench: per transaction); for async both run until'
+         . ' every accepted row is written. CPU busy = (nginx + PostgreSQL CPU'
+         . ' per message) x the rate (async: x the rows written/s until all'
+         . ' written): the share of the machine\'s'
+         . " $meta{nproc} CPUs the server side took, wrk or pgbench and"
+         . ' anything else running come on top.');
+    $p->('');
+    $p->('| target | req/s | wrk p50 / p99 ms | rows inserted (message / done) | nginx CPU us per request | PostgreSQL CPU us per row | server CPU busy (cores of the rate) | non-2xx + errors |');
+    $p->('|---|---|---|---|---|---|---|---|');
+    for my $t (@stargets) {
+        my $x = $smed{$t} or next;
+        $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %d |', $sname{$t},
+             num($x->{rate}),
+             $t eq 'pgbench' ? sprintf('mean %s', fx($x->{commit_mean_ms}, 2))
+                             : sprintf('%.2f / %.2f', $x->{p50_ms}, $x->{p99_ms}),
+             $t eq 'mem' ? '-' : $t eq 'pgbench' ? num($x->{rows_inserted}) . ' / -'
+                 : num($x->{rows_inserted}) . ' / ' . num($x->{rows_done}),
+             $t eq 'pgbench' ? '-' : fx($x->{nginx_cpu_us_per_req}, 1),
+             $t eq 'mem' ? '-' : fx($x->{pg_cpu_us_per_row}, 1),
+             fx((($t eq 'pgbench' ? 0 : $x->{nginx_cpu_us_per_req} // 0)
+                 + ($t eq 'mem' ? 0 : $x->{pg_cpu_us_per_row} // 0))
+                * (($t eq 'async' ? $x->{written_rate} : $x->{rate}) // 0) / 1e6, 2),
+             $x->{non2xx} + $x->{store_errors_sum});
+    }
+    $p->('');
+    if ($smed{async}) {
+        my @a = grep { $_->{target} eq 'async' } @sruns;
+        $p->(sprintf '`mode=async` writes behind: after wrk ended, every accepted'
+                     . ' row was in PostgreSQL %s s later (median; rounds: %s);'
+                     . ' rows written / time from the start of wrk until all'
+                     . ' written: %s rows/s (median). Rows inserted / accepted:'
+                     . ' %s. Rows kept in memory only because the backlog was'
+                     . ' full (`backlog_full`) or failed writes: %s.',
+             fx($smed{async}{drain_s}, 2), join(' / ', map { fx($_->{drain_s}, 2) } @a),
+             num($smed{async}{written_rate}),
+             join('; ', map { num($_->{rows_inserted}) . ' of ' . num($_->{accepted}) } @a),
+             $smed{async}{store_errors_sum});
+        $p->('');
+    }
+
+    $p->('### 8b. Commit latency and rows per commit');
+    $p->('');
+    $p->('From `/metrics` before and after each run: `message_bus_store_commit_seconds`'
+         . ' (a batch\'s statements sent -> its commit answered)'
+         . ' and `message_bus_store_batch_rows` (rows per committed'
+         . ' transaction, message rows and done marks together); percentiles'
+         . ' by linear interpolation within the buckets of the difference'
+         . ' (`bench/kafka-hist.pl`; bounds 0.5, 1, 2.5, 5, 10, 25 ms...,'
+         . ' rows 1, 2, 4, 8...), so they are estimates. Message rows per'
+         . ' commit = `message_bus_store_rows_total{op="insert"}` / commits.');
+    $p->('');
+    $p->('| run | commits | commit mean ms | commit p50 ms | commit p99 ms | rows per commit (mean) | rows p50 / p99 | message rows per commit |');
+    $p->('|---|---|---|---|---|---|---|---|');
+    for my $t (qw(sync async)) {
+        my $x = $smed{$t} or next;
+        $p->(sprintf '| `mode=%s`, full speed (median of %d) | %s | %s | %s | %s | %s | %s / %s | %s |',
+             $t, $x->{n}, num($x->{commits}),
+             map({ fx($x->{$_}, 2) } qw(commit_mean_ms commit_p50_ms commit_p99_ms)),
+             map({ fx($x->{$_}, 1) } qw(rows_per_commit rows_p50 rows_p99 msgs_per_commit)));
+    }
+    if (%slat) {
+        $p->(sprintf '| `mode=sync`, half rate (8c) | %s | %s | %s | %s | %s | %s / %s | %s |',
+             num($slat{commits}),
+             map({ fx($slat{$_}, 2) } qw(commit_mean_ms commit_p50_ms commit_p99_ms)),
+             map({ fx($slat{$_}, 1) } qw(rows_per_commit rows_p50 rows_p99 msgs_per_commit)));
+    }
+    $p->('');
+    $p->('The clock of a commit starts when the batch\'s statements go out'
+         . ' on a connection. In `mode=async` no producer waits: rows'
+         . ' gather while the previous batch commits, so batches are larger'
+         . ' and the server busier (the `mode=async` row): that is time to'
+         . ' durability of a row, not a latency any client sees.')
+        if $smed{async};
+    $p->('') if $smed{async};
+
+    $p->('### 8c. Publish latency of `mode=sync` at half its maximum rate');
+    $p->('');
+    if (%slat) {
+        $p->(sprintf 'Open loop: h2load, %s HTTP/1.1 connections at `--rps=%s`'
+                     . ' each, %s requests/s asked in all (half the median'
+                     . ' `mode=sync` rate of 8a) for %s s to the `sync` zone;'
+                     . ' latency = publish request start -> whole 202 answer,'
+                     . ' per request, from h2load\'s `--log-file`'
+                     . ' (`bench/store-lat.pl`, nearest rank). Over HTTP/1.1'
+                     . ' a connection has one request out at a time, so an'
+                     . ' answer slower than 1/rps delays its next request:'
+                     . ' the achieved rate shows whether that happened.',
+             $slat{clients} // '?', $slat{rps_per_client} // '?',
+             num($slat{target_rate}), $slat{duration_s} // '?');
+        $p->('');
+        $p->('| asked req/s | achieved 2xx/s | requests | non-2xx | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | mean ms |');
+        $p->('|---|---|---|---|---|---|---|---|---|---|');
+        $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+             num($slat{target_rate}), num($slat{rate_per_s}), num($slat{requests}),
+             num($slat{non2xx}), map { na($slat{$_}) }
+             qw(p50_ms p90_ms p99_ms p999_ms max_ms mean_ms));
+        $p->('');
+        $p->("h2load: $slat{h2load}; $slat{h2load_status}") if $slat{h2load};
+        $p->('');
+    } else {
+        $p->('Not measured in this run.');
+        $p->('');
+    }
+
+    $p->('### 8d. Table sizes after the sync runs');
+    $p->('');
+    $p->('After each `mode=sync` run (and a second for the statistics): the'
+         . ' partitions `omnibus_messages_0..3` and `omnibus_done_0..3` of the'
+         . ' `omnibus_sync` database, `pg_total_relation_size` and'
+         . ' `pg_indexes_size` summed, `count(*)`, and `n_live_tup` /'
+         . ' `n_dead_tup` of `pg_stat_user_tables` (as last reported by the'
+         . ' backends). The store truncates its generations in turn once'
+         . ' every message in one is done, so the tables hold the last'
+         . ' generations, not every row ever written (last column).');
+    $p->('');
+    $p->('| round | table | rows | total MiB | indexes MiB | bytes per row | n_live_tup | n_dead_tup | message rows inserted so far |');
+    $p->('|---|---|---|---|---|---|---|---|---|');
+    for my $z (@ssizes) {
+        $p->(sprintf '| %d | `omnibus_%s_N` (%d) | %s | %s | %s | %s | %s | %s | %s |',
+             $z->{round}, $z->{table}, $z->{partitions}, num($z->{rows}),
+             mib2($z->{total_bytes}), mib2($z->{index_bytes}),
+             $z->{rows} ? num($z->{total_bytes} / $z->{rows}) : 'n/a',
+             num($z->{n_live_tup}), num($z->{n_dead_tup}),
+             num($z->{sync_rows_inserted_so_far}));
+    }
+    $p->('');
+    if (@serr) {
+        $p->('Error log lines of the store nginx:');
+        $p->('');
+        $p->('```');
+        $p->($_) for @serr;
+        $p->('```');
+        $p->('');
+    }
+}

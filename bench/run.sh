@@ -13,10 +13,17 @@
 #   7. Kafka (bench/kafka.sh): kafka:// routes against librdkafka's mock
 #      cluster (3 brokers): a backlog drained into Kafka against `kcat -P`,
 #      steady publish -> Kafka, publish-to-ack latency
+#   8. durable store (bench/store.sh): omnibus_store into a PostgreSQL it
+#      starts (fsync on): publish req/s memory-only vs mode=sync vs
+#      mode=async against pgbench's one-INSERT-per-commit baseline, commit
+#      and publish latency, table sizes (BENCH_STORE=0 skips it; knobs
+#      BENCH_STORE_SETTINGS, BENCH_STORE_LAT_DURATION, ..._LAT_CLIENTS,
+#      ..._LAT_RATE, ..._PG_BIN in bench/store.sh)
 # and writes bench/RESULTS.md, bench/results.png and the data files
 # they come from (bench/data/). Needs nginx, wrk, h2load, gnuplot, curl,
 # perl (core modules) and Debian's libnginx-mod-nchan; section 7 needs
-# kcat and librdkafka-dev too (BENCH_KAFKA=0 skips it).
+# kcat and librdkafka-dev too (BENCH_KAFKA=0 skips it), section 8
+# PostgreSQL's server binaries and pgbench (BENCH_STORE=0 skips it).
 #
 # Knobs (environment): BENCH_DURATION (seconds per wrk run, 5),
 # BENCH_ROUNDS (3), BENCH_CONNS (wrk connections, 32), BENCH_FANOUT_SUBS
@@ -24,10 +31,12 @@
 # BENCH_LOWLAT_MSGS (2000), NGINX_BIN, BENCH_MODULE (the module to load,
 # objs/ngx_omnibus_module.so), NCHAN_MODULE, BENCH_KEEP=1 (keep
 # bench/tmp); the soak's in bench/soak.sh (SOAK_SECONDS=0 skips it), the
-# Kafka section's in bench/kafka.sh (BENCH_KAFKA=0 skips it).
+# Kafka section's in bench/kafka.sh (BENCH_KAFKA=0 skips it), the store
+# section's in bench/store.sh (BENCH_STORE=0 skips it).
 # `bench/run.sh soak` or SOAK_ONLY=1 runs only the soak, `bench/run.sh
-# kafka` or KAFKA_ONLY=1 only the Kafka section; either writes the report
-# again with the other sections' data files of the last full run.
+# kafka` or KAFKA_ONLY=1 only the Kafka section, `bench/run.sh store` or
+# STORE_ONLY=1 only the store section; each writes the report again with
+# the other sections' data files of the last full run.
 
 set -euo pipefail
 
@@ -54,10 +63,13 @@ WRK=(wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$BENCH/pub.lua")
 START=$(date +%s.%N)
 SOAK_ONLY=${SOAK_ONLY:-0}
 KAFKA_ONLY=${KAFKA_ONLY:-0}
+STORE_ONLY=${STORE_ONLY:-0}
 [ "${1:-}" = soak ] && SOAK_ONLY=1
 [ "${1:-}" = kafka ] && KAFKA_ONLY=1
+[ "${1:-}" = store ] && STORE_ONLY=1
 
 . "$BENCH/kafka.sh"
+. "$BENCH/store.sh"
 
 for tool in "$NGINX" wrk h2load gnuplot curl perl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
@@ -68,11 +80,18 @@ if [ "$KAFKA_ONLY" = 1 ] && [ "$BENCH_KAFKA" = 0 ]; then
     echo "bench: BENCH_KAFKA=0 and only the Kafka section asked: nothing to do" >&2
     exit 1
 fi
-if [ "$BENCH_KAFKA" != 0 ] && [ "$SOAK_ONLY" != 1 ]; then
+if [ "$STORE_ONLY" = 1 ] && [ "$BENCH_STORE" = 0 ]; then
+    echo "bench: BENCH_STORE=0 and only the store section asked: nothing to do" >&2
+    exit 1
+fi
+if [ "$BENCH_KAFKA" != 0 ] && [ "$SOAK_ONLY" != 1 ] && [ "$STORE_ONLY" != 1 ]; then
     kafka_require || exit 1
 fi
+if [ "$BENCH_STORE" != 0 ] && [ "$SOAK_ONLY" != 1 ] && [ "$KAFKA_ONLY" != 1 ]; then
+    store_require || exit 1
+fi
 
-if [ "$SOAK_ONLY" = 1 ] || [ "$KAFKA_ONLY" = 1 ]; then
+if [ "$SOAK_ONLY" = 1 ] || [ "$KAFKA_ONLY" = 1 ] || [ "$STORE_ONLY" = 1 ]; then
     rm -rf "$TMP"    # keep the data of the other sections
 else
     rm -rf "$TMP" "$DATA"
@@ -423,6 +442,14 @@ run_kafka() {
         "$([ "$BENCH_KAFKA" = 0 ] && echo "BENCH_KAFKA=0")"
 }
 
+# ------------------------------------------------------------------ store
+
+# the store section's helpers are in bench/store.sh
+run_store() {
+    run_section 8 "durable store" store \
+        "$([ "$BENCH_STORE" = 0 ] && echo "BENCH_STORE=0")"
+}
+
 write_report() {
     perl "$BENCH/report.pl" "$DATA" "$BENCH/RESULTS.md"
     (cd "$BENCH" && gnuplot chart.gp)
@@ -433,6 +460,13 @@ if [ "$KAFKA_ONLY" = 1 ]; then
     run_kafka
     write_report
     echo "bench: Kafka only, total time $(calc "$(now) - $START" 0)s"
+    exit 0
+fi
+
+if [ "$STORE_ONLY" = 1 ]; then
+    run_store
+    write_report
+    echo "bench: store only, total time $(calc "$(now) - $START" 0)s"
     exit 0
 fi
 
@@ -745,6 +779,10 @@ run_soak
 # ----------------------------------------------------------------- 7. kafka
 
 run_kafka
+
+# ----------------------------------------------------------------- 8. store
+
+run_store
 
 # ------------------------------------------------------------------ report
 
