@@ -233,20 +233,18 @@ typedef struct {
 
 static ngx_omnibus_pg_stmt_t  ngx_omnibus_pg_stmts[] = {
 
-    /* a batch's messages, and its done marks: one statement each */
+    /* a batch's messages and its done marks, in one statement */
 
-    { "omnibus_messages",
-      "INSERT INTO omnibus_messages (slot, node, zone, id, topic, priority, "
-      "ctype, ikey, payload, json, born) SELECT g.slot, $1, $2, m.* "
-      "FROM omnibus_generation g, unnest($3, $4, $5, $6, $7, $8, $9, $10) "
-      "m WHERE g.one ON CONFLICT DO NOTHING",
-      10, { T, T, TA, TA, I2A, BA, BA, BA, BOA, I8A } },
-
-    { "omnibus_done",
+    { "omnibus_write",
+      "WITH m AS (INSERT INTO omnibus_messages (slot, node, zone, id, topic, "
+      "priority, ctype, ikey, payload, json, born) SELECT g.slot, $1, $2, "
+      "m.* FROM omnibus_generation g, "
+      "unnest($3, $4, $5, $6, $7, $8, $9, $10) m WHERE g.one "
+      "ON CONFLICT DO NOTHING) "
       "INSERT INTO omnibus_done (slot, node, id) SELECT g.slot, $1, d "
-      "FROM omnibus_generation g, unnest($2) d WHERE g.one "
+      "FROM omnibus_generation g, unnest($11) d WHERE g.one "
       "ON CONFLICT DO NOTHING",
-      2, { T, TA } },
+      11, { T, T, TA, TA, I2A, BA, BA, BA, BOA, I8A, TA } },
 
     { "omnibus_dead",
       "INSERT INTO omnibus_dlq (node, zone, id, route, topic, priority, "

@@ -997,11 +997,16 @@ ngx_omnibus_pg_array(ngx_pool_t *pool, ngx_omnibus_pg_array_t *a, Oid type,
 
     a->pos = a->start;
 
-    ngx_omnibus_pg_int32(a, 1);
+    /* no elements: no dimension either */
+
+    ngx_omnibus_pg_int32(a, n ? 1 : 0);
     ngx_omnibus_pg_int32(a, 0);
     ngx_omnibus_pg_int32(a, type);
-    ngx_omnibus_pg_int32(a, n);
-    ngx_omnibus_pg_int32(a, 1);
+
+    if (n) {
+        ngx_omnibus_pg_int32(a, n);
+        ngx_omnibus_pg_int32(a, 1);
+    }
 
     return NGX_OK;
 }
@@ -1038,9 +1043,9 @@ ngx_omnibus_pg_element_int(ngx_omnibus_pg_array_t *a, uint64_t v,
 
 
 /*
- * A batch's statements: its messages in one INSERT of arrays and its
- * done marks in another (statements, not rows, are what cost the
- * server); dead letters, purges and replays, rare, one each, in order.
+ * A batch's statements: its messages and its done marks in one statement
+ * of arrays (statements, not rows, are what cost the server); dead
+ * letters, purges and replays, rare, one each, in order.
  */
 
 static ngx_int_t
@@ -1054,7 +1059,7 @@ ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
     ngx_omnibus_pg_row_t     *row;
     ngx_omnibus_pg_batch_t   *b;
     ngx_omnibus_pg_store_t   *st;
-    ngx_omnibus_pg_array_t    col[8];
+    ngx_omnibus_pg_array_t    col[9];
     ngx_omnibus_pg_params_t   pp;
     u_char                    prio[NGX_INT_T_LEN + 1];
     u_char                    num[NGX_INT_T_LEN + 1];
@@ -1089,7 +1094,7 @@ ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
         }
     }
 
-    if (nmsg) {
+    if (nmsg + ndone) {
         if (ngx_omnibus_pg_array(pool, &col[0], types[0], nmsg,
                                  nmsg * NGX_OMNIBUS_ID_LEN) != NGX_OK
             || ngx_omnibus_pg_array(pool, &col[1], types[1], nmsg, bytes[0])
@@ -1105,12 +1110,21 @@ ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
             || ngx_omnibus_pg_array(pool, &col[6], types[6], nmsg, nmsg)
                != NGX_OK
             || ngx_omnibus_pg_array(pool, &col[7], types[7], nmsg, nmsg * 8)
+               != NGX_OK
+            || ngx_omnibus_pg_array(pool, &col[8], types[0], ndone,
+                                    ndone * NGX_OMNIBUS_ID_LEN)
                != NGX_OK)
         {
             return NGX_ERROR;
         }
 
         for (i = 0; i < b->rows.nelts; i++) {
+            if (row[i].kind == NGX_OMNIBUS_PG_DONE) {
+                ngx_omnibus_pg_element(&col[8], row[i].id,
+                                       NGX_OMNIBUS_ID_LEN);
+                continue;
+            }
+
             if (row[i].kind != NGX_OMNIBUS_PG_MESSAGE) {
                 continue;
             }
@@ -1132,47 +1146,15 @@ ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
         ngx_omnibus_pg_param(&pp, st->node_z);
         ngx_omnibus_pg_param(&pp, st->zone_z);
 
-        for (k = 0; k < 8; k++) {
+        for (k = 0; k < 9; k++) {
             pp.value[pp.n] = (char *) col[k].start;
             pp.len[pp.n] = col[k].pos - col[k].start;
             pp.format[pp.n] = 1;
             pp.n++;
         }
 
-        if (ngx_omnibus_pg_send(pg, "omnibus_messages", pp.n, pp.value,
+        if (ngx_omnibus_pg_send(pg, "omnibus_write", pp.n, pp.value,
                                 pp.len, pp.format)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        n++;
-    }
-
-    if (ndone) {
-        if (ngx_omnibus_pg_array(pool, &col[0], types[0], ndone,
-                                 ndone * NGX_OMNIBUS_ID_LEN)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        for (i = 0; i < b->rows.nelts; i++) {
-            if (row[i].kind == NGX_OMNIBUS_PG_DONE) {
-                ngx_omnibus_pg_element(&col[0], row[i].id,
-                                       NGX_OMNIBUS_ID_LEN);
-            }
-        }
-
-        pp.n = 0;
-        ngx_omnibus_pg_param(&pp, st->node_z);
-        pp.value[1] = (char *) col[0].start;
-        pp.len[1] = col[0].pos - col[0].start;
-        pp.format[1] = 1;
-        pp.n = 2;
-
-        if (ngx_omnibus_pg_send(pg, "omnibus_done", pp.n, pp.value, pp.len,
-                                pp.format)
             != NGX_OK)
         {
             return NGX_ERROR;
