@@ -12,6 +12,7 @@
 typedef struct {
     ngx_omnibus_node_t  index;
     time_t              expires;
+    ngx_pid_t           pending;     /* storing its row (mode=sync), or 0 */
     u_char              id[NGX_OMNIBUS_ID_LEN];
 } ngx_omnibus_dedup_node_t;
 
@@ -73,6 +74,20 @@ ngx_omnibus_dedup_find_locked(ngx_omnibus_zone_t *zone,
 
     ngx_memcpy(id, dn->id, NGX_OMNIBUS_ID_LEN);
 
+    /*
+     * The first publish of the key waits for its row: whether that id
+     * will be accepted is not known yet (NGX_AGAIN), unless the worker
+     * that stores it is gone (its message goes on, see unhold).
+     */
+
+    if (dn->pending) {
+        if (kill(dn->pending, 0) == 0 || ngx_errno != NGX_ESRCH) {
+            return NGX_AGAIN;
+        }
+
+        dn->pending = 0;
+    }
+
     return NGX_OK;
 }
 
@@ -100,6 +115,7 @@ ngx_omnibus_dedup_insert_locked(ngx_omnibus_zone_t *zone,
     }
 
     dn->expires = ngx_time() + zone->dedup_ttl;
+    dn->pending = offer->hold ? ngx_pid : 0;
     ngx_memcpy(dn->id, id, NGX_OMNIBUS_ID_LEN);
 
     ngx_omnibus_index_insert(&sh->dedup, &sh->dedup_lru, &dn->index,
@@ -110,11 +126,15 @@ ngx_omnibus_dedup_insert_locked(ngx_omnibus_zone_t *zone,
 }
 
 
-/* a publish refused after all: its identity is free again, if still its */
+/*
+ * A held publish is settled: accepted (its identity now answers
+ * duplicates), or refused after all (the identity is free again), if the
+ * identity is still its.
+ */
 
 void
-ngx_omnibus_dedup_forget_locked(ngx_omnibus_zone_t *zone, u_char *identity,
-    u_char *id)
+ngx_omnibus_dedup_settle_locked(ngx_omnibus_zone_t *zone, u_char *identity,
+    u_char *id, ngx_uint_t accepted)
 {
     ngx_omnibus_dedup_node_t  *dn;
 
@@ -122,6 +142,11 @@ ngx_omnibus_dedup_forget_locked(ngx_omnibus_zone_t *zone, u_char *identity,
              ngx_omnibus_index_lookup(&zone->sh->dedup, identity);
 
     if (dn == NULL || ngx_memcmp(dn->id, id, NGX_OMNIBUS_ID_LEN) != 0) {
+        return;
+    }
+
+    if (accepted) {
+        dn->pending = 0;
         return;
     }
 

@@ -21,8 +21,8 @@ ngx_int_t ngx_omnibus_dedup_find_locked(ngx_omnibus_zone_t *zone,
 ngx_int_t ngx_omnibus_dedup_insert_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_offer_t *offer, u_char *id);
 
-void ngx_omnibus_dedup_forget_locked(ngx_omnibus_zone_t *zone,
-    u_char *identity, u_char *id);
+void ngx_omnibus_dedup_settle_locked(ngx_omnibus_zone_t *zone,
+    u_char *identity, u_char *id, ngx_uint_t accepted);
 
 
 #endif /* _NGX_OMNIBUS_DEDUP_H_INCLUDED_ */

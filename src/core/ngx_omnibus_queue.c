@@ -45,12 +45,23 @@ ngx_omnibus_enqueue(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *offer,
 
     shard = &sh->shards[offer->shard];
 
-    if (offer->dedup_on
-        && ngx_omnibus_dedup_find_locked(zone, offer, id) == NGX_OK)
-    {
-        sh->deduplicated++;
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        return NGX_OMNIBUS_DUPLICATE;
+    /* a load takes what was accepted, keys shared or not */
+
+    if (offer->dedup_on && !offer->force) {
+        switch (ngx_omnibus_dedup_find_locked(zone, offer, id)) {
+
+        case NGX_OK:
+            sh->deduplicated++;
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return NGX_OMNIBUS_DUPLICATE;
+
+        case NGX_AGAIN:
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return NGX_OMNIBUS_PENDING;
+
+        default:
+            break;
+        }
     }
 
     if (!offer->force
@@ -322,6 +333,10 @@ ngx_omnibus_queue_release_locked(ngx_omnibus_zone_t *zone,
     msg->held = 0;
     msg->owner = 0;
 
+    if (dedup) {
+        ngx_omnibus_dedup_settle_locked(zone, dedup, msg->id, ok);
+    }
+
     if (ok) {
         shard->published++;
         sh->published++;
@@ -331,10 +346,6 @@ ngx_omnibus_queue_release_locked(ngx_omnibus_zone_t *zone,
 
         ngx_omnibus_topic_count_locked(sh->topics, &sh->topic_other, &topic);
         return;
-    }
-
-    if (dedup) {
-        ngx_omnibus_dedup_forget_locked(zone, dedup, msg->id);
     }
 
     ngx_queue_remove(&msg->queue);

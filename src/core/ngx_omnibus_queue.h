@@ -15,7 +15,9 @@ typedef enum {
     NGX_OMNIBUS_BACKPRESSURE,
     NGX_OMNIBUS_ZONE_FULL,
     NGX_OMNIBUS_RETIRED,
-    NGX_OMNIBUS_NOT_STORED                   /* the store refused its row */
+    NGX_OMNIBUS_NOT_STORED,                  /* the store refused its row */
+    NGX_OMNIBUS_PENDING                      /* its key's first row is not
+                                                committed yet */
 } ngx_omnibus_enqueue_rc_e;
 
 

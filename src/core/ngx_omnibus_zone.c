@@ -25,6 +25,66 @@ static ngx_int_t ngx_omnibus_parse_percent(u_char *p, size_t len);
 ngx_uint_t  ngx_omnibus_workers = 1;
 
 
+/* a worker's slot for its store counters: free, or of a process gone */
+
+ngx_omnibus_store_proc_t *
+ngx_omnibus_store_proc(ngx_omnibus_zone_t *zone)
+{
+    ngx_uint_t                 i;
+    ngx_omnibus_store_proc_t  *p, *found;
+
+    found = NULL;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (i = 0; i < NGX_OMNIBUS_STORE_PROCS; i++) {
+        p = &zone->sh->store.procs[i];
+
+        if (p->pid == 0
+            || (kill(p->pid, 0) == -1 && ngx_errno == NGX_ESRCH))
+        {
+            ngx_memzero(p, sizeof(ngx_omnibus_store_proc_t));
+            p->pid = ngx_pid;
+            found = p;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return found;
+}
+
+
+/* the live workers' counters summed (each read as it is: a gauge) */
+
+void
+ngx_omnibus_store_totals(ngx_omnibus_sh_t *sh, ngx_omnibus_store_proc_t *t)
+{
+    ngx_uint_t                 i, k;
+    ngx_omnibus_store_proc_t  *p;
+
+    ngx_memzero(t, sizeof(ngx_omnibus_store_proc_t));
+
+    for (i = 0; i < NGX_OMNIBUS_STORE_PROCS; i++) {
+        p = &sh->store.procs[i];
+
+        if (p->pid == 0
+            || (kill(p->pid, 0) == -1 && ngx_errno == NGX_ESRCH))
+        {
+            continue;
+        }
+
+        t->up += p->up;
+        t->backlog += p->backlog;
+
+        for (k = 0; k < 3; k++) {
+            t->connections[k] += p->connections[k];
+        }
+    }
+}
+
+
 ngx_omnibus_zone_t *
 ngx_omnibus_zone_create(ngx_conf_t *cf)
 {

@@ -14,7 +14,7 @@
  * the same name and size only if it has this version and these sizes.
  */
 #define NGX_OMNIBUS_MAGIC             0x626e6d6f   /* "omnb" */
-#define NGX_OMNIBUS_LAYOUT            7
+#define NGX_OMNIBUS_LAYOUT            8
 
 #define NGX_OMNIBUS_WAKE_SLOTS        256
 #define NGX_OMNIBUS_HOLD_SLOTS        64
@@ -109,21 +109,32 @@ typedef struct {
 
 #define NGX_OMNIBUS_STORE_OPS         4      /* rows by what was written */
 #define NGX_OMNIBUS_STORE_REASONS     4      /* errors by why */
+#define NGX_OMNIBUS_STORE_PROCS       64
+
+/*
+ * What one worker process holds, in a slot of its own: a worker that
+ * crashed or exited leaves no count behind (its slot is not summed, and
+ * is taken again).
+ */
+typedef struct {
+    ngx_pid_t                   pid;         /* 0: free */
+    ngx_atomic_t                up;          /* connected */
+    ngx_atomic_t                backlog;     /* rows taken, not committed */
+    ngx_atomic_t                connections[3];  /* by state */
+} ngx_omnibus_store_proc_t;
 
 typedef struct {
     ngx_atomic_t                state;       /* ngx_omnibus_store_state_e */
     ngx_pid_t                   loader;      /* the worker loading rows */
     ngx_uint_t                  loaded_len;  /* 0: none loaded yet */
     u_char                      loaded[NGX_OMNIBUS_ID_LEN];  /* the last */
-    ngx_atomic_t                up;          /* workers connected */
-    ngx_atomic_t                backlog;     /* rows taken, not committed */
+    ngx_omnibus_store_proc_t    procs[NGX_OMNIBUS_STORE_PROCS];
     ngx_atomic_t                schema;      /* version found, 0: not yet */
     ngx_atomic_t                generation;
     ngx_atomic_t                recovered;
     ngx_atomic_t                adopted;
     ngx_atomic_t                rows[NGX_OMNIBUS_STORE_OPS];
     ngx_atomic_t                errors[NGX_OMNIBUS_STORE_REASONS];
-    ngx_atomic_t                connections[3];  /* by state */
     ngx_omnibus_breaker_sh_t    breaker;
     ngx_omnibus_histogram_t     commit;
     ngx_omnibus_histogram_t     batch;       /* rows, not microseconds */
@@ -307,6 +318,9 @@ ngx_int_t ngx_omnibus_zone_add_slot(ngx_omnibus_zone_t *zone,
 void ngx_omnibus_zone_nomem(ngx_omnibus_zone_t *zone, ngx_log_t *log);
 void ngx_omnibus_zone_commit(ngx_omnibus_zone_t *zone);
 ngx_uint_t ngx_omnibus_shards_shown(ngx_omnibus_sh_t *sh);
+ngx_omnibus_store_proc_t *ngx_omnibus_store_proc(ngx_omnibus_zone_t *zone);
+void ngx_omnibus_store_totals(ngx_omnibus_sh_t *sh,
+    ngx_omnibus_store_proc_t *total);
 
 
 #endif /* _NGX_OMNIBUS_ZONE_H_INCLUDED_ */

@@ -365,12 +365,13 @@ not_found:
 static ngx_int_t
 ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 {
-    ngx_uint_t               i, j, n, pages, pfree;
-    ngx_omnibus_sh_t        *sh;
-    ngx_omnibus_out_t        out;
-    ngx_omnibus_shard_t     *shard, *snap;
-    ngx_omnibus_route_t    **routes;
-    ngx_omnibus_route_sh_t  *rs;
+    ngx_uint_t                i, j, n, pages, pfree;
+    ngx_omnibus_sh_t         *sh;
+    ngx_omnibus_out_t         out;
+    ngx_omnibus_shard_t      *shard, *snap;
+    ngx_omnibus_route_t     **routes;
+    ngx_omnibus_route_sh_t   *rs;
+    ngx_omnibus_store_proc_t  store;
 
     sh = zone->sh;
 
@@ -475,6 +476,8 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
 #endif
 
     if (zone->store) {
+        ngx_omnibus_store_totals(sh, &store);
+
         ngx_omnibus_out_printf(&out, ",\"store\":{\"backend\":\"postgresql\","
                                "\"mode\":\"%s\",\"state\":\"%s\","
                                "\"up\":%s,\"breaker\":\"%s\","
@@ -486,14 +489,14 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
                                zone->store->sync ? "sync" : "async",
                                sh->store.state == NGX_OMNIBUS_STORE_READY
                                ? "ready" : "loading",
-                               sh->store.up ? "true" : "false",
+                               store.up ? "true" : "false",
                                ngx_omnibus_breaker_name(
                                    sh->store.breaker.state),
-                               sh->store.backlog, sh->store.generation,
+                               store.backlog, sh->store.generation,
                                sh->store.recovered, sh->store.adopted,
-                               sh->store.connections[0],
-                               sh->store.connections[1],
-                               sh->store.connections[2]);
+                               store.connections[0],
+                               store.connections[1],
+                               store.connections[2]);
     }
 
     ngx_omnibus_out_printf(&out, ",\"ring_change\":");

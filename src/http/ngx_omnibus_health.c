@@ -10,6 +10,17 @@
 #include <ngx_omnibus_http.h>
 
 
+static ngx_uint_t
+ngx_omnibus_health_store_up(ngx_omnibus_sh_t *sh)
+{
+    ngx_omnibus_store_proc_t  total;
+
+    ngx_omnibus_store_totals(sh, &total);
+
+    return total.up;
+}
+
+
 ngx_int_t
 ngx_omnibus_health_handler(ngx_http_request_t *r)
 {
@@ -56,7 +67,7 @@ ngx_omnibus_health_handler(ngx_http_request_t *r)
             ngx_sprintf(reason, "the store is loading stored messages%Z");
 
         } else if (zone->store->sync
-                   && (sh->store.up == 0
+                   && (ngx_omnibus_health_store_up(sh) == 0
                        || sh->store.breaker.state
                           == NGX_OMNIBUS_BREAKER_OPEN))
         {

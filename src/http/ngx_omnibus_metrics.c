@@ -618,6 +618,17 @@ ngx_omnibus_metrics_kafka_state(ngx_omnibus_zone_t *zone, ngx_uint_t *up,
 
 /* zones with omnibus_store: what was written, how fast, what failed */
 
+static ngx_omnibus_store_proc_t *
+ngx_omnibus_metrics_store_totals(ngx_omnibus_zone_t *zone)
+{
+    static ngx_omnibus_store_proc_t  total;
+
+    ngx_omnibus_store_totals(zone->sh, &total);
+
+    return &total;
+}
+
+
 static const char  *ngx_omnibus_store_ops[NGX_OMNIBUS_STORE_OPS] = {
     "insert", "done", "dlq", "admin"
 };
@@ -715,7 +726,8 @@ ngx_omnibus_metrics_store(ngx_omnibus_out_t *out,
         if (zones[z]->store) {
             ngx_omnibus_out_printf(out, "message_bus_store_backlog"
                                    "{zone=\"%V\"} %uA\n", &zones[z]->name,
-                                   zones[z]->sh->store.backlog);
+                                   ngx_omnibus_metrics_store_totals(zones[z])
+                                   ->backlog);
         }
     }
 
@@ -729,7 +741,8 @@ ngx_omnibus_metrics_store(ngx_omnibus_out_t *out,
                                    "{zone=\"%V\",state=\"%s\"} %uA\n",
                                    &zones[z]->name,
                                    ngx_omnibus_store_states[i],
-                                   zones[z]->sh->store.connections[i]);
+                                   ngx_omnibus_metrics_store_totals(zones[z])
+                                   ->connections[i]);
         }
     }
 
@@ -792,7 +805,7 @@ ngx_omnibus_metrics_backends(ngx_omnibus_out_t *out,
 #endif
 
             if (zones[z]->store) {
-                up = (zones[z]->sh->store.up != 0);
+                up = (ngx_omnibus_metrics_store_totals(zones[z])->up != 0);
                 state = zones[z]->sh->store.breaker.state;
 
                 ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\","

@@ -145,6 +145,7 @@ ngx_omnibus_publish_refusal(ngx_omnibus_enqueue_rc_e rc)
         return NGX_OMNIBUS_REJ_RESIZING;
 
     case NGX_OMNIBUS_NOT_STORED:
+    case NGX_OMNIBUS_PENDING:
         return NGX_OMNIBUS_REJ_STORE;
 
     default:

@@ -25,6 +25,7 @@ typedef struct {
     ngx_uint_t                  state;
     ngx_int_t                   pending;     /* results still due */
     ngx_uint_t                  failed;      /* a statement failed */
+    ngx_uint_t                  opening;     /* not yet set up */
     ngx_msec_t                  born;
     ngx_event_t                 timer;
     ngx_omnibus_pg_op_t         setup;
@@ -63,7 +64,7 @@ ngx_omnibus_pg_conf_url(ngx_conf_t *cf, ngx_omnibus_pg_conf_t *conf,
     ngx_str_t *url, ngx_str_t *name)
 {
     u_char             *p;
-    char               *err, *host, *port, *user, *db;
+    char               *err, *host, *port, *user, *db, *ssl;
     ngx_url_t           u;
     PQconninfoOption   *opts, *o;
 
@@ -103,6 +104,7 @@ ngx_omnibus_pg_conf_url(ngx_conf_t *cf, ngx_omnibus_pg_conf_t *conf,
     port = "5432";
     user = "";
     db = "";
+    ssl = NULL;
 
     for (o = opts; o->keyword; o++) {
         if (o->val == NULL) {
@@ -128,6 +130,9 @@ ngx_omnibus_pg_conf_url(ngx_conf_t *cf, ngx_omnibus_pg_conf_t *conf,
 
         } else if (ngx_strcmp(o->keyword, "dbname") == 0) {
             db = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "sslmode") == 0) {
+            ssl = o->val;
         }
 
         if (ngx_omnibus_pg_conf_set(cf, conf, o->keyword, (u_char *) o->val,
@@ -144,6 +149,20 @@ ngx_omnibus_pg_conf_url(ngx_conf_t *cf, ngx_omnibus_pg_conf_t *conf,
     {
         PQconninfoFree(opts);
         return "needs one TCP host in its URL";
+    }
+
+    /*
+     * TLS when the URL asks for it, and then for sure: "prefer" and
+     * "allow" may retry on a new socket, which an event loop watching
+     * the first one would miss.
+     */
+
+    if (ssl && (ngx_strcmp(ssl, "prefer") == 0
+                || ngx_strcmp(ssl, "allow") == 0))
+    {
+        PQconninfoFree(opts);
+        return "takes sslmode=disable, require, verify-ca or verify-full "
+               "(prefer and allow may reconnect on another socket)";
     }
 
     /* resolved now: a worker never waits for a name server */
@@ -192,6 +211,10 @@ ngx_omnibus_pg_conf_url(ngx_conf_t *cf, ngx_omnibus_pg_conf_t *conf,
         || ngx_omnibus_pg_conf_set(cf, conf, "gssencmode",
                                    (u_char *) "disable", 7)
            != NGX_CONF_OK
+        || (ssl == NULL   /* given: set in the loop above */
+            && ngx_omnibus_pg_conf_set(cf, conf, "sslmode",
+                                       (u_char *) "disable", 7)
+               != NGX_CONF_OK)
         || ngx_omnibus_pg_conf_set(cf, conf, "application_name",
                                    name->data, name->len)
            != NGX_CONF_OK)
@@ -317,7 +340,8 @@ ngx_omnibus_pg_run(ngx_omnibus_pg_pool_t *pool, ngx_omnibus_pg_op_t *op)
 
     if (pool->opening == 0
         && pool->nconns < pool->conf->size + pool->conf->overflow
-        && !pool->reconnect.timer.timer_set)
+        && !pool->reconnect.timer.timer_set
+        && (ngx_msec_int_t) (ngx_current_msec - pool->extra_after) >= 0)
     {
         (void) ngx_omnibus_pg_open(pool);
     }
@@ -446,6 +470,7 @@ ngx_omnibus_pg_open(ngx_omnibus_pg_pool_t *pool)
     pc->state = NGX_OMNIBUS_PG_CONNECTING;
     (void) ngx_atomic_fetch_add(&pool->states[pc->state], 1);
     pool->opening++;
+    pc->opening = 1;
 
     ngx_queue_insert_tail(&pool->all, &pc->link);
     pool->nconns++;
@@ -456,6 +481,11 @@ ngx_omnibus_pg_open(ngx_omnibus_pg_pool_t *pool)
     return NGX_OK;
 
 failed:
+
+    if (pool->nconns > pool->opening) {
+        pool->extra_after = ngx_current_msec + 1000;
+        return NGX_ERROR;
+    }
 
     pool->down = 1;
     (void) ngx_omnibus_reconnect_later(&pool->reconnect);
@@ -679,8 +709,10 @@ ngx_omnibus_pg_start(ngx_omnibus_pg_conn_t *pc, ngx_omnibus_pg_op_t *op)
 
     /* not cancelable: a quitting worker waits for its commits */
     pc->timer.cancelable = 0;
-    ngx_add_timer(&pc->timer, op->timeout ? op->timeout
-                                          : pc->pool->conf->timeout);
+    /* beyond the server's statement_timeout: its answer is the clear one */
+    ngx_add_timer(&pc->timer, (op->timeout ? op->timeout
+                                           : pc->pool->conf->timeout)
+                              + 1000);
 
     ngx_omnibus_pg_flush(pc);
 }
@@ -802,10 +834,16 @@ ngx_omnibus_pg_finish(ngx_omnibus_pg_conn_t *pc)
 
     ngx_omnibus_pg_state(pc, NGX_OMNIBUS_PG_IDLE);
 
+    if (pc->opening) {
+        pc->opening = 0;
+        pool->opening--;
+    }
+
     /* done() may run more operations: the connection is back first */
 
     if (op != &pc->setup
-        && (pool->nconns > pool->conf->size
+        && ((pool->nconns > pool->conf->size
+             && ngx_queue_empty(&pool->waiting))
             || ngx_current_msec - pc->born > pool->conf->recycle))
     {
         ngx_omnibus_pg_free(pc);
@@ -813,10 +851,6 @@ ngx_omnibus_pg_finish(ngx_omnibus_pg_conn_t *pc)
 
     } else {
         ngx_queue_insert_tail(&pool->idle, &pc->queue);
-    }
-
-    if (op == &pc->setup) {
-        pool->opening--;
     }
 
     op->done(op, op->error[0] ? NGX_ERROR : NGX_OK);
@@ -881,8 +915,7 @@ ngx_omnibus_pg_lost(ngx_omnibus_pg_conn_t *pc, ngx_uint_t reason,
 
     pool = pc->pool;
     op = (pc->op == &pc->setup) ? NULL : pc->op;
-    connecting = (pc->state == NGX_OMNIBUS_PG_CONNECTING
-                  || pc->op == &pc->setup);
+    connecting = pc->opening;
 
     /* libpq's messages end with a newline; the log adds its own */
 
@@ -903,6 +936,7 @@ ngx_omnibus_pg_lost(ngx_omnibus_pg_conn_t *pc, ngx_uint_t reason,
     }
 
     if (connecting) {
+        pc->opening = 0;
         pool->opening--;
 
         if (!pool->closing) {
@@ -924,7 +958,18 @@ ngx_omnibus_pg_lost(ngx_omnibus_pg_conn_t *pc, ngx_uint_t reason,
         return;
     }
 
-    if (connecting || pool->nconns == 0) {
+    /*
+     * An extra connection that could not be had (max_connections, say)
+     * only holds back the next extra one while others serve; with none
+     * left set up, the pool is down and reconnects behind the breaker.
+     */
+
+    if (pool->nconns > pool->opening) {
+        if (connecting) {
+            pool->extra_after = ngx_current_msec + 1000;
+        }
+
+    } else if (connecting || pool->nconns == 0) {
         pool->down = 1;
 
         if (pool->connected) {

@@ -76,6 +76,7 @@ struct ngx_omnibus_pg_pool_s {
     ngx_event_t                 waited;      /* the oldest waits too long */
     ngx_uint_t                  nconns;
     ngx_uint_t                  opening;     /* connecting or set up */
+    ngx_msec_t                  extra_after; /* no extra connection before */
     ngx_uint_t                  connected;   /* ever, since the last loss */
     ngx_uint_t                  down;        /* the last connect failed */
     ngx_uint_t                  closing;     /* the worker exits */

@@ -65,11 +65,20 @@ ngx_omnibus_pg_load(ngx_omnibus_pg_store_t *st)
 }
 
 
+/*
+ * Only after this node's own heartbeats have gone through for adopt_after:
+ * when the database was away, every node was silent, and the first back
+ * must not take the others' rows.
+ */
+
 void
 ngx_omnibus_pg_adopt(ngx_omnibus_pg_store_t *st)
 {
-    if (st->loading || ngx_current_msec - st->adopted
-                       < NGX_OMNIBUS_PG_ADOPT_EVERY)
+    if (st->loading
+        || ngx_current_msec - st->adopted < NGX_OMNIBUS_PG_ADOPT_EVERY
+        || st->beating == 0
+        || ngx_current_msec - st->beating
+           < (ngx_msec_t) st->adopt_after * 1000)
     {
         return;
     }
@@ -95,8 +104,12 @@ ngx_omnibus_pg_load_run(ngx_omnibus_pg_store_t *st, ngx_uint_t step)
     st->load_rows = 0;
     st->load_full = 0;
 
-    if (ngx_omnibus_pg_run(&st->pool, &st->load_op) == NGX_OK) {
-        st->loading = 1;
+    /* set first: a run that fails at once has called done() already */
+
+    st->loading = 1;
+
+    if (ngx_omnibus_pg_run(&st->pool, &st->load_op) != NGX_OK) {
+        st->loading = 0;
     }
 }
 

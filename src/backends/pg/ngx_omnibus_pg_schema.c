@@ -86,7 +86,8 @@ static const char  ngx_omnibus_pg_migrate[] =
 
 
 /*
- * The next generation's slot is truncated when its turn comes.  A few
+ * The next generation's slot is truncated when its turn comes (tried
+ * once per 1.5 s, by whichever node comes first).  A few
  * messages still unfinished there (a paused shard, a node nobody adopts)
  * are copied to the current slot first rather than hold every later
  * generation; a large backlog holds the rotation instead, as copying it
@@ -106,7 +107,12 @@ static const char  ngx_omnibus_pg_rotate_fn[] =
 "    IF NOT pg_try_advisory_xact_lock(" NGX_OMNIBUS_PG_LOCK " + 1) THEN\n"
 "        RETURN NULL;\n"
 "    END IF;\n"
-"    SELECT gen, slot INTO g, cur FROM omnibus_generation WHERE one;\n"
+"    SELECT gen, slot INTO g, cur FROM omnibus_generation WHERE one\n"
+"        AND rotated < now() - interval '1.5 seconds';\n"
+"    IF NOT FOUND THEN\n"
+"        RETURN NULL;\n"
+"    END IF;\n"
+"    UPDATE omnibus_generation SET rotated = now() WHERE one;\n"
 "    nxt := ((g + 1) % 4)::integer;\n"
 "    SET LOCAL lock_timeout = '1s';\n"
 "    BEGIN\n"
@@ -136,8 +142,7 @@ static const char  ngx_omnibus_pg_rotate_fn[] =
 "        ON CONFLICT DO NOTHING;\n"
 "    EXECUTE format('TRUNCATE omnibus_messages_%s, omnibus_done_%s',\n"
 "                   nxt, nxt);\n"
-"    UPDATE omnibus_generation SET gen = g + 1, slot = nxt,\n"
-"        rotated = now() WHERE one;\n"
+"    UPDATE omnibus_generation SET gen = g + 1, slot = nxt WHERE one;\n"
 "    RETURN g + 1;\n"
 "END\n"
 "$omnibus$";
@@ -145,7 +150,9 @@ static const char  ngx_omnibus_pg_rotate_fn[] =
 
 /*
  * Rows of a node silent for after_s seconds (an HPA scale-down, a pod
- * that never came back) become the caller's, lim at a time in id order:
+ * that never came back), in the caller's zone (a node with rows only in
+ * zones nobody serves holds up no other), become the caller's, lim at a
+ * time in id order:
  * copied under its name, marked done under the old one, returned to be
  * queued.  FOR UPDATE SKIP LOCKED: exactly one live node adopts a node.
  * With nothing left, its dead letters follow and its name goes.
@@ -165,6 +172,12 @@ static const char  ngx_omnibus_pg_adopt_fn[] =
 "    SELECT n.node INTO gone FROM omnibus_nodes n\n"
 "        WHERE n.node <> me\n"
 "          AND n.seen < now() - make_interval(secs => after_s)\n"
+"          AND (EXISTS (SELECT 1 FROM omnibus_messages m\n"
+"                       WHERE m.node = n.node AND m.zone = z)\n"
+"               OR EXISTS (SELECT 1 FROM omnibus_dlq q\n"
+"                          WHERE q.node = n.node AND q.zone = z)\n"
+"               OR NOT EXISTS (SELECT 1 FROM omnibus_messages m\n"
+"                              WHERE m.node = n.node))\n"
 "        ORDER BY n.seen LIMIT 1 FOR UPDATE SKIP LOCKED;\n"
 "    IF gone IS NULL THEN\n"
 "        RETURN;\n"
@@ -291,8 +304,9 @@ static ngx_omnibus_pg_stmt_t  ngx_omnibus_pg_stmts[] = {
       4, { T, T, I4, I4 } },
 
     { "omnibus_expire",
-      "DELETE FROM omnibus_dlq WHERE node = $1 AND failed < $2",
-      2, { T, I8 } },
+      "DELETE FROM omnibus_dlq WHERE node = $1 AND zone = $2 "
+      "AND failed < $3",
+      3, { T, T, I8 } },
 };
 
 #undef T

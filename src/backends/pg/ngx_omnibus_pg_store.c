@@ -66,11 +66,14 @@ static ngx_omnibus_pg_row_t *ngx_omnibus_pg_store_row(
     ngx_omnibus_pg_store_t *st, ngx_uint_t kind);
 static ngx_int_t ngx_omnibus_pg_store_copy_msg(ngx_omnibus_pg_batch_t *b,
     ngx_omnibus_pg_row_t *row, ngx_omnibus_msg_t *msg);
+static void ngx_omnibus_pg_store_free(ngx_omnibus_pg_batch_t *b);
 static void ngx_omnibus_pg_store_flush(ngx_omnibus_pg_store_t *st);
 static void ngx_omnibus_pg_store_flush_handler(ngx_event_t *ev);
 static void ngx_omnibus_pg_int32(ngx_omnibus_pg_array_t *a, uint32_t v);
 static ngx_int_t ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op,
     PGconn *pg);
+static ngx_int_t ngx_omnibus_pg_store_send_rows(ngx_omnibus_pg_batch_t *b,
+    PGconn *pg, ngx_pool_t *pool, ngx_uint_t which);
 static void ngx_omnibus_pg_store_result(ngx_omnibus_pg_op_t *op,
     PGresult *res);
 static void ngx_omnibus_pg_store_committed(ngx_omnibus_pg_op_t *op,
@@ -350,8 +353,14 @@ ngx_omnibus_pg_store_init_process(ngx_omnibus_zone_t *zone, ngx_str_t *node,
     ngx_queue_init(&st->again);
 
     st->pool.conf = &st->conf;
-    st->pool.up = &sh->store.up;
-    st->pool.states = sh->store.connections;
+    st->proc = ngx_omnibus_store_proc(zone);
+
+    if (st->proc == NULL) {
+        st->proc = &st->own;
+    }
+
+    st->pool.up = &st->proc->up;
+    st->pool.states = st->proc->connections;
     st->pool.errors = sh->store.errors;
     st->pool.setup = ngx_omnibus_pg_store_setup;
     st->pool.changed = ngx_omnibus_pg_store_changed;
@@ -443,9 +452,9 @@ ngx_omnibus_pg_store_exit_process(ngx_omnibus_zone_t *zone)
         }
 
         ngx_omnibus_pg_store_release(b, 0);
-        (void) ngx_atomic_fetch_add(&zone->sh->store.backlog,
+        (void) ngx_atomic_fetch_add(&st->proc->backlog,
                                     -(ngx_atomic_int_t) b->messages);
-        ngx_destroy_pool(b->pool);
+        ngx_omnibus_pg_store_free(b);
     }
 
     if (left) {
@@ -467,6 +476,9 @@ ngx_omnibus_pg_store_exit_process(ngx_omnibus_zone_t *zone)
     }
 
     ngx_omnibus_pg_close(&st->pool);
+
+    /* the slot is free: nothing of this worker counts any more */
+    ngx_memzero(st->proc, sizeof(ngx_omnibus_store_proc_t));
 }
 
 
@@ -574,6 +586,7 @@ ngx_omnibus_pg_store_write(ngx_omnibus_zone_t *zone,
                              + offer->key.len + offer->payload.len);
     if (p == NULL) {
         b->rows.nelts--;
+        st->rows--;
         return NGX_ERROR;
     }
 
@@ -600,7 +613,7 @@ ngx_omnibus_pg_store_write(ngx_omnibus_zone_t *zone,
 
     b->messages++;
     st->backlog++;
-    (void) ngx_atomic_fetch_add(&zone->sh->store.backlog, 1);
+    (void) ngx_atomic_fetch_add(&st->proc->backlog, 1);
 
     if (wait) {
         if (wait->batch == NULL) {
@@ -717,7 +730,7 @@ ngx_omnibus_pg_store_replayed(ngx_omnibus_zone_t *zone,
     row->time = ngx_omnibus_now_ms();
     st->filling->messages++;
     st->backlog++;
-    (void) ngx_atomic_fetch_add(&zone->sh->store.backlog, 1);
+    (void) ngx_atomic_fetch_add(&st->proc->backlog, 1);
 }
 
 
@@ -729,6 +742,20 @@ ngx_omnibus_pg_store_row(ngx_omnibus_pg_store_t *st, ngx_uint_t kind)
     ngx_pool_t              *pool;
     ngx_omnibus_pg_row_t    *row;
     ngx_omnibus_pg_batch_t  *b;
+
+    /*
+     * Rows waiting while the database is away are bounded: past the cap a
+     * done mark or dead letter is not kept (a message written behind is
+     * bounded by write() already).
+     */
+
+    if (st->rows >= NGX_OMNIBUS_PG_BACKLOG_MAX
+        && kind != NGX_OMNIBUS_PG_MESSAGE)
+    {
+        (void) ngx_atomic_fetch_add(
+                   &st->zone->sh->store.errors[NGX_OMNIBUS_PG_BACKLOG], 1);
+        return NULL;
+    }
 
     b = st->filling;
 
@@ -768,6 +795,7 @@ ngx_omnibus_pg_store_row(ngx_omnibus_pg_store_t *st, ngx_uint_t kind)
 
     ngx_memzero(row, sizeof(ngx_omnibus_pg_row_t));
     row->kind = kind;
+    st->rows++;
 
     /* at once when nothing commits (after this turn of the loop) */
 
@@ -777,7 +805,7 @@ ngx_omnibus_pg_store_row(ngx_omnibus_pg_store_t *st, ngx_uint_t kind)
         }
 
     } else if (!st->flush_ev.timer_set) {
-        ngx_add_timer(&st->flush_ev, st->flush);
+        ngx_add_timer(&st->flush_ev, ngx_max(st->flush, 1));
     }
 
     return row;
@@ -817,6 +845,16 @@ ngx_omnibus_pg_store_copy_msg(ngx_omnibus_pg_batch_t *b,
     row->json = msg->json;
 
     return NGX_OK;
+}
+
+
+/* a batch is over: its rows leave the worker's count with its memory */
+
+static void
+ngx_omnibus_pg_store_free(ngx_omnibus_pg_batch_t *b)
+{
+    b->st->rows -= b->rows.nelts;
+    ngx_destroy_pool(b->pool);
 }
 
 
@@ -910,13 +948,26 @@ ngx_omnibus_pg_store_flush(ngx_omnibus_pg_store_t *st)
      * written (exit_process says what is lost then).
      */
 
+    if (ngx_exiting && st->quit == 0) {
+        st->quit = ngx_current_msec;
+    }
+
+    /*
+     * Rows left to write hold a quitting worker for a timeout at most,
+     * and not while nothing can be written (exit_process says what is
+     * lost then).
+     */
+
     if (st->filling || !ngx_queue_empty(&st->again)) {
-        st->flush_ev.cancelable = (ngx_exiting && st->committing == 0
-                                   && !ngx_omnibus_pg_available(pool));
+        st->flush_ev.cancelable = ngx_exiting
+                                  && (ngx_current_msec - st->quit
+                                      > st->conf.timeout
+                                      || (st->committing == 0
+                                          && !ngx_omnibus_pg_available(pool)));
 
         ngx_add_timer(&st->flush_ev,
                       ngx_exiting ? 100
-                      : ngx_omnibus_pg_available(pool) ? st->flush
+                      : ngx_omnibus_pg_available(pool) ? ngx_max(st->flush, 1)
                       : NGX_OMNIBUS_PG_TICK);
     }
 }
@@ -1055,27 +1106,35 @@ ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
     ngx_int_t                 n;
     ngx_uint_t                i, k, nmsg, ndone;
     ngx_pool_t               *pool;
-    const char               *stmt;
     ngx_omnibus_pg_row_t     *row;
     ngx_omnibus_pg_batch_t   *b;
     ngx_omnibus_pg_store_t   *st;
     ngx_omnibus_pg_array_t    col[9];
     ngx_omnibus_pg_params_t   pp;
-    u_char                    prio[NGX_INT_T_LEN + 1];
-    u_char                    num[NGX_INT_T_LEN + 1];
-    u_char                    tm[NGX_INT64_LEN + 1];
-    u_char                    id[NGX_OMNIBUS_ID_LEN + 1];
 
     static Oid  types[8] = { 25, 25, 21, 17, 17, 17, 16, 20 };
 
     b = op->data;
     st = b->st;
-    pool = b->pool;
     row = b->rows.elts;
-    n = 0;
+    n = NGX_ERROR;
+
+    /* libpq copies the parameters: what is built here goes after sending */
+
+    pool = ngx_create_pool(16384, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
 
     /* from here on, the time to commit */
     b->started = ngx_omnibus_now_us();
+    b->statements = 0;
+
+    if (ngx_omnibus_pg_store_send_rows(b, pg, pool, NGX_OMNIBUS_PG_REPLAYED)
+        != NGX_OK)
+    {
+        goto done;
+    }
 
     nmsg = 0;
     ndone = 0;
@@ -1115,7 +1174,7 @@ ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
                                     ndone * NGX_OMNIBUS_ID_LEN)
                != NGX_OK)
         {
-            return NGX_ERROR;
+            goto done;
         }
 
         for (i = 0; i < b->rows.nelts; i++) {
@@ -1157,11 +1216,47 @@ ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
                                 pp.len, pp.format)
             != NGX_OK)
         {
-            return NGX_ERROR;
+            goto done;
         }
 
-        n++;
+        b->statements++;
     }
+
+    if (ngx_omnibus_pg_store_send_rows(b, pg, pool, NGX_OMNIBUS_PG_DEAD)
+        == NGX_OK)
+    {
+        n = b->statements;
+    }
+
+done:
+
+    ngx_destroy_pool(pool);
+
+    return n;
+}
+
+
+/*
+ * The rare rows, one statement each: replays first (they take a done
+ * mark back before this batch's), then dead letters and purges in order.
+ */
+
+static ngx_int_t
+ngx_omnibus_pg_store_send_rows(ngx_omnibus_pg_batch_t *b, PGconn *pg,
+    ngx_pool_t *pool, ngx_uint_t which)
+{
+    ngx_uint_t                i;
+    const char               *stmt;
+    ngx_omnibus_pg_row_t     *row;
+    ngx_omnibus_pg_store_t   *st;
+    ngx_omnibus_pg_params_t   pp;
+    u_char                    prio[NGX_INT_T_LEN + 1];
+    u_char                    num[NGX_INT_T_LEN + 1];
+    u_char                    tm[NGX_INT64_LEN + 1];
+    u_char                    id[NGX_OMNIBUS_ID_LEN + 1];
+
+    st = b->st;
+    row = b->rows.elts;
 
     id[NGX_OMNIBUS_ID_LEN] = '\0';
 
@@ -1175,6 +1270,12 @@ ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
         ngx_omnibus_pg_param(&pp, st->node_z);
         ngx_omnibus_pg_param(&pp, st->zone_z);
         ngx_omnibus_pg_param(&pp, (char *) id);
+
+        if ((which == NGX_OMNIBUS_PG_REPLAYED)
+            != (row->kind == NGX_OMNIBUS_PG_REPLAYED))
+        {
+            continue;
+        }
 
         switch (row->kind) {
 
@@ -1216,10 +1317,10 @@ ngx_omnibus_pg_store_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
             return NGX_ERROR;
         }
 
-        n++;
+        b->statements++;
     }
 
-    return n;
+    return NGX_OK;
 }
 
 
@@ -1323,10 +1424,10 @@ ngx_omnibus_pg_store_committed(ngx_omnibus_pg_op_t *op, ngx_int_t rc)
     ngx_omnibus_pg_store_release(b, 1);
 
     st->backlog -= b->messages;
-    (void) ngx_atomic_fetch_add(&sh->store.backlog,
+    (void) ngx_atomic_fetch_add(&st->proc->backlog,
                                 -(ngx_atomic_int_t) b->messages);
 
-    ngx_destroy_pool(b->pool);
+    ngx_omnibus_pg_store_free(b);
 }
 
 
@@ -1384,11 +1485,16 @@ ngx_omnibus_pg_store_release(ngx_omnibus_pg_batch_t *b, ngx_uint_t ok)
 
             row[i].held = NULL;
 
+            /*
+             * Refused, yet its row may have committed (a commit whose
+             * answer was lost): a done mark makes sure it ends.
+             */
+
             if (!ok) {
-                row[i].kind = NGX_OMNIBUS_PG_SKIP;
+                row[i].kind = NGX_OMNIBUS_PG_DONE;
                 b->messages--;
                 b->st->backlog--;
-                (void) ngx_atomic_fetch_add(&sh->store.backlog, -1);
+                (void) ngx_atomic_fetch_add(&b->st->proc->backlog, -1);
             }
         }
 
@@ -1438,7 +1544,7 @@ ngx_omnibus_pg_store_again(ngx_omnibus_pg_store_t *st,
         }
     }
 
-    ngx_destroy_pool(b->pool);
+    ngx_omnibus_pg_store_free(b);
 }
 
 
@@ -1486,8 +1592,12 @@ ngx_omnibus_pg_store_tick(ngx_event_t *ev)
     st->tick_op.done = ngx_omnibus_pg_store_tick_done;
     st->tick_op.data = st;
 
-    if (ngx_omnibus_pg_run(&st->pool, &st->tick_op) == NGX_OK) {
-        st->ticking = 1;
+    /* set first: a run that fails at once has called done() already */
+
+    st->ticking = 1;
+
+    if (ngx_omnibus_pg_run(&st->pool, &st->tick_op) != NGX_OK) {
+        st->ticking = 0;
     }
 }
 
@@ -1496,7 +1606,7 @@ static ngx_int_t
 ngx_omnibus_pg_store_tick_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
 {
     ngx_int_t                n;
-    const char              *v[2];
+    const char              *v[3];
     ngx_omnibus_pg_store_t  *st;
     u_char                   tm[NGX_INT64_LEN + 1];
 
@@ -1517,11 +1627,12 @@ ngx_omnibus_pg_store_tick_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
 
         (void) ngx_sprintf(tm, "%uL%Z", ngx_omnibus_now_ms()
                                         - (uint64_t) st->retention * 1000);
-        v[1] = (char *) tm;
+        v[1] = st->zone_z;
+        v[2] = (char *) tm;
 
         if (ngx_omnibus_pg_send(pg, "omnibus_rotate", 0, NULL, NULL, NULL)
             != NGX_OK
-            || ngx_omnibus_pg_send(pg, "omnibus_expire", 2, v, NULL, NULL)
+            || ngx_omnibus_pg_send(pg, "omnibus_expire", 3, v, NULL, NULL)
                != NGX_OK)
         {
             return NGX_ERROR;
@@ -1567,6 +1678,15 @@ ngx_omnibus_pg_store_tick_done(ngx_omnibus_pg_op_t *op, ngx_int_t rc)
 
     st = op->data;
     st->ticking = 0;
+
+    /* adoption trusts others' silence only while we are heard ourselves */
+
+    if (rc != NGX_OK) {
+        st->beating = 0;
+
+    } else if (st->beating == 0) {
+        st->beating = ngx_current_msec;
+    }
 
     if (rc != NGX_OK && op->reason == NGX_OMNIBUS_PG_QUERY) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,

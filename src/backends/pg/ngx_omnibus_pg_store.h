@@ -60,6 +60,7 @@ typedef struct {
     ngx_uint_t                  messages;    /* rows in the backlog */
     ngx_uint_t                  probe;       /* the breaker's */
     ngx_msec_t                  born;        /* its first row */
+    ngx_uint_t                  statements;  /* sent, in this attempt */
     uint64_t                    started;     /* us */
 } ngx_omnibus_pg_batch_t;
 
@@ -76,6 +77,8 @@ struct ngx_omnibus_pg_store_s {
 
     /* worker-local */
     ngx_omnibus_pg_pool_t       pool;
+    ngx_omnibus_store_proc_t   *proc;        /* this worker's counters */
+    ngx_omnibus_store_proc_t    own;         /* when no slot was free */
     ngx_str_t                   node;
     char                       *node_z;      /* NUL-ended, for libpq */
     char                       *zone_z;
@@ -83,6 +86,9 @@ struct ngx_omnibus_pg_store_s {
     ngx_queue_t                 again;       /* failed, async: write again */
     ngx_uint_t                  committing;  /* batches sent */
     ngx_uint_t                  backlog;     /* message rows not committed */
+    ngx_uint_t                  rows;        /* of every kind, in batches */
+    ngx_msec_t                  quit;        /* when the quit was seen */
+    ngx_msec_t                  beating;     /* heartbeats since, or 0 */
     ngx_event_t                 flush_ev;    /* flush interval */
     ngx_event_t                 now_ev;      /* posted: a full batch */
     ngx_event_t                 tick;
