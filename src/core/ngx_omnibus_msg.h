@@ -86,7 +86,7 @@ typedef struct {
     unsigned                    dedup_on:1;
     unsigned                    json:1;
     unsigned                    hold:1;      /* not dispatched until let go */
-    unsigned                    force:1;     /* a load: past backpressure, dedup */
+    unsigned                    force:1;     /* a load: no backpressure/dedup */
     ngx_uint_t                  priority;
     ngx_uint_t                  shard;
     u_char                     *id;          /* given (a load), or NULL */
