@@ -79,9 +79,9 @@ sub node_row {
     # that is the crash this scenario makes
     my ($ta, $rxa) = bus(db => 'n1', node => 'pod-a', allow =>
                          [qr/exited on signal 9/],
-                         store => 'mode=sync adopt_after=3s');
+                         store => 'mode=sync adopt_after=3s breaker=5:1s:1');
     my ($tb, $rxb) = bus(db => 'n1', node => 'pod-b',
-                         store => 'mode=sync adopt_after=3s');
+                         store => 'mode=sync adopt_after=3s breaker=5:1s:1');
     ok(ready($ta) && ready($tb), 'adopt: both nodes ready');
     ok(wait_until(sub { node_row('n1', 'pod-a') && node_row('n1', 'pod-b') },
                   timeout => 20), 'adopt: both nodes beat');
@@ -143,11 +143,11 @@ sub node_row {
 {
     my ($ta, $rxa) = bus(db => 'n2', node => 'pod-a', allow =>
                          [qr/exited on signal 9/],
-                         store => 'mode=sync adopt_after=3s');
+                         store => 'mode=sync adopt_after=3s breaker=5:1s:1');
     my ($tb, $rxb) = bus(db => 'n2', node => 'pod-b',
-                         store => 'mode=sync adopt_after=3s');
+                         store => 'mode=sync adopt_after=3s breaker=5:1s:1');
     my ($tc, $rxc) = bus(db => 'n2', node => 'pod-c',
-                         store => 'mode=sync adopt_after=3s');
+                         store => 'mode=sync adopt_after=3s breaker=5:1s:1');
     ok(ready($ta) && ready($tb) && ready($tc), 'race: three nodes ready');
 
     # paused, as in 1.: the adopted rows stay to be counted

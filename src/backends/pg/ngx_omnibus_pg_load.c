@@ -66,9 +66,11 @@ ngx_omnibus_pg_load(ngx_omnibus_pg_store_t *st)
 
 
 /*
- * Only after this node's own heartbeats have gone through for adopt_after:
- * when the database was away, every node was silent, and the first back
- * must not take the others' rows.
+ * Only once this node's own heartbeats have gone through, since its last
+ * loss of the database, for adopt_after and the breaker's open time: when
+ * the database was away every node was silent, and the others may be
+ * held back by their breakers before they are heard again.  The first
+ * node back must not take their rows.
  */
 
 void
@@ -78,7 +80,7 @@ ngx_omnibus_pg_adopt(ngx_omnibus_pg_store_t *st)
         || ngx_current_msec - st->adopted < NGX_OMNIBUS_PG_ADOPT_EVERY
         || st->beating == 0
         || ngx_current_msec - st->beating
-           < (ngx_msec_t) st->adopt_after * 1000)
+           < (ngx_msec_t) st->adopt_after * 1000 + st->breaker.timeout)
     {
         return;
     }

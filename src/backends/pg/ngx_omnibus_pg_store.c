@@ -507,6 +507,9 @@ ngx_omnibus_pg_store_changed(ngx_omnibus_pg_pool_t *pool)
 
     if (pool->connected) {
         st->zone->sh->store.schema = NGX_OMNIBUS_PG_SCHEMA;
+
+    } else {
+        st->beating = 0;           /* not heard: adoption waits again */
     }
 
     if (st->filling || !ngx_queue_empty(&st->again)) {
@@ -1578,6 +1581,10 @@ ngx_omnibus_pg_store_tick(ngx_event_t *ev)
 
     } else if (ngx_worker == 0) {
         ngx_omnibus_pg_adopt(st);
+    }
+
+    if (!ngx_omnibus_pg_available(&st->pool)) {
+        st->beating = 0;
     }
 
     if (ngx_worker != 0 || st->ticking
