@@ -223,7 +223,7 @@ my $pwdir = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 spew("$pwdir/pg-password", "dev-only\n");
 $conf = renders_and_passes('store',
     OMNIBUS_STORE_URL => 'postgresql://omnibus@127.0.0.1:5432/omnibus'
-                         . '?sslmode=prefer&connect_timeout=5',
+                         . '?sslmode=require&connect_timeout=5',
     OMNIBUS_STORE_PASSWORD_FILE => "$pwdir/pg-password",
     OMNIBUS_STORE_MODE => 'async',
     OMNIBUS_STORE_PARAMS => ' pool=25  overflow=10 recycle=30m batch=256 '
@@ -233,7 +233,7 @@ $conf = renders_and_passes('store',
 my @store = $conf =~ /^\s*(omnibus_store .*);$/mg;
 is_deeply(\@store, [
     'omnibus_store bus postgresql://omnibus@127.0.0.1:5432/omnibus'
-        . "?sslmode=prefer&connect_timeout=5 password_file=$pwdir/pg-password"
+        . "?sslmode=require&connect_timeout=5 password_file=$pwdir/pg-password"
         . ' mode=async pool=25 overflow=10 recycle=30m batch=256 flush=5ms'
         . ' timeout=3s retention=2d adopt_after=90s breaker=5:60s:3',
 ], 'store: one omnibus_store with the URL, password file, mode, params');
