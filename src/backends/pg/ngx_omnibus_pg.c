@@ -370,6 +370,26 @@ ngx_omnibus_pg_send(PGconn *pg, const char *stmt, int n,
 }
 
 
+/* a statement's result: an error fails the operation */
+
+ngx_int_t
+ngx_omnibus_pg_check(ngx_omnibus_pg_op_t *op, PGresult *res,
+    ngx_uint_t reason)
+{
+    ExecStatusType  st;
+
+    st = PQresultStatus(res);
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        return NGX_OK;
+    }
+
+    ngx_omnibus_pg_failed(op, res, reason);
+
+    return NGX_ERROR;
+}
+
+
 /* an error result: the operation fails with the server's message */
 
 void
@@ -648,13 +668,7 @@ ngx_omnibus_pg_connect(ngx_omnibus_pg_conn_t *pc)
 static void
 ngx_omnibus_pg_setup_result(ngx_omnibus_pg_op_t *op, PGresult *res)
 {
-    ExecStatusType  st;
-
-    st = PQresultStatus(res);
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        ngx_omnibus_pg_failed(op, res, NGX_OMNIBUS_PG_CONNECT);
-    }
+    (void) ngx_omnibus_pg_check(op, res, NGX_OMNIBUS_PG_CONNECT);
 }
 
 

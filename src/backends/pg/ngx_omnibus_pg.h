@@ -109,6 +109,8 @@ ngx_uint_t ngx_omnibus_pg_available(ngx_omnibus_pg_pool_t *pool);
 void ngx_omnibus_pg_close(ngx_omnibus_pg_pool_t *pool);
 ngx_int_t ngx_omnibus_pg_send(PGconn *pg, const char *stmt, int n,
     const char *const *values, const int *lengths, const int *formats);
+ngx_int_t ngx_omnibus_pg_check(ngx_omnibus_pg_op_t *op, PGresult *res,
+    ngx_uint_t reason);
 void ngx_omnibus_pg_failed(ngx_omnibus_pg_op_t *op, PGresult *res,
     ngx_uint_t reason);
 

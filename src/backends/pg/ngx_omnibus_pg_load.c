@@ -176,8 +176,7 @@ ngx_omnibus_pg_load_result(ngx_omnibus_pg_op_t *op, PGresult *res)
     st = op->data;
     sh = &st->zone->sh->store;
 
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ngx_omnibus_pg_failed(op, res, NGX_OMNIBUS_PG_QUERY);
+    if (ngx_omnibus_pg_check(op, res, NGX_OMNIBUS_PG_QUERY) != NGX_OK) {
         return;
     }
 

@@ -1330,13 +1330,7 @@ ngx_omnibus_pg_store_send_rows(ngx_omnibus_pg_batch_t *b, PGconn *pg,
 static void
 ngx_omnibus_pg_store_result(ngx_omnibus_pg_op_t *op, PGresult *res)
 {
-    ExecStatusType  st;
-
-    st = PQresultStatus(res);
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        ngx_omnibus_pg_failed(op, res, NGX_OMNIBUS_PG_QUERY);
-    }
+    (void) ngx_omnibus_pg_check(op, res, NGX_OMNIBUS_PG_QUERY);
 }
 
 
@@ -1660,20 +1654,19 @@ ngx_omnibus_pg_store_tick_result(ngx_omnibus_pg_op_t *op, PGresult *res)
 
     st = op->data;
 
-    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-        if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
-            gen = ngx_atoi((u_char *) PQgetvalue(res, 0, 0),
-                           PQgetlength(res, 0, 0));
-            if (gen != NGX_ERROR) {
-                st->zone->sh->store.generation = gen;
-            }
-        }
+    /* the rotation's answer is the generation (NULL: another node's) */
 
+    if (ngx_omnibus_pg_check(op, res, NGX_OMNIBUS_PG_QUERY) != NGX_OK
+        || PQresultStatus(res) != PGRES_TUPLES_OK
+        || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+    {
         return;
     }
 
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        ngx_omnibus_pg_failed(op, res, NGX_OMNIBUS_PG_QUERY);
+    gen = ngx_atoi((u_char *) PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0));
+
+    if (gen != NGX_ERROR) {
+        st->zone->sh->store.generation = gen;
     }
 }
 
