@@ -646,9 +646,10 @@ static void
 ngx_omnibus_metrics_store(ngx_omnibus_out_t *out,
     ngx_omnibus_main_conf_t *omcf)
 {
-    ngx_uint_t                z, i, count, cumulative;
-    ngx_omnibus_zone_t      **zones;
-    ngx_omnibus_store_sh_t   *st;
+    ngx_uint_t                 z, i, count, cumulative;
+    ngx_omnibus_zone_t       **zones;
+    ngx_omnibus_store_sh_t    *st;
+    ngx_omnibus_store_proc_t  *total;
 
     zones = omcf->zones.elts;
 
@@ -736,13 +737,19 @@ ngx_omnibus_metrics_store(ngx_omnibus_out_t *out,
                                "by state.");
 
     for (z = 0; z < omcf->zones.nelts; z++) {
-        for (i = 0; zones[z]->store && i < 3; i++) {
+        if (zones[z]->store == NULL) {
+            continue;
+        }
+
+        /* one pass over the workers' slots for the three states */
+        total = ngx_omnibus_metrics_store_totals(zones[z]);
+
+        for (i = 0; i < 3; i++) {
             ngx_omnibus_out_printf(out, "message_bus_store_connections"
                                    "{zone=\"%V\",state=\"%s\"} %uA\n",
                                    &zones[z]->name,
                                    ngx_omnibus_store_states[i],
-                                   ngx_omnibus_metrics_store_totals(zones[z])
-                                   ->connections[i]);
+                                   total->connections[i]);
         }
     }
 
@@ -805,7 +812,8 @@ ngx_omnibus_metrics_backends(ngx_omnibus_out_t *out,
 #endif
 
             if (zones[z]->store) {
-                up = (ngx_omnibus_metrics_store_totals(zones[z])->up != 0);
+                up = f ? 0
+                       : (ngx_omnibus_metrics_store_totals(zones[z])->up != 0);
                 state = zones[z]->sh->store.breaker.state;
 
                 ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\","
