@@ -7,6 +7,7 @@ CC_OPT     := -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror
 
 # Debian packages the build, the tests, `make run` and `make bench` need.
 PKGS := nginx nginx-dev libyajl-dev librdkafka-dev kcat libpq-dev postgresql \
+        libhiredis-dev redis-server \
         perl libjson-xs-perl prometheus curl \
         gnuplot-nox wrk nghttp2-client libnginx-mod-nchan \
         yamllint libyaml-libyaml-perl unzip docker-compose \

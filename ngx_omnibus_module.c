@@ -59,6 +59,12 @@ static ngx_omnibus_zone_parser_t  ngx_omnibus_store_parser = {
 };
 #endif
 
+#if (NGX_OMNIBUS_HAVE_REDIS)
+static ngx_omnibus_zone_parser_t  ngx_omnibus_redis_parser = {
+    ngx_omnibus_redis_parse
+};
+#endif
+
 
 static ngx_command_t  ngx_omnibus_commands[] = {
 
@@ -102,6 +108,17 @@ static ngx_command_t  ngx_omnibus_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       &ngx_omnibus_store_parser },
+
+#endif
+
+#if (NGX_OMNIBUS_HAVE_REDIS)
+
+    { ngx_string("omnibus_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_omnibus_zone_params_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      &ngx_omnibus_redis_parser },
 
 #endif
 
@@ -437,13 +454,25 @@ ngx_omnibus_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-#if (NGX_OMNIBUS_HAVE_PG)
-
-    /* the node names this instance's rows; the pod's name by default */
+    /* the node names this instance to the others; the pod's name */
 
     if (omcf->node.len == 0) {
         omcf->node = cycle->hostname;
     }
+
+#if (NGX_OMNIBUS_HAVE_REDIS)
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        if (ngx_omnibus_redis_init_process(zones[i], &omcf->node, cycle)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+#endif
+
+#if (NGX_OMNIBUS_HAVE_PG)
 
     for (i = 0; i < omcf->zones.nelts; i++) {
         if (ngx_omnibus_pg_store_init_process(zones[i], &omcf->node, cycle)
@@ -507,6 +536,14 @@ ngx_omnibus_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_omnibus_dispatch_exit_process();
+
+#if (NGX_OMNIBUS_HAVE_REDIS)
+
+    for (i = 0; i < omcf->zones.nelts; i++) {
+        ngx_omnibus_redis_exit_process(zones[i]);
+    }
+
+#endif
 
 #if (NGX_OMNIBUS_HAVE_PG)
 

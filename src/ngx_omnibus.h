@@ -20,6 +20,9 @@
 #if (NGX_OMNIBUS_HAVE_PG)
 #include <ngx_omnibus_pg_store.h>
 #endif
+#if (NGX_OMNIBUS_HAVE_REDIS)
+#include <ngx_omnibus_redis.h>
+#endif
 #include <ngx_omnibus_http.h>
 
 

@@ -354,3 +354,48 @@ ngx_omnibus_reconnect_done(ngx_omnibus_reconnect_t *rc)
         ngx_del_timer(&rc->timer);
     }
 }
+
+
+/*
+ * A secret from a file (a mounted Kubernetes Secret), read by the master
+ * at configuration time: workers need no access to it.  Trailing line
+ * ends go; the caller wipes buf when done with it.
+ */
+
+char *
+ngx_omnibus_conf_secret(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *file, u_char *buf, size_t size, size_t *len)
+{
+    ssize_t   n;
+    ngx_fd_t  fd;
+
+    if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "%s: cannot open password_file \"%V\"",
+                           directive, file);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, buf, size);
+    (void) ngx_close_file(fd);
+
+    if (n < 0 || (size_t) n == size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s: cannot read password_file \"%V\"",
+                           directive, file);
+        return NGX_CONF_ERROR;
+    }
+
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+        n--;
+    }
+
+    *len = n;
+
+    return NGX_CONF_OK;
+}

@@ -65,5 +65,8 @@ void ngx_omnibus_reconnect_init(ngx_omnibus_reconnect_t *rc, ngx_msec_t base,
 ngx_msec_t ngx_omnibus_reconnect_later(ngx_omnibus_reconnect_t *rc);
 void ngx_omnibus_reconnect_done(ngx_omnibus_reconnect_t *rc);
 
+char *ngx_omnibus_conf_secret(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *file, u_char *buf, size_t size, size_t *len);
+
 
 #endif /* _NGX_OMNIBUS_CONN_H_INCLUDED_ */

@@ -29,6 +29,7 @@
 typedef struct ngx_omnibus_zone_s   ngx_omnibus_zone_t;
 typedef struct ngx_omnibus_route_s  ngx_omnibus_route_t;
 typedef struct ngx_omnibus_store_s  ngx_omnibus_store_t;
+typedef struct ngx_omnibus_cluster_s  ngx_omnibus_cluster_t;
 
 
 #include <ngx_omnibus_directive.h>
@@ -43,6 +44,7 @@ typedef struct ngx_omnibus_store_s  ngx_omnibus_store_t;
 #include <ngx_omnibus_retain.h>
 #include <ngx_omnibus_dedup.h>
 #include <ngx_omnibus_limit.h>
+#include <ngx_omnibus_cluster.h>
 #include <ngx_omnibus_notify.h>
 #include <ngx_omnibus_fanout.h>
 #include <ngx_omnibus_queue.h>

@@ -155,6 +155,29 @@ ngx_omnibus_dedup_settle_locked(ngx_omnibus_zone_t *zone, u_char *identity,
 }
 
 
+/*
+ * The cluster knew the identity first, under another id: the identity
+ * answers duplicates with that one from now on, here too.
+ */
+
+void
+ngx_omnibus_dedup_redirect_locked(ngx_omnibus_zone_t *zone,
+    u_char *identity, u_char *id, u_char *first)
+{
+    ngx_omnibus_dedup_node_t  *dn;
+
+    dn = (ngx_omnibus_dedup_node_t *)
+             ngx_omnibus_index_lookup(&zone->sh->dedup, identity);
+
+    if (dn == NULL || ngx_memcmp(dn->id, id, NGX_OMNIBUS_ID_LEN) != 0) {
+        return;
+    }
+
+    ngx_memcpy(dn->id, first, NGX_OMNIBUS_ID_LEN);
+    dn->pending = 0;
+}
+
+
 static void
 ngx_omnibus_dedup_expire_locked(ngx_omnibus_zone_t *zone, ngx_uint_t n)
 {

@@ -23,6 +23,8 @@ ngx_int_t ngx_omnibus_dedup_insert_locked(ngx_omnibus_zone_t *zone,
 
 void ngx_omnibus_dedup_settle_locked(ngx_omnibus_zone_t *zone,
     u_char *identity, u_char *id, ngx_uint_t accepted);
+void ngx_omnibus_dedup_redirect_locked(ngx_omnibus_zone_t *zone,
+    u_char *identity, u_char *id, u_char *first);
 
 
 #endif /* _NGX_OMNIBUS_DEDUP_H_INCLUDED_ */

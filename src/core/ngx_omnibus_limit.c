@@ -83,6 +83,22 @@ ngx_omnibus_limit_expire_locked(ngx_omnibus_zone_t *zone, ngx_uint_t n,
 }
 
 
+/* the same key under another rate is another counter */
+
+void
+ngx_omnibus_limit_identity(ngx_omnibus_rate_t *rate, ngx_str_t *key,
+    u_char *identity)
+{
+    ngx_md5_t  md5;
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, &rate->rate, sizeof(rate->rate));
+    ngx_md5_update(&md5, &rate->window, sizeof(rate->window));
+    ngx_md5_update(&md5, key->data, key->len);
+    ngx_md5_final(identity, &md5);
+}
+
+
 /* NGX_OK admitted, NGX_DECLINED limited, NGX_ERROR zone full */
 
 ngx_int_t
@@ -91,17 +107,11 @@ ngx_omnibus_limit_admit(ngx_omnibus_zone_t *zone, ngx_omnibus_rate_t *rate,
 {
     size_t                     size;
     uint32_t                   now, age;
-    ngx_md5_t                  md5;
     ngx_omnibus_sh_t          *sh;
     ngx_omnibus_limit_node_t  *ln;
     u_char                     identity[NGX_OMNIBUS_IDENTITY_LEN];
 
-    /* the same key under another rate is another counter */
-    ngx_md5_init(&md5);
-    ngx_md5_update(&md5, &rate->rate, sizeof(rate->rate));
-    ngx_md5_update(&md5, &rate->window, sizeof(rate->window));
-    ngx_md5_update(&md5, key->data, key->len);
-    ngx_md5_final(identity, &md5);
+    ngx_omnibus_limit_identity(rate, key, identity);
 
     sh = zone->sh;
     now = (uint32_t) ngx_current_msec;

@@ -18,6 +18,8 @@ typedef struct {
 
 
 ngx_int_t ngx_omnibus_rate_parse(ngx_str_t *value, ngx_omnibus_rate_t *rate);
+void ngx_omnibus_limit_identity(ngx_omnibus_rate_t *rate, ngx_str_t *key,
+    u_char *identity);
 ngx_int_t ngx_omnibus_limit_admit(ngx_omnibus_zone_t *zone,
     ngx_omnibus_rate_t *rate, ngx_str_t *key, time_t *retry_after);
 

@@ -11,6 +11,8 @@
 #include <ngx_omnibus_core.h>
 
 
+static void ngx_omnibus_retain_insert_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg);
 static ngx_uint_t ngx_omnibus_retain_held(ngx_omnibus_shard_t *shard,
     uint64_t rseq);
 static ngx_uint_t ngx_omnibus_retain_evict_locked(ngx_omnibus_zone_t *zone);
@@ -36,12 +38,73 @@ void
 ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg)
 {
-    ngx_queue_t        *q;
-    ngx_omnibus_msg_t  *old;
-
     if (zone->sh->retain == 0 || msg->rseq) {
         return;
     }
+
+    ngx_omnibus_retain_insert_locked(zone, shard, msg);
+
+    /* the other pods' subscribers get it too, once: not when retried */
+
+    if (ngx_omnibus_cluster_has(zone, NGX_OMNIBUS_CLUSTER_FANOUT)) {
+        zone->cluster->relay(zone, msg);
+    }
+}
+
+
+/*
+ * A message another pod dispatched, for this pod's subscribers only: it
+ * enters the ring of the shard its topic maps to here, under its own id.
+ */
+
+ngx_int_t
+ngx_omnibus_retain_remote(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *o,
+    u_char *id, uint64_t born)
+{
+    ngx_omnibus_sh_t   *sh;
+    ngx_omnibus_msg_t  *msg;
+
+    sh = zone->sh;
+    o->shard = ngx_omnibus_ring_shard(zone, &o->topic);
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    while (zone->ring.version != sh->ring_version) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        o->shard = ngx_omnibus_ring_shard(zone, &o->topic);
+        ngx_shmtx_lock(&zone->shpool->mutex);
+    }
+
+    if (sh->retain == 0) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    msg = ngx_omnibus_msg_create_locked(zone, o);
+    if (msg == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(msg->id, id, NGX_OMNIBUS_ID_LEN);
+    msg->seq = 0;
+    msg->born = born;
+
+    ngx_omnibus_retain_insert_locked(zone, &sh->shards[o->shard], msg);
+    ngx_omnibus_msg_unref_locked(zone->shpool, msg);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_omnibus_retain_insert_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg)
+{
+    ngx_queue_t        *q;
+    ngx_omnibus_msg_t  *old;
 
     msg->rseq = ++shard->rseq;
     msg->refs++;
@@ -154,7 +217,7 @@ ngx_omnibus_retain_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
 {
     u_char               *p;
     uint64_t              seq, from, born;
-    ngx_uint_t            s, as;
+    ngx_uint_t            s, i, as;
     ngx_queue_t          *q;
     ngx_omnibus_sh_t     *sh;
     ngx_omnibus_msg_t    *msg;
@@ -169,24 +232,40 @@ ngx_omnibus_retain_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    if (after && ngx_omnibus_msg_id_parse(after, &as, &seq) == NGX_OK
-        && as < sh->cap_shards)
-    {
-        shard = &sh->shards[as];
+    /*
+     * The id's own shard first; a message of another pod (relayed by the
+     * cluster) is in the ring its topic maps to here: any of them.
+     */
 
-        for (q = ngx_queue_head(&shard->retain);
-             q != ngx_queue_sentinel(&shard->retain);
-             q = ngx_queue_next(q))
-        {
-            msg = ngx_queue_data(q, ngx_omnibus_msg_t, rlink);
+    if (after && ngx_omnibus_msg_id_parse(after, &as, &seq) == NGX_OK) {
+        for (s = 0; s <= sh->cap_shards && from == 0; s++) {
+            i = (s == 0) ? as : s - 1;
 
-            if (msg->seq % NGX_OMNIBUS_ID_SEQ_SPAN == seq
-                && ngx_strncmp(msg->id, after->data, NGX_OMNIBUS_ID_LEN) == 0)
-            {
-                from = msg->rseq;
-                born = msg->born;
-                break;
+            if (i >= sh->cap_shards || (s && i == as)) {
+                continue;
             }
+
+            shard = &sh->shards[i];
+
+            for (q = ngx_queue_head(&shard->retain);
+                 q != ngx_queue_sentinel(&shard->retain);
+                 q = ngx_queue_next(q))
+            {
+                msg = ngx_queue_data(q, ngx_omnibus_msg_t, rlink);
+
+                if (ngx_strncmp(msg->id, after->data, NGX_OMNIBUS_ID_LEN)
+                    == 0)
+                {
+                    from = msg->rseq;
+                    born = msg->born;
+                    as = i;
+                    break;
+                }
+            }
+        }
+
+        if (from == 0) {
+            as = NGX_OMNIBUS_MAX_SHARDS;
         }
     }
 

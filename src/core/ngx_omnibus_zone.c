@@ -793,3 +793,42 @@ ngx_omnibus_zone_nomem(ngx_omnibus_zone_t *zone, ngx_log_t *log)
                   "omnibus zone \"%V\" is full: publishes get 503 zone_full "
                   "until it drains or the zone grows", &zone->name);
 }
+
+
+/*
+ * Singleton work: NGX_OK when this worker holds the cluster's lock,
+ * NGX_DECLINED when another does, NGX_DONE when there is no lock to ask
+ * (no cluster backend, or it is down): the work guards itself.
+ */
+
+ngx_int_t
+ngx_omnibus_cluster_leads(ngx_omnibus_zone_t *zone)
+{
+    ngx_pid_t  leader;
+
+    if (zone->cluster == NULL || !zone->sh->cluster.lock_known) {
+        return NGX_DONE;
+    }
+
+    leader = zone->sh->cluster.leader;
+
+    return (leader == ngx_pid) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* 1 while a worker's command connection to the cluster is up */
+
+ngx_uint_t
+ngx_omnibus_cluster_up(ngx_omnibus_sh_t *sh)
+{
+    ngx_uint_t  w;
+
+    for (w = 0; w < ngx_min(ngx_omnibus_workers, NGX_OMNIBUS_HOLD_SLOTS); w++)
+    {
+        if (sh->cluster.up[w] & 1) {
+            return 1;
+        }
+    }
+
+    return 0;
+}

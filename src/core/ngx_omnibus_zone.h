@@ -14,7 +14,7 @@
  * the same name and size only if it has this version and these sizes.
  */
 #define NGX_OMNIBUS_MAGIC             0x626e6d6f   /* "omnb" */
-#define NGX_OMNIBUS_LAYOUT            8
+#define NGX_OMNIBUS_LAYOUT            9
 
 #define NGX_OMNIBUS_WAKE_SLOTS        256
 #define NGX_OMNIBUS_HOLD_SLOTS        64
@@ -141,6 +141,32 @@ typedef struct {
 } ngx_omnibus_store_sh_t;
 
 
+/* the cluster backend's state (ngx_omnibus_cluster.h) */
+
+#define NGX_OMNIBUS_CLUSTER_REASONS   4      /* errors by why */
+#define NGX_OMNIBUS_STREAM_ID_MAX     48
+
+typedef struct {
+    ngx_atomic_t                up[NGX_OMNIBUS_HOLD_SLOTS];  /* by worker */
+    ngx_omnibus_breaker_sh_t    breaker;
+    ngx_atomic_t                fallbacks[3];  /* by feature */
+    ngx_atomic_t                claimed;
+    ngx_atomic_t                duplicates;
+    ngx_atomic_t                limited;
+    ngx_atomic_t                relayed;     /* sent to the other pods */
+    ngx_atomic_t                relay_dropped;  /* the outbox overflowed */
+    ngx_atomic_t                received;    /* from the other pods */
+    ngx_atomic_t                resent;      /* received again: skipped */
+    ngx_atomic_t                errors[NGX_OMNIBUS_CLUSTER_REASONS];
+    ngx_pid_t                   leader;      /* holds the lock, or 0 */
+    ngx_atomic_t                lock_known;  /* whether any pod holds it */
+    ngx_atomic_t                lock_acquired;
+    ngx_atomic_t                lock_lost;
+    ngx_uint_t                  stream_last_len;  /* 0: none received */
+    u_char                      stream_last[NGX_OMNIBUS_STREAM_ID_MAX];
+} ngx_omnibus_cluster_sh_t;
+
+
 /* how far a consumer is behind in one partition of its input */
 #define NGX_OMNIBUS_INPUT_LAGS        64
 
@@ -239,6 +265,7 @@ typedef struct {
     ngx_omnibus_lag_t           input_lag[NGX_OMNIBUS_INPUT_LAGS];
 
     ngx_omnibus_store_sh_t      store;
+    ngx_omnibus_cluster_sh_t    cluster;
 
     ngx_omnibus_histogram_t     age;
     ngx_omnibus_histogram_t     dispatch;
@@ -278,6 +305,7 @@ struct ngx_omnibus_zone_s {
     ngx_uint_t                  subscribed;  /* a subscribe location uses it */
     ngx_array_t                 inputs;      /* the backends' consumers */
     ngx_omnibus_store_t        *store;       /* durable rows, or NULL */
+    ngx_omnibus_cluster_t      *cluster;     /* other pods, or NULL */
 
     /* worker-local */
     ngx_omnibus_ring_t          ring;
@@ -321,6 +349,7 @@ ngx_uint_t ngx_omnibus_shards_shown(ngx_omnibus_sh_t *sh);
 ngx_omnibus_store_proc_t *ngx_omnibus_store_proc(ngx_omnibus_zone_t *zone);
 void ngx_omnibus_store_totals(ngx_omnibus_sh_t *sh,
     ngx_omnibus_store_proc_t *total);
+ngx_uint_t ngx_omnibus_cluster_up(ngx_omnibus_sh_t *sh);
 
 
 #endif /* _NGX_OMNIBUS_ZONE_H_INCLUDED_ */

@@ -499,6 +499,31 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
                                store.connections[2]);
     }
 
+    if (zone->cluster) {
+        ngx_omnibus_out_printf(&out, ",\"redis\":{\"up\":%s,"
+                               "\"breaker\":\"%s\",\"lock\":\"%s\","
+                               "\"claimed\":%uA,\"duplicates\":%uA,"
+                               "\"rate_limited\":%uA,\"relayed\":%uA,"
+                               "\"relay_dropped\":%uA,\"received\":%uA,"
+                               "\"skipped\":%uA,\"fallbacks\":{"
+                               "\"dedup\":%uA,\"rate_limit\":%uA,"
+                               "\"fanout\":%uA},\"stream_last\":\"%*s\"}",
+                               ngx_omnibus_cluster_up(sh) ? "true" : "false",
+                               ngx_omnibus_breaker_name(
+                                   sh->cluster.breaker.state),
+                               !sh->cluster.lock_known ? "unknown"
+                               : sh->cluster.leader ? "held" : "elsewhere",
+                               sh->cluster.claimed, sh->cluster.duplicates,
+                               sh->cluster.limited, sh->cluster.relayed,
+                               sh->cluster.relay_dropped,
+                               sh->cluster.received, sh->cluster.resent,
+                               sh->cluster.fallbacks[0],
+                               sh->cluster.fallbacks[1],
+                               sh->cluster.fallbacks[2],
+                               sh->cluster.stream_last_len,
+                               sh->cluster.stream_last);
+    }
+
     ngx_omnibus_out_printf(&out, ",\"ring_change\":");
 
     if (sh->fence) {

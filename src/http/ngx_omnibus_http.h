@@ -77,6 +77,13 @@ typedef struct {
     ngx_omnibus_store_wait_t    wait;
     ngx_omnibus_out_t          *out;
     ngx_uint_t                  status;
+
+    /* omnibus_redis: a rate limit or a claim asked of the cluster */
+    ngx_omnibus_cluster_wait_t  cluster;
+    ngx_omnibus_offer_t         offer;       /* queued held, while claimed */
+    unsigned                    claiming:1;
+    unsigned                    claimed:1;   /* the identity is ours */
+    unsigned                    cleanup:1;   /* registered */
 } ngx_omnibus_ctx_t;
 
 

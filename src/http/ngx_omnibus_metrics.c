@@ -776,7 +776,106 @@ ngx_omnibus_metrics_store(ngx_omnibus_out_t *out,
 }
 
 
-/* every backend's health in one family each: Kafka, PostgreSQL */
+/*
+ * zones with omnibus_redis: one family per counter, a label per kind;
+ * the fields are named by their offset in the zone's cluster state
+ */
+
+typedef struct {
+    const char                 *label;
+    size_t                      offset;
+} ngx_omnibus_metrics_field_t;
+
+#define ngx_omnibus_cluster_field(name)                                     \
+    offsetof(ngx_omnibus_sh_t, cluster) + offsetof(ngx_omnibus_cluster_sh_t, \
+                                                   name)
+
+static const ngx_omnibus_metrics_field_t  ngx_omnibus_cluster_fields[] = {
+    { "feature=\"dedup\"", ngx_omnibus_cluster_field(fallbacks[0]) },
+    { "feature=\"rate_limit\"", ngx_omnibus_cluster_field(fallbacks[1]) },
+    { "feature=\"fanout\"", ngx_omnibus_cluster_field(fallbacks[2]) },
+    { NULL, 0 },
+    { "result=\"claimed\"", ngx_omnibus_cluster_field(claimed) },
+    { "result=\"duplicate\"", ngx_omnibus_cluster_field(duplicates) },
+    { "result=\"rate_limited\"", ngx_omnibus_cluster_field(limited) },
+    { NULL, 0 },
+    { "outcome=\"sent\"", ngx_omnibus_cluster_field(relayed) },
+    { "outcome=\"dropped\"", ngx_omnibus_cluster_field(relay_dropped) },
+    { "outcome=\"received\"", ngx_omnibus_cluster_field(received) },
+    { "outcome=\"skipped\"", ngx_omnibus_cluster_field(resent) },
+    { NULL, 0 },
+    { "reason=\"connect\"", ngx_omnibus_cluster_field(errors[0]) },
+    { "reason=\"timeout\"", ngx_omnibus_cluster_field(errors[1]) },
+    { "reason=\"auth\"", ngx_omnibus_cluster_field(errors[2]) },
+    { "reason=\"reply\"", ngx_omnibus_cluster_field(errors[3]) },
+    { NULL, 0 },
+    { "event=\"acquired\"", ngx_omnibus_cluster_field(lock_acquired) },
+    { "event=\"lost\"", ngx_omnibus_cluster_field(lock_lost) },
+    { NULL, 0 }
+};
+
+static const char  *ngx_omnibus_cluster_families[] = {
+    "redis_fallbacks_total",
+    "What Redis could not answer, done by this pod alone, by feature.",
+    "redis_answers_total",
+    "Idempotency claims and rate limit checks answered by Redis.",
+    "redis_relay_total",
+    "Messages relayed between pods through the stream.",
+    "redis_errors_total",
+    "Redis connection and command failures, by reason.",
+    "redis_lock_total",
+    "The cluster lock taken and lost by this pod."
+};
+
+
+static void
+ngx_omnibus_metrics_cluster(ngx_omnibus_out_t *out,
+    ngx_omnibus_main_conf_t *omcf)
+{
+    ngx_uint_t                           z, f;
+    ngx_omnibus_zone_t                 **zones;
+    const ngx_omnibus_metrics_field_t   *field;
+
+    zones = omcf->zones.elts;
+    field = ngx_omnibus_cluster_fields;
+
+    for (f = 0; f < 5; f++, field++) {
+        ngx_omnibus_metrics_family(out, ngx_omnibus_cluster_families[2 * f],
+                                   "counter",
+                                   ngx_omnibus_cluster_families[2 * f + 1]);
+
+        for ( /* void */ ; field->label; field++) {
+            for (z = 0; z < omcf->zones.nelts; z++) {
+                if (zones[z]->cluster == NULL) {
+                    continue;
+                }
+
+                ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\",%s} "
+                                       "%uA\n",
+                                       ngx_omnibus_cluster_families[2 * f],
+                                       &zones[z]->name, field->label,
+                                       *(ngx_atomic_t *)
+                                           ((u_char *) zones[z]->sh
+                                            + field->offset));
+            }
+        }
+    }
+
+    ngx_omnibus_metrics_family(out, "redis_lock_held", "gauge",
+                               "1 while a worker of this pod holds the "
+                               "cluster lock.");
+
+    for (z = 0; z < omcf->zones.nelts; z++) {
+        if (zones[z]->cluster) {
+            ngx_omnibus_out_printf(out, "message_bus_redis_lock_held"
+                                   "{zone=\"%V\"} %d\n", &zones[z]->name,
+                                   zones[z]->sh->cluster.leader != 0);
+        }
+    }
+}
+
+
+/* every backend's health in one family each: Kafka, PostgreSQL, Redis */
 
 static void
 ngx_omnibus_metrics_backends(ngx_omnibus_out_t *out,
@@ -822,6 +921,17 @@ ngx_omnibus_metrics_backends(ngx_omnibus_out_t *out,
                                          : "backend_up",
                                        &zones[z]->name, f ? state : up);
             }
+
+            if (zones[z]->cluster) {
+                up = ngx_omnibus_cluster_up(zones[z]->sh);
+                state = zones[z]->sh->cluster.breaker.state;
+
+                ngx_omnibus_out_printf(out, "message_bus_%s{zone=\"%V\","
+                                       "backend=\"redis\"} %ui\n",
+                                       f ? "backend_breaker_state"
+                                         : "backend_up",
+                                       &zones[z]->name, f ? state : up);
+            }
         }
     }
 }
@@ -862,6 +972,7 @@ ngx_omnibus_metrics_handler(ngx_http_request_t *r)
 #endif
 
     ngx_omnibus_metrics_store(&out, omcf);
+    ngx_omnibus_metrics_cluster(&out, omcf);
     ngx_omnibus_metrics_backends(&out, omcf);
 
     return ngx_omnibus_out_send(&out, NGX_HTTP_OK,

@@ -10,6 +10,9 @@
 #include <ngx_omnibus_http.h>
 
 
+static ngx_int_t ngx_omnibus_publish_admitted(ngx_http_request_t *r,
+    ngx_omnibus_ctx_t *ctx);
+static void ngx_omnibus_publish_limited(ngx_omnibus_cluster_wait_t *w);
 static void ngx_omnibus_publish_body(ngx_http_request_t *r);
 static ngx_int_t ngx_omnibus_publish_one(ngx_http_request_t *r,
     ngx_omnibus_ctx_t *ctx);
@@ -18,8 +21,16 @@ static ngx_int_t ngx_omnibus_publish_batch(ngx_http_request_t *r,
 static ngx_omnibus_enqueue_rc_e ngx_omnibus_publish_offer(
     ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx, ngx_str_t *payload,
     ngx_str_t *key, u_char *id);
+static ngx_omnibus_enqueue_rc_e ngx_omnibus_publish_settle(
+    ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
+    ngx_omnibus_offer_t *offer, u_char *id);
+static void ngx_omnibus_publish_claimed(ngx_omnibus_cluster_wait_t *w);
+static ngx_int_t ngx_omnibus_publish_answer(ngx_http_request_t *r,
+    ngx_omnibus_ctx_t *ctx, ngx_omnibus_enqueue_rc_e rc);
 static ngx_int_t ngx_omnibus_publish_reply(ngx_http_request_t *r,
     ngx_omnibus_ctx_t *ctx, ngx_omnibus_out_t *out, ngx_uint_t status);
+static ngx_int_t ngx_omnibus_publish_cleanup_add(ngx_http_request_t *r,
+    ngx_omnibus_ctx_t *ctx);
 static void ngx_omnibus_publish_stored(ngx_omnibus_store_wait_t *w);
 static void ngx_omnibus_publish_cleanup(void *data);
 static ngx_int_t ngx_omnibus_variable(ngx_http_request_t *r,
@@ -173,11 +184,19 @@ ngx_omnibus_publish_printable(ngx_str_t *value)
 }
 
 
+/*
+ * NGX_OK admitted, NGX_DECLINED limited, NGX_ERROR zone full, NGX_AGAIN
+ * asked of the cluster (omnibus_redis): the answer comes to "limited"
+ */
+
 static ngx_int_t
-ngx_omnibus_publish_limit(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
+ngx_omnibus_publish_limit(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     ngx_omnibus_limit_conf_t *lc, time_t *retry_after)
 {
-    ngx_str_t  key;
+    ngx_str_t            key;
+    ngx_omnibus_zone_t  *zone;
+
+    zone = ctx->zone;
 
     if (ngx_http_complex_value(r, lc->key, &key) != NGX_OK) {
         return NGX_ERROR;
@@ -188,7 +207,74 @@ ngx_omnibus_publish_limit(ngx_http_request_t *r, ngx_omnibus_zone_t *zone,
         return NGX_OK;
     }
 
+    if (ngx_omnibus_cluster_has(zone, NGX_OMNIBUS_CLUSTER_LIMIT)
+        && ngx_omnibus_publish_cleanup_add(r, ctx) == NGX_OK)
+    {
+        ctx->cluster.handler = ngx_omnibus_publish_limited;
+        ctx->cluster.data = r;
+
+        if (zone->cluster->limit(zone, &lc->rate, &key, &ctx->cluster)
+            == NGX_AGAIN)
+        {
+            return NGX_AGAIN;
+        }
+    }
+
     return ngx_omnibus_limit_admit(zone, &lc->rate, &key, retry_after);
+}
+
+
+static void
+ngx_omnibus_publish_limited(ngx_omnibus_cluster_wait_t *w)
+{
+    time_t                    retry_after;
+    ngx_int_t                 rc;
+    ngx_str_t                 key;
+    ngx_connection_t         *c;
+    ngx_omnibus_ctx_t        *ctx;
+    ngx_http_request_t       *r;
+    ngx_omnibus_loc_conf_t   *olcf;
+
+    r = w->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_omnibus_module);
+    olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
+
+    rc = w->rc;
+    retry_after = w->retry_after;
+
+    /* no answer from the cluster: this pod's own count decides */
+
+    if (rc == NGX_ERROR) {
+        if (ngx_http_complex_value(r, olcf->limit->key, &key) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            goto done;
+        }
+
+        rc = ngx_omnibus_limit_admit(ctx->zone, &olcf->limit->rate, &key,
+                                     &retry_after);
+    }
+
+    switch (rc) {
+
+    case NGX_OK:
+        rc = ngx_omnibus_publish_admitted(r, ctx);
+        break;
+
+    case NGX_DECLINED:
+        rc = ngx_omnibus_refuse(r, ctx->zone, NGX_OMNIBUS_REJ_RATE_LIMITED,
+                                retry_after);
+        break;
+
+    default:
+        rc = ngx_omnibus_refuse(r, ctx->zone, NGX_OMNIBUS_REJ_ZONE_FULL, 0);
+    }
+
+    ngx_http_finalize_request(r, rc);
+
+done:
+
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -221,7 +307,6 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
     time_t                   retry_after;
     ngx_int_t                rc;
     ngx_str_t                prio;
-    const char              *why;
     ngx_omnibus_ctx_t       *ctx;
     ngx_omnibus_zone_t      *zone;
     ngx_omnibus_loc_conf_t  *olcf;
@@ -300,7 +385,12 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
                      == 0);
 
     if (olcf->limit) {
-        rc = ngx_omnibus_publish_limit(r, zone, olcf->limit, &retry_after);
+        rc = ngx_omnibus_publish_limit(r, ctx, olcf->limit, &retry_after);
+
+        if (rc == NGX_AGAIN) {
+            r->main->count++;
+            return NGX_DONE;
+        }
 
         if (rc == NGX_DECLINED) {
             return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_RATE_LIMITED,
@@ -311,6 +401,23 @@ ngx_omnibus_publish_handler(ngx_http_request_t *r)
             return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_ZONE_FULL, 0);
         }
     }
+
+    return ngx_omnibus_publish_admitted(r, ctx);
+}
+
+
+/* past the rate limit: the rest of what the headers decide, then the body */
+
+static ngx_int_t
+ngx_omnibus_publish_admitted(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
+{
+    ngx_int_t                rc;
+    const char              *why;
+    ngx_omnibus_zone_t      *zone;
+    ngx_omnibus_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_omnibus_module);
+    zone = ctx->zone;
 
     if (r->headers_in.content_length_n > (off_t) olcf->max_message_size) {
         return ngx_omnibus_refuse(r, zone, NGX_OMNIBUS_REJ_TOO_LARGE, 0);
@@ -423,7 +530,6 @@ ngx_omnibus_publish_one(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
 {
     u_char                    buf[256];
     ngx_str_t                 payload, err;
-    ngx_omnibus_out_t         out;
     ngx_omnibus_enqueue_rc_e  rc;
 
     payload.data = ctx->body;
@@ -448,6 +554,20 @@ ngx_omnibus_publish_one(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
     }
 
     rc = ngx_omnibus_publish_offer(r, ctx, &payload, &ctx->key, ctx->id);
+
+    if (ctx->claiming) {
+        return NGX_DONE;            /* answered once the cluster has */
+    }
+
+    return ngx_omnibus_publish_answer(r, ctx, rc);
+}
+
+
+static ngx_int_t
+ngx_omnibus_publish_answer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
+    ngx_omnibus_enqueue_rc_e rc)
+{
+    ngx_omnibus_out_t  out;
 
     if (rc != NGX_OMNIBUS_QUEUED && rc != NGX_OMNIBUS_DUPLICATE) {
         return ngx_omnibus_reject(r, ctx->zone,
@@ -474,16 +594,15 @@ static ngx_int_t
 ngx_omnibus_publish_reply(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     ngx_omnibus_out_t *out, ngx_uint_t status)
 {
-    ngx_pool_cleanup_t  *cln;
-
     if (ctx->wait.rows == 0) {
         return ngx_omnibus_out_send(out, status, "application/json");
     }
 
     ctx->out = ngx_palloc(r->pool, sizeof(ngx_omnibus_out_t));
-    cln = ngx_pool_cleanup_add(r->pool, 0);
 
-    if (ctx->out == NULL || cln == NULL) {
+    if (ctx->out == NULL
+        || ngx_omnibus_publish_cleanup_add(r, ctx) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -492,10 +611,31 @@ ngx_omnibus_publish_reply(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     ctx->wait.handler = ngx_omnibus_publish_stored;
     ctx->wait.data = r;
 
+    return NGX_DONE;
+}
+
+
+/* what a request waiting for a backend leaves behind if it goes first */
+
+static ngx_int_t
+ngx_omnibus_publish_cleanup_add(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (ctx->cleanup) {
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
     cln->handler = ngx_omnibus_publish_cleanup;
     cln->data = ctx;
+    ctx->cleanup = 1;
 
-    return NGX_DONE;
+    return NGX_OK;
 }
 
 
@@ -519,6 +659,10 @@ ngx_omnibus_publish_stored(ngx_omnibus_store_wait_t *w)
 
         ctx->has_id = 0;
 
+        if (ctx->claimed) {
+            ctx->zone->cluster->unclaim(ctx->zone, ctx->offer.dedup, ctx->id);
+        }
+
         rc = ngx_omnibus_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                      "store_unavailable",
                                      "the message could not be stored, "
@@ -536,11 +680,38 @@ ngx_omnibus_publish_stored(ngx_omnibus_store_wait_t *w)
 static void
 ngx_omnibus_publish_cleanup(void *data)
 {
-    ngx_omnibus_ctx_t  *ctx = data;
+    ngx_omnibus_ctx_t   *ctx = data;
+    ngx_omnibus_zone_t  *zone;
+    ngx_omnibus_msg_t   *held;
+
+    zone = ctx->zone;
 
     if (ctx->wait.batch) {
-        ctx->zone->store->detach(&ctx->wait);
+        zone->store->detach(&ctx->wait);
     }
+
+    if (ctx->cluster.cmd) {
+        zone->cluster->detach(&ctx->cluster);
+    }
+
+    if (!ctx->claiming) {
+        return;
+    }
+
+    /* nobody was told of the message: it goes, and so does its claim */
+
+    held = ctx->offer.held;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (held->held && ngx_memcmp(held->id, ctx->id, NGX_OMNIBUS_ID_LEN) == 0)
+    {
+        ngx_omnibus_queue_release_locked(zone, held, 0, ctx->offer.dedup);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    zone->cluster->unclaim(zone, ctx->offer.dedup, ctx->id);
 }
 
 
@@ -653,6 +824,7 @@ static ngx_omnibus_enqueue_rc_e
 ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     ngx_str_t *payload, ngx_str_t *key, u_char *id)
 {
+    ngx_uint_t                claim;
     ngx_omnibus_zone_t       *zone;
     ngx_omnibus_offer_t       offer;
     ngx_omnibus_store_t      *store;
@@ -665,7 +837,6 @@ ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
 
     ngx_memzero(&offer, sizeof(ngx_omnibus_offer_t));
 
-    offer.hold = (store && store->sync);
     offer.topic = ctx->topic;
     offer.key = *key;
     offer.payload = *payload;
@@ -682,25 +853,39 @@ ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
 
     ngx_omnibus_dedup_identity(&offer, olcf->dedup);
 
+    /*
+     * A single message whose identity the cluster claims waits held in
+     * its queue for the answer: a duplicate leaves it, unseen.
+     */
+
+    claim = (offer.dedup_on && !ctx->batch
+             && ngx_omnibus_cluster_has(zone, NGX_OMNIBUS_CLUSTER_DEDUP));
+
+    offer.hold = (store && store->sync) || claim;
+
     rc = ngx_omnibus_enqueue(zone, &offer, id, r->connection->log);
-
-    if (rc == NGX_OMNIBUS_QUEUED && store
-        && store->write(zone, &offer, id, offer.held,
-                        offer.held ? &ctx->wait : NULL)
-           != NGX_OK
-        && offer.held)
-    {
-        ngx_shmtx_lock(&zone->shpool->mutex);
-        ngx_omnibus_queue_release_locked(zone, offer.held, 0,
-                                         offer.dedup_on ? offer.dedup
-                                                        : NULL);
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-
-        rc = NGX_OMNIBUS_NOT_STORED;
-    }
 
     /* a ring change may have moved the topic meanwhile */
     ctx->shard = offer.shard;
+
+    if (rc == NGX_OMNIBUS_QUEUED && claim
+        && ngx_omnibus_publish_cleanup_add(r, ctx) == NGX_OK)
+    {
+        ctx->offer = offer;
+        ctx->cluster.handler = ngx_omnibus_publish_claimed;
+        ctx->cluster.data = r;
+
+        if (zone->cluster->claim(zone, offer.dedup, id, &ctx->cluster)
+            == NGX_AGAIN)
+        {
+            ctx->claiming = 1;
+            return rc;
+        }
+    }
+
+    if (rc == NGX_OMNIBUS_QUEUED) {
+        rc = ngx_omnibus_publish_settle(r, ctx, &offer, id);
+    }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "omnibus publish: \"%V\" shard %ui, %uz bytes, "
@@ -708,6 +893,117 @@ ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
                    (int) rc);
 
     return rc;
+}
+
+
+/*
+ * A queued message goes on: its row is written (held until committed,
+ * mode=sync), or a message held for a claim only is let go now.
+ */
+
+static ngx_omnibus_enqueue_rc_e
+ngx_omnibus_publish_settle(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
+    ngx_omnibus_offer_t *offer, u_char *id)
+{
+    ngx_omnibus_zone_t   *zone;
+    ngx_omnibus_msg_t    *held;
+    ngx_omnibus_store_t  *store;
+
+    zone = ctx->zone;
+    store = zone->store;
+    held = offer->held;
+
+    if (store && store->write(zone, offer, id, held,
+                              held ? &ctx->wait : NULL)
+                 == NGX_OK)
+    {
+        return NGX_OMNIBUS_QUEUED;
+    }
+
+    if (held == NULL) {
+        return NGX_OMNIBUS_QUEUED;  /* written behind (mode=async) */
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (held->held && ngx_memcmp(held->id, id, NGX_OMNIBUS_ID_LEN) == 0) {
+        ngx_omnibus_queue_release_locked(zone, held, store == NULL,
+                                         offer->dedup_on ? offer->dedup
+                                                         : NULL);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (store == NULL) {
+        ngx_omnibus_notify(zone, offer->shard);
+        return NGX_OMNIBUS_QUEUED;
+    }
+
+    return NGX_OMNIBUS_NOT_STORED;
+}
+
+
+static void
+ngx_omnibus_publish_claimed(ngx_omnibus_cluster_wait_t *w)
+{
+    ngx_int_t                  rc;
+    ngx_connection_t          *c;
+    ngx_omnibus_ctx_t         *ctx;
+    ngx_omnibus_msg_t         *held;
+    ngx_omnibus_zone_t        *zone;
+    ngx_http_request_t        *r;
+    ngx_omnibus_enqueue_rc_e   qrc;
+
+    r = w->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_omnibus_module);
+    zone = ctx->zone;
+    held = ctx->offer.held;
+
+    ctx->claiming = 0;
+
+    if (w->rc == NGX_DECLINED) {
+        /* another pod took it first: answered with its id, as here */
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        ngx_omnibus_dedup_redirect_locked(zone, ctx->offer.dedup, ctx->id,
+                                          w->first);
+
+        if (held->held && ngx_memcmp(held->id, ctx->id, NGX_OMNIBUS_ID_LEN)
+                          == 0)
+        {
+            ngx_omnibus_queue_release_locked(zone, held, 0, NULL);
+        }
+
+        zone->sh->deduplicated++;
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        ngx_memcpy(ctx->id, w->first, NGX_OMNIBUS_ID_LEN);
+        qrc = NGX_OMNIBUS_DUPLICATE;
+
+    } else {
+        ctx->claimed = (w->rc == NGX_OK);
+
+        qrc = ngx_omnibus_publish_settle(r, ctx, &ctx->offer, ctx->id);
+
+        if (qrc != NGX_OMNIBUS_QUEUED && ctx->claimed) {
+            zone->cluster->unclaim(zone, ctx->offer.dedup, ctx->id);
+        }
+    }
+
+    rc = ngx_omnibus_publish_answer(r, ctx, qrc);
+
+    if (rc != NGX_DONE) {
+        if (ctx->wait.batch) {
+            zone->store->detach(&ctx->wait);
+        }
+
+        ngx_http_finalize_request(r, rc);
+    }
+
+    ngx_http_run_posted_requests(c);
 }
 
 

@@ -98,8 +98,8 @@ ngx_omnibus_pg_store_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     ngx_str_t *value, ngx_uint_t n)
 {
     char                    *rv;
+    size_t                   size;
     ssize_t                  len;
-    ngx_fd_t                 fd;
     ngx_int_t                num;
     ngx_str_t                v, name, file;
     ngx_uint_t               i;
@@ -248,33 +248,13 @@ ngx_omnibus_pg_store_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
             file.len = v.len - 14;
             file.data = v.data + 14;
 
-            if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
-                return NGX_CONF_ERROR;
+            rv = ngx_omnibus_conf_secret(cf, "omnibus_store", &file, pw,
+                                         sizeof(pw), &size);
+            if (rv != NGX_CONF_OK) {
+                return rv;
             }
 
-            /* read now, by the master: workers need no access to it */
-
-            fd = ngx_open_file(file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-            if (fd == NGX_INVALID_FILE) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                                   "omnibus_store: cannot open "
-                                   "password_file \"%V\"", &file);
-                return NGX_CONF_ERROR;
-            }
-
-            len = ngx_read_fd(fd, pw, sizeof(pw));
-            (void) ngx_close_file(fd);
-
-            if (len < 0 || len == sizeof(pw)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "omnibus_store: cannot read "
-                                   "password_file \"%V\"", &file);
-                return NGX_CONF_ERROR;
-            }
-
-            while (len && (pw[len - 1] == '\n' || pw[len - 1] == '\r')) {
-                len--;
-            }
+            len = size;
 
             rv = ngx_omnibus_pg_conf_set(cf, &st->conf, "password", pw, len);
             ngx_explicit_memzero(pw, sizeof(pw));
@@ -1573,7 +1553,10 @@ ngx_omnibus_pg_store_tick(ngx_event_t *ev)
     if (sh->store.state != NGX_OMNIBUS_STORE_READY) {
         ngx_omnibus_pg_load(st);
 
-    } else if (ngx_worker == 0) {
+    } else if (ngx_worker == 0
+               && ngx_omnibus_cluster_leads(st->zone) != NGX_DECLINED)
+    {
+        /* with a cluster lock, only its holder adopts */
         ngx_omnibus_pg_adopt(st);
     }
 
@@ -1631,15 +1614,29 @@ ngx_omnibus_pg_store_tick_send(ngx_omnibus_pg_op_t *op, PGconn *pg)
         v[1] = st->zone_z;
         v[2] = (char *) tm;
 
-        if (ngx_omnibus_pg_send(pg, "omnibus_rotate", 0, NULL, NULL, NULL)
-            != NGX_OK
-            || ngx_omnibus_pg_send(pg, "omnibus_expire", 3, v, NULL, NULL)
-               != NGX_OK)
+        /*
+         * The rotation is the database's: with a cluster lock, only its
+         * holder runs it; without, omnibus_rotate() takes an advisory one.
+         */
+
+        if (ngx_omnibus_cluster_leads(st->zone) != NGX_DECLINED) {
+            if (ngx_omnibus_pg_send(pg, "omnibus_rotate", 0, NULL, NULL,
+                                    NULL)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            n++;
+        }
+
+        if (ngx_omnibus_pg_send(pg, "omnibus_expire", 3, v, NULL, NULL)
+            != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        n += 2;
+        n++;
     }
 
     return n;
