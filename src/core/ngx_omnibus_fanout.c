@@ -6,7 +6,8 @@
  * cursor.  While a worker has subscribers the rings keep what its
  * fan-out has not fed them yet (see ngx_omnibus_retain_locked()), and the
  * zone keeps their count under its pid, so that the count of a worker
- * killed with streams open can be reclaimed.
+ * killed with streams open can be reclaimed.  Messages other pods
+ * dispatched (relayed by the cluster backend) enter the rings here too.
  */
 
 
@@ -212,4 +213,53 @@ ngx_omnibus_fanout_feed(ngx_omnibus_zone_t *zone)
     if (!ngx_queue_empty(&zone->subscribers)) {
         ngx_post_event(&zone->fanout, &ngx_posted_events);
     }
+}
+
+
+/*
+ * A message another pod dispatched, for this pod's subscribers only: it
+ * enters the ring of the shard its topic maps to here, under its own id.
+ */
+
+ngx_int_t
+ngx_omnibus_fanout_remote(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *o,
+    u_char *id, uint64_t born)
+{
+    ngx_omnibus_sh_t   *sh;
+    ngx_omnibus_msg_t  *msg;
+
+    sh = zone->sh;
+    o->shard = ngx_omnibus_ring_shard(zone, &o->topic);
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    while (zone->ring.version != sh->ring_version) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        o->shard = ngx_omnibus_ring_shard(zone, &o->topic);
+        ngx_shmtx_lock(&zone->shpool->mutex);
+    }
+
+    if (sh->retain == 0) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    msg = ngx_omnibus_msg_create_locked(zone, o);
+    if (msg == NULL) {
+        /* no room even after evicting retained ones: our subscribers miss it */
+        sh->sub_missed++;
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(msg->id, id, NGX_OMNIBUS_ID_LEN);
+    msg->seq = 0;
+    msg->born = born;
+
+    ngx_omnibus_retain_add_locked(zone, &sh->shards[o->shard], msg);
+    ngx_omnibus_msg_unref_locked(zone->shpool, msg);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_OK;
 }

@@ -19,6 +19,8 @@ void ngx_omnibus_fanout_reclaim(ngx_omnibus_zone_t *zone);
 ngx_uint_t ngx_omnibus_fanout_count(ngx_omnibus_zone_t *zone);
 void ngx_omnibus_fanout_wake(ngx_omnibus_zone_t *zone);
 void ngx_omnibus_fanout_feed(ngx_omnibus_zone_t *zone);
+ngx_int_t ngx_omnibus_fanout_remote(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_offer_t *o, u_char *id, uint64_t born);
 
 
 #endif /* _NGX_OMNIBUS_FANOUT_H_INCLUDED_ */

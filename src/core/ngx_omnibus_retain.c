@@ -11,8 +11,6 @@
 #include <ngx_omnibus_core.h>
 
 
-static void ngx_omnibus_retain_insert_locked(ngx_omnibus_zone_t *zone,
-    ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg);
 static ngx_uint_t ngx_omnibus_retain_held(ngx_omnibus_shard_t *shard,
     uint64_t rseq);
 static ngx_uint_t ngx_omnibus_retain_evict_locked(ngx_omnibus_zone_t *zone);
@@ -42,7 +40,7 @@ ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
         return;
     }
 
-    ngx_omnibus_retain_insert_locked(zone, shard, msg);
+    ngx_omnibus_retain_add_locked(zone, shard, msg);
 
     /* the other pods' subscribers get it too, once: not when retried */
 
@@ -52,55 +50,8 @@ ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
 }
 
 
-/*
- * A message another pod dispatched, for this pod's subscribers only: it
- * enters the ring of the shard its topic maps to here, under its own id.
- */
-
-ngx_int_t
-ngx_omnibus_retain_remote(ngx_omnibus_zone_t *zone, ngx_omnibus_offer_t *o,
-    u_char *id, uint64_t born)
-{
-    ngx_omnibus_sh_t   *sh;
-    ngx_omnibus_msg_t  *msg;
-
-    sh = zone->sh;
-    o->shard = ngx_omnibus_ring_shard(zone, &o->topic);
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    while (zone->ring.version != sh->ring_version) {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        o->shard = ngx_omnibus_ring_shard(zone, &o->topic);
-        ngx_shmtx_lock(&zone->shpool->mutex);
-    }
-
-    if (sh->retain == 0) {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    msg = ngx_omnibus_msg_create_locked(zone, o);
-    if (msg == NULL) {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(msg->id, id, NGX_OMNIBUS_ID_LEN);
-    msg->seq = 0;
-    msg->born = born;
-
-    ngx_omnibus_retain_insert_locked(zone, &sh->shards[o->shard], msg);
-    ngx_omnibus_msg_unref_locked(zone->shpool, msg);
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_omnibus_retain_insert_locked(ngx_omnibus_zone_t *zone,
+void
+ngx_omnibus_retain_add_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg)
 {
     ngx_queue_t        *q;

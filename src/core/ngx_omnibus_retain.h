@@ -29,8 +29,8 @@ typedef struct {
 void *ngx_omnibus_alloc_locked(ngx_omnibus_zone_t *zone, size_t size);
 void ngx_omnibus_retain_locked(ngx_omnibus_zone_t *zone,
     ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg);
-ngx_int_t ngx_omnibus_retain_remote(ngx_omnibus_zone_t *zone,
-    ngx_omnibus_offer_t *o, u_char *id, uint64_t born);
+void ngx_omnibus_retain_add_locked(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_shard_t *shard, ngx_omnibus_msg_t *msg);
 ngx_int_t ngx_omnibus_retain_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
     ngx_array_t *copies, ngx_str_t *after, ngx_str_t *pattern,
     uint64_t *cursor);

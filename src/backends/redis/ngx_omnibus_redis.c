@@ -41,6 +41,43 @@ static u_char  ngx_omnibus_redis_auth[] = "AUTH";
 static u_char  ngx_omnibus_redis_select[] = "SELECT";
 
 
+/*
+ * The scripts every connection loads at setup, for EVALSHA.
+ *
+ * LIMIT: KEYS[1] the key's admissions; ARGV window (ms), rate, a unique
+ * member.  0: admitted; otherwise the ms until the oldest leaves.
+ */
+
+const char  *ngx_omnibus_redis_scripts[NGX_OMNIBUS_REDIS_SCRIPTS] = {
+
+    "local t = redis.call('TIME') "
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+    "local w = tonumber(ARGV[1]) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - w) "
+    "if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then "
+    "  redis.call('ZADD', KEYS[1], now, ARGV[3]) "
+    "  redis.call('PEXPIRE', KEYS[1], w) "
+    "  return 0 "
+    "end "
+    "local o = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES') "
+    "return math.max(w - (now - tonumber(o[2])), 1)",
+
+    /* UNCLAIM: deletes KEYS[1] if it still holds ARGV[1] */
+
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "  return redis.call('DEL', KEYS[1]) "
+    "end "
+    "return 0",
+
+    /* RENEW: KEYS[1] held by ARGV[1] lives ARGV[2] ms more */
+
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+    "end "
+    "return 0"
+};
+
+
 void
 ngx_omnibus_redis_conn_init(ngx_omnibus_redis_t *rd,
     ngx_omnibus_redis_conn_t *rc, const char *role, ngx_msec_t timeout)
@@ -131,12 +168,25 @@ ngx_omnibus_redis_connect(ngx_omnibus_redis_conn_t *rc)
 }
 
 
-/* exiting: commands in flight are answered with NULL, nothing comes back */
+/* exiting: the connection goes, and does not come back */
 
 void
 ngx_omnibus_redis_close(ngx_omnibus_redis_conn_t *rc)
 {
+    ngx_queue_t              *q;
+    ngx_omnibus_redis_cmd_t  *cmd;
+
     rc->closing = 1;
+
+    /* the waiters may be gone with their requests: nobody is answered */
+
+    for (q = ngx_queue_head(&rc->inflight);
+         q != ngx_queue_sentinel(&rc->inflight);
+         q = ngx_queue_next(q))
+    {
+        cmd = ngx_queue_data(q, ngx_omnibus_redis_cmd_t, queue);
+        cmd->handler = NULL;
+    }
 
     if (rc->reconnect.timer.timer_set) {
         ngx_del_timer(&rc->reconnect.timer);

@@ -29,41 +29,6 @@ static size_t ngx_omnibus_redis_key(ngx_omnibus_redis_t *rd, u_char *buf,
     const char *kind, u_char *identity);
 
 
-/*
- * LIMIT: KEYS[1] the key's admissions; ARGV window (ms), rate, a unique
- * member.  0: admitted; otherwise the ms until the oldest leaves.
- */
-
-const char  *ngx_omnibus_redis_scripts[NGX_OMNIBUS_REDIS_SCRIPTS] = {
-
-    "local t = redis.call('TIME') "
-    "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
-    "local w = tonumber(ARGV[1]) "
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - w) "
-    "if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then "
-    "  redis.call('ZADD', KEYS[1], now, ARGV[3]) "
-    "  redis.call('PEXPIRE', KEYS[1], w) "
-    "  return 0 "
-    "end "
-    "local o = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES') "
-    "return math.max(w - (now - tonumber(o[2])), 1)",
-
-    /* UNCLAIM: deletes KEYS[1] if it still holds ARGV[1] */
-
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "  return redis.call('DEL', KEYS[1]) "
-    "end "
-    "return 0",
-
-    /* RENEW: KEYS[1] held by ARGV[1] lives ARGV[2] ms more */
-
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
-    "end "
-    "return 0"
-};
-
-
 char *
 ngx_omnibus_redis_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     ngx_str_t *value, ngx_uint_t n)

@@ -110,7 +110,7 @@ ngx_omnibus_redis_relay(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg)
     }
 
     if (rd->noutbox >= rd->outbox_max) {
-        zone->sh->cluster.relay_dropped++;
+        (void) ngx_atomic_fetch_add(&zone->sh->cluster.relay_dropped, 1);
 
         if (ngx_time() - rd->dropped_logged >= NGX_OMNIBUS_LOG_THROTTLE) {
             rd->dropped_logged = ngx_time();
@@ -126,7 +126,7 @@ ngx_omnibus_redis_relay(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg)
     e = ngx_alloc(offsetof(ngx_omnibus_redis_relay_t, data)
                   + msg->topic_len + msg->len, rd->log);
     if (e == NULL) {
-        zone->sh->cluster.relay_dropped++;
+        (void) ngx_atomic_fetch_add(&zone->sh->cluster.relay_dropped, 1);
         return;
     }
 
@@ -282,7 +282,7 @@ ngx_omnibus_redis_relayed(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
                       reply->type == REDIS_REPLY_ERROR ? reply->str
                                                        : "unexpected reply");
         ngx_omnibus_redis_error(rd, NGX_OMNIBUS_REDIS_ERR_REPLY);
-        rd->zone->sh->cluster.relay_dropped++;
+        (void) ngx_atomic_fetch_add(&rd->zone->sh->cluster.relay_dropped, 1);
     }
 
     q = ngx_queue_head(&rd->outbox);
@@ -603,7 +603,7 @@ ngx_omnibus_redis_entry(ngx_omnibus_redis_t *rd, redisReply *entry)
         return NGX_DECLINED;
     }
 
-    if (ngx_omnibus_retain_remote(rd->zone, &o, id.data, born) != NGX_OK) {
+    if (ngx_omnibus_fanout_remote(rd->zone, &o, id.data, born) != NGX_OK) {
         return NGX_DECLINED;
     }
 
