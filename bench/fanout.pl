@@ -8,11 +8,22 @@
 #   fanout.pl --port 8080 --path /subscribe/fan.r1 --conns 1000 \
 #             --messages 200 --master-pid PID -- h2load -n 200 ...
 #
+# --port may be given more than once (or as a comma list): the connections
+# are spread over the ports in turn (the subscribers of several nginx
+# instances: bench/redis.sh); --master-pid likewise (the workers of every
+# master are counted), and --pid PID adds the CPU time of that process
+# itself (e.g. redis-server) as pid_cpu_s.
+#
 # Prints one line:
 #   RESULT conns=N connected=N events=N expected=N elapsed_s=F cpu_s=F
-#          first_event_s=F
-# Events are counted by the marker '"seq":' that every published body
-# carries in its payload (one per event, whatever the SSE framing).
+#          first_event_s=F pub_rc=N closed=N min_per_conn=N max_per_conn=N
+#          missing=N short_conns=N over_conns=N pid_cpu_s=F
+#          ports=P1,P2 port_events=N1,N2 port_short=S1,S2
+# missing: the events short of --messages, summed over the connections;
+# short_conns / over_conns: connections with fewer / more events than
+# --messages. Events are counted by the marker '"seq":' that every
+# published body carries in its payload (one per event, whatever the SSE
+# framing).
 
 use strict;
 use warnings;
@@ -26,15 +37,39 @@ use Time::HiRes qw(time sleep);
 
 my %o = (host => '127.0.0.1', conns => 1000, messages => 200,
          timeout => 30, quiet => 3, marker => '"seq":');
-GetOptions(\%o, 'host=s', 'port=i', 'path=s', 'conns=i', 'messages=i',
-           'master-pid=i', 'timeout=f', 'quiet=f', 'marker=s')
+GetOptions(\%o, 'host=s', 'port=s@', 'path=s', 'conns=i', 'messages=i',
+           'master-pid=s@', 'pid=s@', 'timeout=f', 'quiet=f', 'marker=s')
     or die "bad options\n";
+my @ports = map { split /,/ } @{$o{port} || []};
+my @masters = map { split /,/ } @{$o{'master-pid'} || []};
+my @pids = map { split /,/ } @{$o{pid} || []};
 die "--port, --path and a publisher command are needed\n"
-    unless $o{port} && $o{path} && @ARGV;
+    unless @ports && $o{path} && @ARGV;
+/^\d+$/ or die "bad port or pid: $_\n" for @ports, @masters, @pids;
 
 my $clk = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
 
-sub worker_cpu {
+sub worker_cpu {  # the workers of every master
+    my $t = 0;
+    $t += one_master_cpu($_) for @masters;
+    return $t;
+}
+
+sub pid_cpu {  # the processes themselves (all their threads)
+    my $ticks = 0;
+    for my $pid (@pids) {
+        open(my $f, '<', "/proc/$pid/stat") or next;
+        my $s = <$f>;
+        close $f;
+        next unless defined $s;
+        $s =~ s/^.*\)\s+//s;
+        my @f = split ' ', $s;
+        $ticks += $f[11] + $f[12];
+    }
+    return $ticks / $clk;
+}
+
+sub one_master_cpu {
     my ($master) = @_;
     return 0 unless $master;
     my $ticks = 0;
@@ -63,19 +98,20 @@ my $poll = IO::Poll->new;
 
 for my $i (1 .. $o{conns}) {
     my $s;
+    my $port = $ports[($i - 1) % @ports];
     for my $try (1 .. 5) {
-        $s = IO::Socket::INET->new(PeerAddr => $o{host}, PeerPort => $o{port},
+        $s = IO::Socket::INET->new(PeerAddr => $o{host}, PeerPort => $port,
                                    Proto => 'tcp', Timeout => 5)
             and last;
         sleep 0.05;
     }
-    die "connect $i: $!\n" unless $s;
+    die "connect $i (port $port): $!\n" unless $s;
     setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
     syswrite($s, $req) == length $req or die "write $i: $!\n";
     $s->blocking(0);
     push @socks, $s;
     $state{fileno $s} = { sock => $s, head => '', ok => 0, carry => '',
-                          events => 0 };
+                          events => 0, port => $port };
     $poll->mask($s => POLLIN);
 }
 
@@ -143,7 +179,8 @@ $events = 0;
 $_->{events} = 0 for values %state;
 
 my $expected = $o{conns} * $o{messages};
-my $cpu0 = worker_cpu($o{'master-pid'});
+my $cpu0 = worker_cpu();
+my $pcpu0 = pid_cpu();
 my $t0 = time;
 
 my $pub = fork;
@@ -163,16 +200,33 @@ while ($events < $expected) {
     }
 }
 my $t1 = $last;
-my $cpu1 = worker_cpu($o{'master-pid'});
+my $cpu1 = worker_cpu();
+my $pcpu1 = pid_cpu();
 
 waitpid($pub, 0);
 my $pubrc = $? >> 8;
 close $_ for @socks;
 
 my @per = sort { $a <=> $b } map { $_->{events} } values %state;
+my ($missing, $short, $over) = (0, 0, 0);
+my (%pev, %pshort);
+for my $st (values %state) {
+    my $e = $st->{events};
+    $pev{$st->{port}} += $e;
+    if ($e < $o{messages}) {
+        $missing += $o{messages} - $e;
+        $short++;
+        $pshort{$st->{port}}++;
+    }
+    $over++ if $e > $o{messages};
+}
 
 printf "RESULT conns=%d connected=%d events=%d expected=%d elapsed_s=%.4f "
      . "cpu_s=%.2f first_event_s=%.4f pub_rc=%d closed=%d "
-     . "min_per_conn=%d max_per_conn=%d\n",
+     . "min_per_conn=%d max_per_conn=%d missing=%d short_conns=%d "
+     . "over_conns=%d pid_cpu_s=%.2f ports=%s port_events=%s port_short=%s\n",
        $o{conns}, $connected, $events, $expected, $t1 - $t0, $cpu1 - $cpu0,
-       $first ? $first - $t0 : -1, $pubrc, $closed, $per[0] // 0, $per[-1] // 0;
+       $first ? $first - $t0 : -1, $pubrc, $closed, $per[0] // 0, $per[-1] // 0,
+       $missing, $short, $over, $pcpu1 - $pcpu0, join(',', @ports),
+       join(',', map { $pev{$_} // 0 } @ports),
+       join(',', map { $pshort{$_} // 0 } @ports);

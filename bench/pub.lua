@@ -5,6 +5,11 @@
 --   BODY_SIZE=1024 PATH_PREFIX=/publish/ TOPICS=100 TOPIC_PREFIX=bench.t \
 --       wrk -t1 -c32 -d5s -s bench/pub.lua http://127.0.0.1:PORT
 --
+-- KEY_PREFIX=P (bench/redis.sh): every request also carries its own
+-- `Idempotency-Key: P<thread>-<n>`, <thread> numbering wrk's threads from
+-- 1 and <n> counting that thread's requests from 1, so no two requests of
+-- a run share a key (a run's prefix keeps them apart from other runs').
+--
 -- done() prints one machine-readable line:
 --   RESULT requests=N duration_us=N non2xx=N sockerr=N p50_us=N p99_us=N
 
@@ -34,6 +39,25 @@ local i = 0
 request = function()
   i = i % ntopics + 1
   return wrk.format("POST", paths[i], headers, body)
+end
+
+local keyprefix = os.getenv("KEY_PREFIX") or ""
+if keyprefix ~= "" then
+  -- setup() runs in the main Lua state, once per thread before it starts;
+  -- `tid` becomes a global of that thread's own state
+  local threads = 0
+  setup = function(thread)
+    threads = threads + 1
+    thread:set("tid", threads)
+  end
+
+  local n = 0
+  request = function()
+    i = i % ntopics + 1
+    n = n + 1
+    headers["Idempotency-Key"] = keyprefix .. (tid or 0) .. "-" .. n
+    return wrk.format("POST", paths[i], headers, body)
+  end
 end
 
 done = function(summary, latency, requests)

@@ -119,6 +119,19 @@ STORE_PARAMS_WHAT="$STORE_PARAMS_WHAT adopt_after=TIME or"
 STORE_PARAMS_WHAT="$STORE_PARAMS_WHAT breaker=FAILURES:TIME:SUCCESSES (the mode"
 STORE_PARAMS_WHAT="$STORE_PARAMS_WHAT and the password file have variables"
 STORE_PARAMS_WHAT="$STORE_PARAMS_WHAT of their own)"
+# Redis (omnibus_redis): one host, resolved when nginx starts, an optional
+# ACL user and database number, no password (that comes from
+# OMNIBUS_REDIS_PASSWORD_FILE)
+REDIS_URL="redis://([A-Za-z0-9._-]+@)?$PG_HOST(:[0-9]+)?(/[0-9]+)?"
+REDIS_URL_WHAT='redis://[USER@]HOST[:PORT][/DB] (one host, no password)'
+REDIS_PARAMS="prefix=[A-Za-z0-9._:-]+|timeout=$TIME|lock=$TIME|stream=$NUM"
+REDIS_PARAMS="$REDIS_PARAMS|breaker=$NUM:$TIME:$NUM"
+REDIS_PARAMS="$REDIS_PARAMS|(dedup|rate_limit|fanout)=(on|off)"
+REDIS_PARAMS_WHAT='prefix=PREFIX (A-Za-z0-9._:-), timeout=TIME, lock=TIME,'
+REDIS_PARAMS_WHAT="$REDIS_PARAMS_WHAT stream=N, breaker=FAILURES:TIME:SUCCESSES,"
+REDIS_PARAMS_WHAT="$REDIS_PARAMS_WHAT dedup=on|off, rate_limit=on|off or"
+REDIS_PARAMS_WHAT="$REDIS_PARAMS_WHAT fanout=on|off (the password file has a"
+REDIS_PARAMS_WHAT="$REDIS_PARAMS_WHAT variable of its own)"
 
 # routes ROUTES: tpl_routes = one omnibus_route line per "PATTERN URL
 # [PARAM=VALUE...]" entry of ROUTES, entries separated by ";" or newlines.
@@ -282,6 +295,53 @@ store() {
     fi
 }
 
+# redis: tpl_redis = omnibus_redis from OMNIBUS_REDIS_URL and the other
+# OMNIBUS_REDIS_* variables, empty without a URL; redis_password_file for
+# run_nginx
+redis() {
+    tpl_redis=
+    redis_password_file=
+    get url OMNIBUS_REDIS_URL ''
+    if [ -z "$url" ]; then
+        for v in OMNIBUS_REDIS_PASSWORD_FILE OMNIBUS_REDIS_PARAMS; do
+            eval "_v=\${$v:-}"
+            [ -z "$_v" ] || die "$v is set, but OMNIBUS_REDIS_URL is not" \
+                "(no Redis without it)"
+        done
+        return 0
+    fi
+    # a password in the URL, [USER]:PASSWORD@ or ?password=: said plainly
+    # (the module refuses it too, less helpfully for a container)
+    auth=${url#*://}
+    auth=${auth%%/*}
+    case $auth in *@*) auth=${auth%@*} ;; *) auth= ;; esac
+    pw=
+    case $auth in *:*) pw=1 ;; esac
+    case $url in *[?\&]password=*) pw=1 ;; esac
+    if [ -n "$pw" ]; then
+        die "OMNIBUS_REDIS_URL has a password: give it in" \
+            "OMNIBUS_REDIS_PASSWORD_FILE (a file) instead"
+    fi
+    want OMNIBUS_REDIS_URL "$url" "$REDIS_URL" "$REDIS_URL_WHAT"
+    tpl_redis="    omnibus_redis $zone $url"
+
+    get f OMNIBUS_REDIS_PASSWORD_FILE ''
+    if [ -n "$f" ]; then
+        want OMNIBUS_REDIS_PASSWORD_FILE "$f" "/?$FILE_PATH" \
+            'a file path (/run/secrets/redis-password)'
+        redis_password_file=$f
+        tpl_redis="$tpl_redis password_file=$f"
+    fi
+
+    get a OMNIBUS_REDIS_PARAMS ''
+    # shellcheck disable=SC2086 # split on blanks, globbing is off
+    for p in $a; do
+        want OMNIBUS_REDIS_PARAMS "$p" "$REDIS_PARAMS" "$REDIS_PARAMS_WHAT"
+        tpl_redis="$tpl_redis $p"
+    done
+    tpl_redis="$tpl_redis;"
+}
+
 # addrs VAR NAME VALUE DIRECTIVE INDENT: VAR = one "DIRECTIVE ADDR;" line
 # per address of VALUE, a blank- or comma-separated list
 addrs() {
@@ -353,6 +413,7 @@ render() {
     routes "${OMNIBUS_ROUTES:-}"
     consumers "${OMNIBUS_KAFKA_CONSUME:-}"
     store
+    redis
 
     get a OMNIBUS_AUTOSCALE off
     tpl_autoscale=
@@ -424,7 +485,7 @@ $ips
         tpl_zone tpl_zone_size tpl_shards tpl_min_shards tpl_max_shards \
         tpl_queue_size tpl_concurrency tpl_dedup_ttl tpl_dlq_size \
         tpl_retain tpl_backpressure tpl_routes tpl_kafka_consume \
-        tpl_store tpl_env tpl_autoscale \
+        tpl_store tpl_env tpl_redis tpl_autoscale \
         tpl_rate_limit tpl_max_message_size tpl_dedup tpl_json \
         tpl_subscribe tpl_admin_acl tpl_real_ip
 
@@ -477,17 +538,17 @@ fallback_dirs() {
     IFS=" $tab$nl"
 }
 
-# password_file PREFIX: the master reads OMNIBUS_STORE_PASSWORD_FILE when
-# it loads the configuration; say so here when it cannot (a Secret or
-# compose secret not mounted, or not readable by this uid). Relative paths
-# are under the prefix.
+# password_file PREFIX NAME FILE: the master reads the password files
+# (OMNIBUS_STORE_PASSWORD_FILE, OMNIBUS_REDIS_PASSWORD_FILE) when it loads
+# the configuration; say so here, naming the variable NAME, when it cannot
+# read FILE (a Secret or compose secret not mounted, or not readable by
+# this uid). Relative paths are under the prefix.
 password_file() {
-    f=${store_password_file:-}
+    f=$3
     [ -n "$f" ] || return 0
     case $f in /*) ;; *) f=$1/$f ;; esac
     if ! [ -f "$f" ] || ! [ -r "$f" ]; then
-        die "OMNIBUS_STORE_PASSWORD_FILE: $f is not a readable file" \
-            "(running as uid $(id -u))"
+        die "$2: $f is not a readable file (running as uid $(id -u))"
     fi
 }
 
@@ -509,7 +570,10 @@ run_nginx() {
         mv -f "$conf.tmp" "$conf"
     fi
     fallback_dirs "${prefix%/}"
-    password_file "${prefix%/}"
+    password_file "${prefix%/}" OMNIBUS_STORE_PASSWORD_FILE \
+        "${store_password_file:-}"
+    password_file "${prefix%/}" OMNIBUS_REDIS_PASSWORD_FILE \
+        "${redis_password_file:-}"
     # PID 1: docker stop's SIGQUIT reaches nginx itself, which quits
     # gracefully
     exec "$nginx" -p "$prefix/" -c "$conf" -g 'daemon off;' "$@"

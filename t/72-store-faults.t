@@ -122,8 +122,8 @@ EOF
     # producer must retry instead
     is($r2 && $r2->{status}, 503, 'key: publish 2 answered 503')
         or diag($r2 && $r2->{body});
-    is($r2 && $r2->{json} && $r2->{json}{error}, 'store_unavailable',
-       'key: publish 2 store_unavailable');
+    is($r2 && $r2->{json} && $r2->{json}{error}, 'duplicate_pending',
+       'key: publish 2 duplicate_pending');
     ok($r2 && defined $r2->{headers}{'retry-after'},
        'key: publish 2 with Retry-After');
     ok(!($r2 && $r2->{json} && $r2->{json}{duplicate}),

@@ -39,6 +39,7 @@ typedef enum {
     NGX_OMNIBUS_REJ_INVALID_BODY,
     NGX_OMNIBUS_REJ_RESIZING,
     NGX_OMNIBUS_REJ_STORE,
+    NGX_OMNIBUS_REJ_PENDING,
     NGX_OMNIBUS_REJ_MAX
 } ngx_omnibus_rejection_e;
 

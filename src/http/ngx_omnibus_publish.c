@@ -67,6 +67,8 @@ const ngx_omnibus_rejection_t  ngx_omnibus_rejections[NGX_OMNIBUS_REJ_MAX] = {
       "the zone is being replaced by a reload, retry" },
     { NGX_HTTP_SERVICE_UNAVAILABLE, "store_unavailable", 1,
       "the message could not be stored, retry" },
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "duplicate_pending", 1,
+      "a publish with this idempotency key is still being accepted, retry" },
 };
 
 
@@ -156,8 +158,10 @@ ngx_omnibus_publish_refusal(ngx_omnibus_enqueue_rc_e rc)
         return NGX_OMNIBUS_REJ_RESIZING;
 
     case NGX_OMNIBUS_NOT_STORED:
-    case NGX_OMNIBUS_PENDING:
         return NGX_OMNIBUS_REJ_STORE;
+
+    case NGX_OMNIBUS_PENDING:
+        return NGX_OMNIBUS_REJ_PENDING;
 
     default:
         return NGX_OMNIBUS_REJ_ZONE_FULL;
