@@ -330,7 +330,10 @@ ngx_omnibus_redis_exit_process(ngx_omnibus_zone_t *zone)
     ngx_omnibus_redis_fanout_exit(rd);
 
     ngx_omnibus_redis_close(&rd->cmd);
-    ngx_omnibus_redis_close(&rd->stream);
+
+    if (rd->stream.rd) {
+        ngx_omnibus_redis_close(&rd->stream);    /* this worker reads */
+    }
 
     zone->sh->cluster.up[ngx_worker % NGX_OMNIBUS_HOLD_SLOTS] = 0;
 }
