@@ -1,7 +1,7 @@
 # bench/results.png from the data files that bench/report.pl writes
 # (bench/data/*.dat). Run from bench/: gnuplot chart.gp
 
-set terminal pngcairo size 1500,2700 font "DejaVu Sans,10"
+set terminal pngcairo size 1500,3150 font "DejaVu Sans,10"
 set output "results.png"
 
 set style data histograms
@@ -24,8 +24,11 @@ if (system("test -s data/kafka.gp && echo 1 || echo 0") eq "1") { load "data/kaf
 # section 8 (durable store) likewise
 store_ok = 0
 if (system("test -s data/store.gp && echo 1 || echo 0") eq "1") { load "data/store.gp" }
+# section 9 (Redis) likewise
+redis_ok = 0
+if (system("test -s data/redis.gp && echo 1 || echo 0") eq "1") { load "data/redis.gp" }
 
-set multiplot layout 6,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
+set multiplot layout 7,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
 
 set title "1. Publish throughput (wrk -t1 -c32, 2 workers, 100 topics)"
 set xlabel "JSON body size"
@@ -185,6 +188,40 @@ if (store_ok) {
     unset arrow 1
 } else {
     set label 1 "no store data (see RESULTS.md)" at graph 0.5, 0.5 center
+    plot [0:1][0:1] 2 notitle
+    unset label 1
+}
+
+# 9. Redis: bars, as 8
+set format y "%.0f"
+set key top right
+set title "9. Redis: publish 1 KiB, a distinct Idempotency-Key each (wrk -c32): zone alone vs + Redis dedup; nchan"
+set ylabel "requests/s"
+if (redis_ok) {
+    plot "data/redis.dat" using 2:xtic(1) notitle lc rgb "#e377c2", \
+         "" using 0:2:(sprintf("%.0f", $2)) with labels offset 0,0.7 notitle
+} else {
+    set label 1 "no Redis data (see RESULTS.md)" at graph 0.5, 0.5 center
+    plot [0:1][0:1] 2 notitle
+    unset label 1
+}
+
+set title "9. Redis: fan-out across pods (publish on pod A, SSE subscribers on pods B and C)"
+set ylabel "deliveries/s"
+if (redis_ok) {
+    set y2label "CPU s per 100k deliveries"
+    set y2tics
+    set y2range [0:*]
+    set ytics nomirror
+    set key below horizontal
+    plot "data/redis-fanout.dat" using 2:xtic(1) title "deliveries/s (left)" lc rgb "#1f77b4", \
+         "" using 3 axes x1y2 title "nginx CPU s / 100k (right)" lc rgb "#d62728", \
+         "" using 4 axes x1y2 title "redis-server CPU s / 100k (right)" lc rgb "#ff9896"
+    unset y2tics
+    unset y2label
+    set ytics mirror
+} else {
+    set label 1 "no Redis data (see RESULTS.md)" at graph 0.5, 0.5 center
     plot [0:1][0:1] 2 notitle
     unset label 1
 }

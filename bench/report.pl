@@ -116,6 +116,13 @@ my @serr;
 if (open(my $f, '<', "$data/store-errors.txt")) {
     chomp(@serr = <$f>);
 }
+my %rmeta = kv('redis-meta.tsv');
+my @rpub = tsv('redis-publish.tsv');
+my @rfan = tsv('redis-fanout.tsv');
+my @rerr;
+if (open(my $f, '<', "$data/redis-errors.txt")) {
+    chomp(@rerr = grep { /\S/ } <$f>);
+}
 
 # ------------------------------------------------------------ aggregation
 
@@ -313,6 +320,76 @@ if (%smeta) {
                   defined $p99 ? $p99 <= 10 : undef];
 }
 
+# Redis (section 9): medians of the rounds, per target
+my @rtargets = qw(local cluster nchan-memory nchan-redis);
+my %rname = (local => 'zone only', cluster => 'zone + Redis dedup',
+             'nchan-memory' => 'nchan publisher, memory',
+             'nchan-redis' => 'nchan publisher, Redis');
+my %rmed;
+for my $t (@rtargets) {
+    my @r = grep { $_->{target} eq $t } @rpub;
+    next unless @r;
+    $rmed{$t}{n} = @r;
+    for my $k (qw(rate p50_ms p99_ms nginx_cpu_us_per_req redis_cpu_us_per_req
+                  queued_after)) {
+        $rmed{$t}{$k} = median(map { $_->{$k} } @r);
+    }
+    $rmed{$t}{rounds} = join(' / ', map { num($_->{rate}) } @r);
+    for my $k (qw(non2xx sockerr accepted claimed duplicates fallbacks
+                  redis_errors)) {
+        my ($sum, $seen) = (0, 0);
+        for (@r) {
+            next unless defined $_->{$k} && $_->{$k} =~ /\d/;
+            $sum += $_->{$k};
+            $seen = 1;
+        }
+        $rmed{$t}{"${k}_sum"} = $seen ? $sum : undef;
+    }
+}
+my $rrate = sub { $rmed{$_[0]} ? $rmed{$_[0]}{rate} : undef };
+my %rfmed;
+for my $t (qw(omnibus nchan)) {
+    my @r = grep { $_->{target} eq $t } @rfan;
+    next unless @r;
+    my @ok = grep { ($_->{result} // '') eq 'ok' } @r;
+    my $sum = sub { my $k = shift; my $s = 0; $s += $_->{$k} || 0 for @r; $s };
+    $rfmed{$t} = {
+        n => scalar @r,
+        failed => @r - @ok,
+        rate => median(map { $_->{deliveries_per_s} } @ok),
+        cpu => median(map { $_->{nginx_cpu_s_per_100k} } @ok),
+        rcpu => median(map { $_->{redis_cpu_s_per_100k} } @ok),
+        rounds => join(' / ', map { ($_->{result} // '') eq 'ok'
+                                    ? num($_->{deliveries_per_s}) : 'failed' } @r),
+        events => join(' / ', map { num($_->{events}) . '/' . num($_->{expected}) } @r),
+        pods => join(' / ', map { $_->{events_b_c} || 'n/a' } @r),
+        missing => $sum->('missing'),
+        short => $sum->('short_conns'),
+        over => $sum->('over_conns'),
+        complete => !(grep { $_->{events} < $_->{expected} || $_->{missing} } @r),
+    };
+}
+my $redis_ran = %rmeta && (@rpub || @rfan);
+
+if (%rmeta) {
+    my $r = ratio($rrate->('cluster'), $rrate->('local'));
+    push @goals, ['Redis: publish with `omnibus_redis` dedup >= 0.7 x the zone'
+                  . ' alone (1 KiB, a distinct Idempotency-Key per request)',
+                  defined $r ? sprintf('%.2f x (%s vs %s req/s)', $r,
+                      num($rrate->('cluster')), num($rrate->('local'))) : 'n/a',
+                  defined $r ? $r >= 0.7 : undef];
+    my ($o, $n) = ($rfmed{omnibus}, $rfmed{nchan});
+    $r = ratio($o && $o->{rate}, $n && $n->{rate});
+    push @goals, ['Redis: fan-out across pods >= 1.5 x nchan on Redis (publish'
+                  . ' on pod A, SSE subscribers on pods B and C), every'
+                  . ' subscriber getting every message',
+                  defined $r ? sprintf('%.2f x (%s vs %s deliveries/s); omnibus'
+                                       . ' missing %s events', $r,
+                      num($o->{rate}), num($n->{rate}), num($o->{missing}))
+                             : 'n/a',
+                  defined $r ? $r >= 1.5 && $o->{complete} : undef];
+}
+
 # ------------------------------------------------------------- gnuplot data
 
 open(my $d, '>', "$data/publish.dat") or die "$data/publish.dat: $!\n";
@@ -400,6 +477,25 @@ printf $d "\"%s\" %s %s\n", @$_
         ['commit, half', $nz->($slat{commit_p50_ms}), $nz->($slat{commit_p99_ms})],
         ['publish, full', $nz->($smed{sync}{p50_ms}), $nz->($smed{sync}{p99_ms})],
         ['publish, half', $nz->($slat{p50_ms}), $nz->($slat{p99_ms})];
+close $d;
+
+# section 9: redis_ok = 0 when there is nothing to plot
+open($d, '>', "$data/redis.gp") or die "$data/redis.gp: $!\n";
+printf $d "redis_ok = %d\n", $redis_ran ? 1 : 0;
+close $d;
+open($d, '>', "$data/redis.dat") or die "$data/redis.dat: $!\n";
+print $d "# case req_per_s (medians; 1 KiB, a distinct Idempotency-Key per request)\n";
+printf $d "\"%s\" %s\n", $_->[0], $nz->($rrate->($_->[1]))
+    for ['zone only', 'local'], ['zone + Redis dedup', 'cluster'],
+        ['nchan, memory', 'nchan-memory'], ['nchan, Redis', 'nchan-redis'];
+close $d;
+open($d, '>', "$data/redis-fanout.dat") or die "$data/redis-fanout.dat: $!\n";
+print $d "# target deliveries_per_s nginx_cpu_s_per_100k redis_cpu_s_per_100k (medians)\n";
+for (['omnibus, 3 pods', 'omnibus'], ['nchan, 3 on Redis', 'nchan']) {
+    my $x = $rfmed{$_->[1]} || {};    # no autovivification into %rfmed
+    printf $d "\"%s\" %s %s %s\n", $_->[0], $nz->($x->{rate}),
+        $nz->($x->{cpu}), $nz->($x->{rcpu});
+}
 close $d;
 
 # ------------------------------------------------------------------- soak
@@ -1099,6 +1195,16 @@ if (!%smeta) {
     store_section($p);
 }
 
+# 9
+$p->('## 9. Redis');
+$p->('');
+if (!%rmeta) {
+    $p->('Not run (`BENCH_REDIS=0`, or no data from an earlier run).');
+    $p->('');
+} else {
+    redis_section($p);
+}
+
 # commands
 $p->('## Commands');
 $p->('');
@@ -1169,6 +1275,40 @@ push @problems, 'store: an async run was not written in full'
     if grep { $_->{target} eq 'async' && $_->{rows_inserted} < $_->{accepted} } @sruns;
 push @problems, "store: the latency run had $slat{non2xx} non-2xx answers"
     if ($slat{non2xx} // 0) > 0;
+push @problems, "redis: $rmeta{status}"
+    if %rmeta && ($rmeta{status} // '') ne 'done';
+if (@rerr) {
+    my $sig = grep { /exited on signal/ } @rerr;
+    push @problems, 'redis: [alert]/[crit]/[emerg] or omnibus_redis error lines in'
+                    . ' the error logs of its nginx'
+                    . ($sig ? ", $sig worker(s) exiting on a signal" : '')
+                    . ' (see section 9)';
+}
+for my $t (@rtargets) {
+    my $x = $rmed{$t} or next;
+    my $bad = ($x->{non2xx_sum} // 0) + ($x->{sockerr_sum} // 0);
+    push @problems, "redis: $rname{$t}: $bad non-2xx answers or socket errors"
+        if $bad;
+    push @problems, "redis: $rname{$t}: $x->{fallbacks_sum} publishes deduplicated"
+                    . ' by the pod alone (Redis did not answer)'
+        if $x->{fallbacks_sum};
+    push @problems, "redis: $rname{$t}: $x->{redis_errors_sum} Redis errors"
+        if $x->{redis_errors_sum};
+}
+push @problems, 'redis: the cluster nginx claimed fewer keys in Redis than it'
+                . ' accepted publishes'
+    if grep { $_->{target} eq 'cluster' && ($_->{claimed} // 0) < ($_->{accepted} // 0) } @rpub;
+for my $t (qw(omnibus nchan)) {
+    my $x = $rfmed{$t} or next;
+    push @problems, "redis: fan-out, $t: $x->{failed} run(s) failed" if $x->{failed};
+    push @problems, sprintf('redis: fan-out, %s: %s events missing (%s'
+                            . ' subscriber-rounds short)', $t, num($x->{missing}),
+                            num($x->{short}))
+        if $x->{missing};
+    push @problems, sprintf('redis: fan-out, %s: %s subscriber-rounds got more'
+                            . ' events than were published', $t, num($x->{over}))
+        if $x->{over};
+}
 if (@problems) {
     $p->('');
     $p->("- $_") for @problems;
@@ -1406,6 +1546,198 @@ sub store_section {
         $p->('');
         $p->('```');
         $p->($_) for @serr;
+        $p->('```');
+        $p->('');
+    }
+}
+
+# ------------------------------------------------------------ section 9
+
+sub redis_section {
+    my ($p) = @_;
+    my %m = %rmeta;
+    my $subs = $m{fan_subs} // 0;
+    my $qmax = (sort { $b <=> $a } map { $_->{queued_after} || 0 }
+                grep { $_->{target} !~ /^nchan/ } @rpub)[0];
+    $p->(sprintf 'One redis-server %s for the whole section, started by the'
+                 . ' bench on a free port of 127.0.0.1 without persistence'
+                 . ' (`redis-server --port PORT --bind 127.0.0.1 --save \'\''
+                 . ' --appendonly no --dir bench/tmp/redis/server`; `CONFIG'
+                 . ' GET`: %s) and killed at the end. Every nginx has %d'
+                 . ' workers and the zone `bus` of section 1 (`shards=8'
+                 . ' min_shards=2 max_shards=16 queue_size=100000 retain=100`,'
+                 . ' 256 MiB) with section 1\'s locations. **No routes**: a'
+                 . ' message is queued, dispatched to the retain ring and done,'
+                 . ' so the queue never fills (queued + in flight after a'
+                 . ' run: at most %s). Started %s (load average %s); the'
+                 . ' section took %s s.',
+         $m{redis} // '?', $m{redis_settings} // '?', $m{workers} // 2,
+         $qmax // 'n/a', $m{date} // '?', $m{loadavg} // '?',
+         $m{elapsed_s} // '?');
+    $p->('');
+    if (($m{status} // '') ne 'done') {
+        $p->("**The Redis section did not complete: $m{status}.** What"
+             . ' follows, if anything, was measured before it stopped; the'
+             . ' output of `make bench` says why.');
+        $p->('');
+    }
+    $p->('Goals of the issue: publishing with `omnibus_redis` dedup at'
+         . ' **>= 0.7 x the zone alone**, and fan-out across pods at **>= 1.5 x'
+         . ' nchan on Redis** (see the Goals table above for the verdicts).');
+    $p->('');
+
+    $p->('### 9a. Publish with an idempotency key: the zone alone vs Redis dedup');
+    $p->('');
+    (my $cdir = $m{cluster_directive} // '') =~ s/\s+$//;
+    $p->(sprintf 'wrk as in section 1 (%s connections, %s s, 1 KiB JSON'
+                 . ' bodies, 100 topics, `bench/pub.lua`) with `KEY_PREFIX`'
+                 . ' set, so that every request carries its own'
+                 . ' `Idempotency-Key` (`r<round>-<target>-<thread>-<n>`): none'
+                 . ' is a duplicate, each is a new identity to remember. Four'
+                 . ' nginx: the zone alone (the identity goes into the zone\'s'
+                 . ' dedup index in shared memory); the same nginx plus `%s`'
+                 . ' (each identity is also claimed in Redis, one `SET NX GET`'
+                 . ' per publish, before the 202); and, for context, nchan\'s'
+                 . ' publisher (section 1\'s locations; the key means nothing'
+                 . ' to it) in memory and on the same Redis (`%s`; storage mode'
+                 . ' distributed, the default). %d rounds in rotating order;'
+                 . ' rates count 2xx answers.',
+         $m{conns} // '?', $m{duration} // '?', $cdir || '?',
+         $m{nchan_redis} // '?', $m{rounds} // 0);
+    $p->('');
+    $p->('| round | zone only req/s | zone + Redis dedup req/s | nchan memory req/s | nchan Redis req/s |');
+    $p->('|---|---|---|---|---|');
+    my %byr;
+    push @{$byr{$_->{round}}{$_->{target}}}, $_ for @rpub;
+    for my $r (sort { $a <=> $b } keys %byr) {
+        $p->(sprintf '| %d | %s |', $r, join(' | ', map {
+            my $x = $byr{$r}{$_}; $x ? num($x->[0]{rate}) : 'n/a' } @rtargets));
+    }
+    $p->(sprintf '| median | %s |', join(' | ', map { num($rrate->($_)) } @rtargets));
+    $p->('');
+    $p->(sprintf '**zone + Redis dedup / zone only: %s x**; nchan Redis / nchan'
+                 . ' memory: %s x; zone + Redis dedup / nchan Redis: %s x; zone'
+                 . ' only / nchan memory: %s x.',
+         r2(ratio($rrate->('cluster'), $rrate->('local'))),
+         r2(ratio($rrate->('nchan-redis'), $rrate->('nchan-memory'))),
+         r2(ratio($rrate->('cluster'), $rrate->('nchan-redis'))),
+         r2(ratio($rrate->('local'), $rrate->('nchan-memory'))));
+    $p->('');
+    $p->('Per target (medians of the rounds; counts summed over them). wrk\'s'
+         . ' p50/p99 are closed-loop latencies at full speed. CPU: utime +'
+         . ' stime of the nginx workers, and of redis-server (all its'
+         . ' threads), per request answered. Claimed / duplicates / fallbacks'
+         . ' / errors: `message_bus_redis_answers_total`,'
+         . ' `message_bus_redis_fallbacks_total{feature="dedup"}` (a publish'
+         . ' the pod deduplicated alone because Redis did not answer) and'
+         . ' `message_bus_redis_errors_total` of the cluster nginx around each'
+         . ' run.');
+    $p->('');
+    $p->('| target | req/s | wrk p50 / p99 ms | nginx CPU us per request | redis-server CPU us per request | accepted | claimed in Redis | duplicates | fallbacks | Redis errors | non-2xx + socket errors |');
+    $p->('|---|---|---|---|---|---|---|---|---|---|---|');
+    for my $t (@rtargets) {
+        my $x = $rmed{$t} or next;
+        my $c = $t eq 'cluster';
+        $p->(sprintf '| %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+             $rname{$t}, num($x->{rate}), fx($x->{p50_ms}, 2), fx($x->{p99_ms}, 2),
+             fx($x->{nginx_cpu_us_per_req}, 1), fx($x->{redis_cpu_us_per_req}, 1),
+             num($x->{accepted_sum}),
+             $c ? num($x->{claimed_sum}) : '-', $c ? num($x->{duplicates_sum}) : '-',
+             $c ? num($x->{fallbacks_sum}) : '-', $c ? num($x->{redis_errors_sum}) : '-',
+             ($x->{non2xx_sum} // 0) + ($x->{sockerr_sum} // 0));
+    }
+    $p->('');
+    if (my $x = $rmed{cluster}) {
+        my $all = defined $x->{claimed_sum} && defined $x->{accepted_sum}
+                  && $x->{claimed_sum} >= $x->{accepted_sum};
+        $p->(sprintf '%s: %s claims for %s publishes accepted by the cluster'
+                     . ' nginx in the measured runs. Keys in Redis after 9a'
+                     . ' (warm-up runs included): %s, used memory %s.',
+             $all ? 'Every accepted publish was claimed in Redis'
+                  : '**Not every accepted publish was claimed in Redis**',
+             num($x->{claimed_sum}), num($x->{accepted_sum}),
+             num($m{keys_after_a}), $m{used_memory_after_a} || 'n/a');
+        $p->('');
+    }
+
+    $p->('### 9b. Fan-out across pods');
+    $p->('');
+    (my $fdir = $m{fanout_directive} // '') =~ s/\s+$//;
+    $p->(sprintf 'Three nginx with `%s` on the same Redis (`FLUSHALL`ed'
+                 . ' after 9a). A message published on pod A enters its'
+                 . ' retain ring and is relayed: `XADD` to the zone\'s stream'
+                 . ' (`MAXLEN ~ 100000`) from an outbox; one worker per pod'
+                 . ' reads the stream (`XREAD BLOCK`) and puts the other pods\''
+                 . ' messages into its own retain rings, where its SSE'
+                 . ' subscribers get them. Against it, three nginx with nchan'
+                 . ' on the same Redis (`nchan_redis_pass`, distributed):'
+                 . ' publisher on one, `nchan_subscriber eventsource` on the two'
+                 . ' others. As in section 3, `bench/fanout.pl` opens %s SSE'
+                 . ' connections to one topic, in turn to pod B and pod C (%s +'
+                 . ' %s), waits until all are answered, then h2load (1'
+                 . ' connection) publishes %s messages of %s B on pod A, one'
+                 . ' after the other. Deliveries/s = events received / time'
+                 . ' from the first publish to the last event. Missing = the'
+                 . ' events short of %s, summed over the subscribers. CPU ='
+                 . ' utime + stime of the workers of the three nginx, and of'
+                 . ' redis-server, over the same interval, per 100,000'
+                 . ' deliveries. Rounds alternate the order.',
+         $fdir || '?', num($subs), num($subs - int($subs / 2)), num(int($subs / 2)),
+         num($m{fan_msgs}), $m{fan_size} // 256, num($m{fan_msgs}));
+    $p->('');
+    $p->('| target | deliveries/s (median) | rounds (deliveries/s) | events received / expected | missing events | subscribers short (over) | events on pod B / C | nginx CPU s per 100k (median) | redis-server CPU s per 100k (median) |');
+    $p->('|---|---|---|---|---|---|---|---|---|');
+    for my $t (qw(omnibus nchan)) {
+        my $x = $rfmed{$t} or next;
+        $p->(sprintf '| %s | %s | %s | %s | %s | %s (%s) | %s | %s | %s |',
+             $t eq 'omnibus' ? 'omnibus, 3 pods' : 'nchan, 3 on Redis',
+             num($x->{rate}), $x->{rounds}, $x->{events}, num($x->{missing}),
+             num($x->{short}), num($x->{over}), $x->{pods},
+             fx($x->{cpu}, 3), fx($x->{rcpu}, 3));
+    }
+    $p->('');
+    if ($rfmed{omnibus} || $rfmed{nchan}) {
+        my $v = sub {
+            my $x = $rfmed{$_[0]} or return 'n/a';
+            return $x->{complete} ? 'every subscriber got every message'
+                 : sprintf('**%s events missing**', num($x->{missing}));
+        };
+        $p->(sprintf '**omnibus / nchan: %s x.** omnibus: %s; nchan: %s.',
+             r2(ratio($rfmed{omnibus} && $rfmed{omnibus}{rate},
+                      $rfmed{nchan} && $rfmed{nchan}{rate})),
+             $v->('omnibus'), $v->('nchan'));
+        $p->('');
+    }
+    my @ro = grep { $_->{target} eq 'omnibus' } @rfan;
+    if (@ro) {
+        $p->(sprintf 'The relay of the omnibus pods per round, from their'
+                     . ' `message_bus_redis_relay_total`: sent by pod A (each'
+                     . ' of its %s messages once), received by pods B and C'
+                     . ' (%s expected), dropped (the outbox full), skipped'
+                     . ' (seen before); fallbacks = `message_bus_redis_'
+                     . 'fallbacks_total{feature="fanout"}` of the three.',
+             num($m{fan_msgs}), num(2 * ($m{fan_msgs} // 0)));
+        $p->('');
+        $p->('| round | sent (pod A) | received (pods B + C) | dropped | skipped | fallbacks | Redis errors | publisher exit code |');
+        $p->('|---|---|---|---|---|---|---|---|');
+        $p->(sprintf '| %d | %s | %s | %s | %s | %s | %s | %s |', $_->{round},
+             map({ num($_) } @$_{qw(relay_sent relay_received relay_dropped
+                                    relay_skipped fallbacks redis_errors)}),
+             na($_->{pub_rc})) for @ro;
+        $p->('');
+    }
+    my @failed = grep { ($_->{result} // '') ne 'ok' } @rfan;
+    if (@failed) {
+        $p->('Failed runs:');
+        $p->('');
+        $p->("- round $_->{round}, $_->{target}: $_->{result}") for @failed;
+        $p->('');
+    }
+    if (@rerr) {
+        $p->('Error log lines of the section\'s nginx:');
+        $p->('');
+        $p->('```');
+        $p->($_) for @rerr;
         $p->('```');
         $p->('');
     }

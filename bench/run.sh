@@ -19,11 +19,18 @@
 #      and publish latency, table sizes (BENCH_STORE=0 skips it; knobs
 #      BENCH_STORE_SETTINGS, BENCH_STORE_LAT_DURATION, ..._LAT_CLIENTS,
 #      ..._LAT_RATE, ..._PG_BIN in bench/store.sh)
+#   9. Redis (bench/redis.sh): omnibus_redis against a redis-server it
+#      starts: publish with a distinct Idempotency-Key per request, zone
+#      only vs the zone plus Redis dedup (nchan's publisher in memory vs
+#      on Redis for context), and fan-out across three pods (publish on
+#      one, SSE subscribers on the two others) against nchan on Redis
+#      (BENCH_REDIS=0 skips it; knob BENCH_REDIS_SERVER in bench/redis.sh)
 # and writes bench/RESULTS.md, bench/results.png and the data files
 # they come from (bench/data/). Needs nginx, wrk, h2load, gnuplot, curl,
 # perl (core modules) and Debian's libnginx-mod-nchan; section 7 needs
 # kcat and librdkafka-dev too (BENCH_KAFKA=0 skips it), section 8
-# PostgreSQL's server binaries and pgbench (BENCH_STORE=0 skips it).
+# PostgreSQL's server binaries and pgbench (BENCH_STORE=0 skips it),
+# section 9 redis-server and redis-cli (BENCH_REDIS=0 skips it).
 #
 # Knobs (environment): BENCH_DURATION (seconds per wrk run, 5),
 # BENCH_ROUNDS (3), BENCH_CONNS (wrk connections, 32), BENCH_FANOUT_SUBS
@@ -32,10 +39,12 @@
 # objs/ngx_omnibus_module.so), NCHAN_MODULE, BENCH_KEEP=1 (keep
 # bench/tmp); the soak's in bench/soak.sh (SOAK_SECONDS=0 skips it), the
 # Kafka section's in bench/kafka.sh (BENCH_KAFKA=0 skips it), the store
-# section's in bench/store.sh (BENCH_STORE=0 skips it).
+# section's in bench/store.sh (BENCH_STORE=0 skips it), the Redis
+# section's in bench/redis.sh (BENCH_REDIS=0 skips it).
 # `bench/run.sh soak` or SOAK_ONLY=1 runs only the soak, `bench/run.sh
 # kafka` or KAFKA_ONLY=1 only the Kafka section, `bench/run.sh store` or
-# STORE_ONLY=1 only the store section; each writes the report again with
+# STORE_ONLY=1 only the store section, `bench/run.sh redis` or
+# REDIS_ONLY=1 only the Redis section; each writes the report again with
 # the other sections' data files of the last full run.
 
 set -euo pipefail
@@ -64,12 +73,15 @@ START=$(date +%s.%N)
 SOAK_ONLY=${SOAK_ONLY:-0}
 KAFKA_ONLY=${KAFKA_ONLY:-0}
 STORE_ONLY=${STORE_ONLY:-0}
+REDIS_ONLY=${REDIS_ONLY:-0}
 [ "${1:-}" = soak ] && SOAK_ONLY=1
 [ "${1:-}" = kafka ] && KAFKA_ONLY=1
 [ "${1:-}" = store ] && STORE_ONLY=1
+[ "${1:-}" = redis ] && REDIS_ONLY=1
 
 . "$BENCH/kafka.sh"
 . "$BENCH/store.sh"
+. "$BENCH/redis.sh"
 
 for tool in "$NGINX" wrk h2load gnuplot curl perl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
@@ -84,14 +96,30 @@ if [ "$STORE_ONLY" = 1 ] && [ "$BENCH_STORE" = 0 ]; then
     echo "bench: BENCH_STORE=0 and only the store section asked: nothing to do" >&2
     exit 1
 fi
-if [ "$BENCH_KAFKA" != 0 ] && [ "$SOAK_ONLY" != 1 ] && [ "$STORE_ONLY" != 1 ]; then
+if [ "$REDIS_ONLY" = 1 ] && [ "$BENCH_REDIS" = 0 ]; then
+    echo "bench: BENCH_REDIS=0 and only the Redis section asked: nothing to do" >&2
+    exit 1
+fi
+# KAFKA_ONLY, STORE_ONLY, REDIS_ONLY, SOAK_ONLY: the one section run (the
+# first of them set, as below)
+ONLY=
+for only in kafka:$KAFKA_ONLY store:$STORE_ONLY redis:$REDIS_ONLY soak:$SOAK_ONLY; do
+    if [ "${only#*:}" = 1 ]; then
+        ONLY=${only%%:*}
+        break
+    fi
+done
+if [ "$BENCH_KAFKA" != 0 ] && { [ -z "$ONLY" ] || [ "$ONLY" = kafka ]; }; then
     kafka_require || exit 1
 fi
-if [ "$BENCH_STORE" != 0 ] && [ "$SOAK_ONLY" != 1 ] && [ "$KAFKA_ONLY" != 1 ]; then
+if [ "$BENCH_STORE" != 0 ] && { [ -z "$ONLY" ] || [ "$ONLY" = store ]; }; then
     store_require || exit 1
 fi
+if [ "$BENCH_REDIS" != 0 ] && { [ -z "$ONLY" ] || [ "$ONLY" = redis ]; }; then
+    redis_require || exit 1
+fi
 
-if [ "$SOAK_ONLY" = 1 ] || [ "$KAFKA_ONLY" = 1 ] || [ "$STORE_ONLY" = 1 ]; then
+if [ -n "$ONLY" ]; then
     rm -rf "$TMP"    # keep the data of the other sections
 else
     rm -rf "$TMP" "$DATA"
@@ -450,6 +478,14 @@ run_store() {
         "$([ "$BENCH_STORE" = 0 ] && echo "BENCH_STORE=0")"
 }
 
+# ------------------------------------------------------------------ redis
+
+# the Redis section's helpers are in bench/redis.sh
+run_redis() {
+    run_section 9 Redis redis \
+        "$([ "$BENCH_REDIS" = 0 ] && echo "BENCH_REDIS=0")"
+}
+
 write_report() {
     perl "$BENCH/report.pl" "$DATA" "$BENCH/RESULTS.md"
     (cd "$BENCH" && gnuplot chart.gp)
@@ -467,6 +503,13 @@ if [ "$STORE_ONLY" = 1 ]; then
     run_store
     write_report
     echo "bench: store only, total time $(calc "$(now) - $START" 0)s"
+    exit 0
+fi
+
+if [ "$REDIS_ONLY" = 1 ]; then
+    run_redis
+    write_report
+    echo "bench: Redis only, total time $(calc "$(now) - $START" 0)s"
     exit 0
 fi
 
@@ -783,6 +826,10 @@ run_kafka
 # ----------------------------------------------------------------- 8. store
 
 run_store
+
+# ----------------------------------------------------------------- 9. redis
+
+run_redis
 
 # ------------------------------------------------------------------ report
 
