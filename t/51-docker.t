@@ -9,8 +9,14 @@
 # skipped, with the reason, when its tool is missing). The store
 # (omnibus_store, PostgreSQL) renders from OMNIBUS_STORE_*, bad values are
 # refused, and a rendered store is served against a real PostgreSQL
-# (t/lib/Omnibus/Pg.pm; skipped without its tools). The Redis directive
-# does not exist yet: nothing renders it.
+# (t/lib/Omnibus/Pg.pm; skipped without its tools). Redis (omnibus_redis)
+# renders from OMNIBUS_REDIS_*, only with a URL; a password in the URL, a
+# bad URL, an unknown parameter are refused naming the variable; a missing
+# password file stops the entry point before nginx; compose.yml's redis
+# (AOF, the password from its secret) is run here with its command and
+# healthcheck on the local redis-server; and a rendered Redis is served
+# against a real Redis (t/lib/Omnibus/Redis.pm; skipped without
+# redis-server), publishes and /readyz unaffected while it is down.
 
 use strict;
 use warnings;
@@ -18,10 +24,13 @@ use warnings;
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use POSIX ();
 use Test::More;
 use lib 't/lib';
 use Omnibus::Test;
 use Omnibus::Pg;
+use Omnibus::Redis;
 
 my $ROOT = abs_path(dirname(__FILE__) . '/..');
 my $ENTRY = "$ROOT/docker/entrypoint.sh";
@@ -47,7 +56,8 @@ sub spew {
 }
 
 # run(\%env, @cmd): (exit status, stdout, stderr), with no OMNIBUS_*
-# variable (nor PGPASSWORD, PGPASSFILE) of the caller's but the module and the template, plus %env
+# variable (nor PGPASSWORD, PGPASSFILE) of the caller's but the module and
+# the template, plus %env
 sub run {
     my ($env, @cmd) = @_;
     my $dir = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -90,8 +100,13 @@ sub renders_and_passes {
     is($err, '', "$name: nothing on stderr");
     my ($ok, $out) = nginx_t($conf);
     ok($ok, "$name: nginx -t passes with the module") or diag($out);
-    unlike($conf, qr/omnibus_redis/,
-           "$name: only directives the module has (no Redis)");
+    if ($env{OMNIBUS_REDIS_URL}) {
+        is(scalar(() = $conf =~ /^\s*omnibus_redis /mg), 1,
+           "$name: one omnibus_redis");
+    } else {
+        unlike($conf, qr/omnibus_redis/,
+               "$name: no Redis without OMNIBUS_REDIS_URL");
+    }
     unlike($conf, qr/@[a-z_]+@/, "$name: no placeholder left");
     return $conf;
 }
@@ -255,6 +270,38 @@ like($out, qr/^env PGPASSWORD;\nenv PGPASSFILE;$/m,
 ($rc, $out, $err) = render(PGPASSWORD => 'x');
 unlike($out, qr/^env /m, 'no store: PGPASSWORD is not kept');
 
+# --- Redis: OMNIBUS_REDIS_* to omnibus_redis, after the zone and the
+# store; the password from a file (read by nginx -t), the parameters as
+# given
+spew("$pwdir/redis-password", "dev-only-too\n");
+$conf = renders_and_passes('redis',
+    OMNIBUS_REDIS_URL => 'redis://omnibus@127.0.0.1:6380/2',
+    OMNIBUS_REDIS_PASSWORD_FILE => "$pwdir/redis-password",
+    OMNIBUS_REDIS_PARAMS => ' prefix=bus: timeout=500ms  breaker=3:30s:2 '
+                            . 'dedup=on rate_limit=off fanout=on lock=15s '
+                            . 'stream=5000 ',
+    OMNIBUS_STORE_URL => 'postgresql://omnibus@127.0.0.1:5432/omnibus',
+    OMNIBUS_NODE => 'bus-1');
+my @redis = $conf =~ /^\s*(omnibus_redis .*);$/mg;
+is_deeply(\@redis, [
+    'omnibus_redis bus redis://omnibus@127.0.0.1:6380/2'
+        . " password_file=$pwdir/redis-password prefix=bus: timeout=500ms"
+        . ' breaker=3:30s:2 dedup=on rate_limit=off fanout=on lock=15s'
+        . ' stream=5000',
+], 'redis: one omnibus_redis with the URL, password file, params');
+like($conf, qr/omnibus_zone[^;]+;\n\s*omnibus_store[^;]+;\n\s*omnibus_redis /,
+     'redis: after the zone and the store');
+like($conf, qr/^\s+omnibus_node bus-1;$/m, 'redis: omnibus_node');
+$conf = renders_and_passes('redis defaults',
+    OMNIBUS_REDIS_URL => 'redis://localhost');
+like($conf, qr/^\s+omnibus_redis bus redis:\/\/localhost;$/m,
+     'redis defaults: the URL alone (the features on: the module\'s'
+     . ' defaults)');
+$conf = renders_and_passes('redis IPv6',
+    OMNIBUS_REDIS_URL => 'redis://[::1]:6379/15');
+like($conf, qr/^\s+omnibus_redis bus redis:\/\/\[::1\]:6379\/15;$/m,
+     'redis IPv6: an address in brackets, database 15');
+
 ($rc, $out, $err) = render(OMNIBUS_AUTOSCALE => 'on');
 like($out, qr/^\s+omnibus_autoscale bus;$/m, 'autoscale on: the defaults');
 ($rc, $out, $err) = render(OMNIBUS_ADMIN_ALLOW => 'all');
@@ -269,6 +316,18 @@ my ($ok, $tout) = nginx_t($out);
 ok(!$ok, 'shards above max_shards: nginx -t fails');
 like($tout, qr/shards must satisfy 1 <= min_shards <= shards <= max_shards/,
      'shards above max_shards: nginx says why');
+# Redis's host is resolved when nginx loads the configuration
+($rc, $out, $err) = render(OMNIBUS_REDIS_URL => 'redis://no-such-host.invalid');
+is($rc, 0, 'a Redis host that does not resolve: renders');
+($ok, $tout) = nginx_t($out);
+ok(!$ok, 'a Redis host that does not resolve: nginx -t fails');
+like($tout, qr/omnibus_redis: "redis:\/\/no-such-host\.invalid"/,
+     'a Redis host that does not resolve: nginx names it');
+($rc, $out, $err) = render(OMNIBUS_REDIS_URL => 'redis://127.0.0.1',
+                           OMNIBUS_REDIS_PARAMS => 'stream=10');
+($ok, $tout) = nginx_t($out);
+ok(!$ok && $tout =~ /omnibus_redis: invalid "stream=10"/,
+   'a Redis stream below 100: nginx -t says so') or diag($tout);
 
 # --- bad input: refused before nginx, naming the variable
 my @bad = (
@@ -388,6 +447,49 @@ my @bad = (
       qr/OMNIBUS_STORE_PASSWORD_FILE is set, but OMNIBUS_STORE_URL is not/ ],
     [ { OMNIBUS_STORE_PARAMS => 'pool=4' },
       qr/OMNIBUS_STORE_PARAMS is set, but OMNIBUS_STORE_URL is not/ ],
+    # Redis
+    [ { OMNIBUS_REDIS_URL => 'redis://:secret@redis:6379/0' },
+      qr/OMNIBUS_REDIS_URL has a password: give it in OMNIBUS_REDIS_PASSWORD_FILE \(a file\) instead$/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://bus:secret@redis/0' },
+      qr/OMNIBUS_REDIS_URL has a password/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis/0?password=secret' },
+      qr/OMNIBUS_REDIS_URL has a password/ ],
+    [ { OMNIBUS_REDIS_URL => 'rediss://redis:6380' },
+      qr/OMNIBUS_REDIS_URL="rediss:\/\/redis:6380": expected redis:\/\/\[USER\@\]HOST\[:PORT\]\[\/DB\] \(one host, no password\)$/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis/cache' },
+      qr/OMNIBUS_REDIS_URL="redis:\/\/redis\/cache": expected redis:/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://r1,r2:6379' },
+      qr/OMNIBUS_REDIS_URL="redis:\/\/r1,r2:6379": expected/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis/0;include /etc/passwd' },
+      qr/OMNIBUS_REDIS_URL="redis:\/\/redis\/0;include/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis',
+        OMNIBUS_REDIS_PARAMS => 'timeout=1s colour=blue' },
+      qr/OMNIBUS_REDIS_PARAMS="colour=blue": expected prefix=PREFIX \(A-Za-z0-9\._:-\), timeout=TIME, lock=TIME, stream=N, breaker=FAILURES:TIME:SUCCESSES, dedup=on\|off, rate_limit=on\|off or fanout=on\|off/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis',
+        OMNIBUS_REDIS_PARAMS => 'password_file=/run/secrets/r' },
+      qr/OMNIBUS_REDIS_PARAMS="password_file=\/run\/secrets\/r": expected .*\(the password file has a variable of its own\)$/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis',
+        OMNIBUS_REDIS_PARAMS => 'dedup=maybe' },
+      qr/OMNIBUS_REDIS_PARAMS="dedup=maybe"/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis',
+        OMNIBUS_REDIS_PARAMS => 'timeout=soon' },
+      qr/OMNIBUS_REDIS_PARAMS="timeout=soon"/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis',
+        OMNIBUS_REDIS_PARAMS => 'breaker=5' },
+      qr/OMNIBUS_REDIS_PARAMS="breaker=5"/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis',
+        OMNIBUS_REDIS_PARAMS => 'stream=0' },
+      qr/OMNIBUS_REDIS_PARAMS="stream=0"/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis',
+        OMNIBUS_REDIS_PARAMS => 'prefix=a;b' },
+      qr/OMNIBUS_REDIS_PARAMS="prefix=a;b"/ ],
+    [ { OMNIBUS_REDIS_URL => 'redis://redis',
+        OMNIBUS_REDIS_PASSWORD_FILE => '/run/secrets/a b' },
+      qr/OMNIBUS_REDIS_PASSWORD_FILE="\/run\/secrets\/a b": expected a file path/ ],
+    [ { OMNIBUS_REDIS_PASSWORD_FILE => '/run/secrets/redis-password' },
+      qr/OMNIBUS_REDIS_PASSWORD_FILE is set, but OMNIBUS_REDIS_URL is not \(no Redis without it\)$/ ],
+    [ { OMNIBUS_REDIS_PARAMS => 'dedup=off' },
+      qr/OMNIBUS_REDIS_PARAMS is set, but OMNIBUS_REDIS_URL is not/ ],
 );
 for my $case (@bad) {
     my ($env, $re) = @$case;
@@ -474,6 +576,26 @@ for my $case (@bad) {
          'entrypoint with a missing password file: says which');
     unlike($err, qr/nginx:/, 'entrypoint with a missing password file: '
                              . 'nginx not run');
+
+    # Redis's password file the same, named by its own variable
+    spew("$s/redis-password", "dev-only-too\n");
+    my %redis = (OMNIBUS_PREFIX => $s, OMNIBUS_NGINX => $NGINX,
+                 OMNIBUS_REDIS_URL => 'redis://127.0.0.1:6379/0',
+                 OMNIBUS_REDIS_PASSWORD_FILE => 'redis-password');
+    ($rc, $out, $err) = run(\%redis, '/bin/sh', $ENTRY, '-t');
+    is($rc, 0, 'entrypoint -t with Redis: nginx -t passes') or diag($err);
+    like(slurp("$s/nginx.conf"),
+         qr/omnibus_redis bus redis:\/\/127\.0\.0\.1:6379\/0 password_file=redis-password;/,
+         'entrypoint -t with Redis: rendered into the prefix (a relative'
+         . ' password file)');
+    ($rc, $out, $err) = run({ %redis, %store,
+                              OMNIBUS_REDIS_PASSWORD_FILE => "$s/none" },
+                            '/bin/sh', $ENTRY, '-t');
+    isnt($rc, 0, 'entrypoint with a missing Redis password file: fails');
+    like($err, qr/^omnibus-entrypoint: OMNIBUS_REDIS_PASSWORD_FILE: \Q$s\E\/none is not a readable file \(running as uid \d+\)$/m,
+         'entrypoint with a missing Redis password file: says which');
+    unlike($err, qr/nginx:/, 'entrypoint with a missing Redis password file:'
+                             . ' nginx not run');
 }
 
 # --- one rendered configuration served for real
@@ -591,6 +713,93 @@ SKIP: {
     $pg->stop;
 }
 
+# --- a rendered Redis served against a real Redis that wants a password:
+# connected with the password of OMNIBUS_REDIS_PASSWORD_FILE, an
+# idempotency key claimed in Redis; Redis stopped: publishes still 202
+# (the pod decides alone, counted), /readyz still 200; Redis back: the
+# pod connects again by itself
+SKIP: {
+    skip 'redis served: redis-server is missing (Debian: redis-server)', 17
+        unless -x "$Omnibus::Redis::BIN/redis-server"
+               && -x "$Omnibus::Redis::BIN/redis-cli";
+
+    my $redis = Omnibus::Redis->new(password => "t51-redis-$$-secret");
+    my $t = Omnibus::Test->new(ports => 1);
+    my $d = $t->dir;
+    my $port = $t->port(0);
+    spew("$d/redis-password", $redis->password . "\n");
+    ($rc, $conf, $err) = render(
+        OMNIBUS_REDIS_URL => $redis->url,
+        OMNIBUS_REDIS_PASSWORD_FILE => "$d/redis-password",
+        OMNIBUS_REDIS_PARAMS => 'timeout=500ms breaker=1:1s:1',
+        OMNIBUS_LISTEN => "127.0.0.1:$port",
+        OMNIBUS_ERROR_LOG => "$d/error.log", OMNIBUS_LOG_LEVEL => 'info',
+        OMNIBUS_ACCESS_LOG => "$d/access.log", OMNIBUS_NODE => 't51-redis',
+        OMNIBUS_ZONE_SIZE => '8m',
+        ($> == 0 ? (OMNIBUS_USER => 'root') : ()));
+    is($rc, 0, 'redis served: renders') or diag($err);
+    spew("$d/nginx.conf", $conf);
+    $t->{listen} = [$port];
+    $t->start;
+
+    my $metric = sub {
+        my ($re) = @_;
+        my $m = $t->http(GET => '/metrics')->{body} // '';
+        return $m =~ /^message_bus_$re (\d+)$/m ? $1 : undef;
+    };
+    my $up = sub { $metric->('backend_up\{zone="bus",backend="redis"\}') };
+    ok(Omnibus::Test::wait_until(sub { ($up->() // 0) == 1 }, timeout => 30),
+       'redis served: connected with the password of the file'
+       . ' (backend_up 1)') or diag(slurp("$d/error.log"));
+    my $r = $t->http(POST => '/publish/orders.created', body => '{"n":1}',
+                     headers => { 'Idempotency-Key' => 't51-1' });
+    is($r->{status}, 202, 'redis served: publish with a key 202');
+    my $id = $r->{json} && $r->{json}{id} // 'none';
+    my @claims = $redis->keys('omnibus:bus:d:*');
+    is(scalar @claims, 1, 'redis served: the key claimed in Redis');
+    is(@claims && $redis->cmd('GET', $claims[0]), $id,
+       'redis served: by the message\'s id');
+    is($metric->('redis_answers_total\{zone="bus",result="claimed"\}'), 1,
+       'redis served: message_bus_redis_answers_total claimed 1');
+    like($t->http(GET => '/omnibus/')->{body},
+         qr/"redis":\{"up":true,/, 'redis served: the admin status shows Redis');
+
+    # Redis gone: nothing of the publish path or of readiness depends on it
+    $redis->stop;
+    my @st = map { $t->http(POST => '/publish/orders.created',
+                            body => '{"n":2}',
+                            headers => { 'Idempotency-Key' => 't51-2' })
+                       ->{status} } 1 .. 2;
+    is_deeply(\@st, [202, 200],
+              'redis served, Redis down: publish 202, its duplicate 200');
+    is($t->http(POST => '/publish/orders.created', body => '{"n":3}')
+           ->{status}, 202, 'redis served, Redis down: a publish 202');
+    is($t->http(GET => '/readyz')->{status}, 200,
+       'redis served, Redis down: /readyz 200');
+    ok(Omnibus::Test::wait_until(sub { defined $up->() && $up->() == 0 },
+                                 timeout => 15),
+       'redis served, Redis down: backend_up 0');
+    cmp_ok($metric->('redis_fallbacks_total\{zone="bus",feature="dedup"\}')
+           // 0, '>=', 1,
+           'redis served, Redis down: the claim decided by the pod, counted'
+           . ' (fallbacks dedup)');
+
+    $redis->start;
+    ok(Omnibus::Test::wait_until(sub { ($up->() // 0) == 1 }, timeout => 30),
+       'redis served: connected again once Redis is back')
+        or diag(slurp("$d/error.log"));
+    is($t->http(POST => '/publish/orders.created', body => '{"n":4}',
+                headers => { 'Idempotency-Key' => 't51-4' })->{status},
+       202, 'redis served: a publish with a key after the outage');
+    ok(Omnibus::Test::wait_until(sub {
+           scalar(() = $redis->keys('omnibus:bus:d:*')) == 1 }, timeout => 5),
+       'redis served: claimed in Redis again');
+    unlike(slurp("$d/error.log"), qr/\Q${\ $redis->password }\E/,
+           'redis served: the password is not in the log');
+    $t->check_log;
+    $redis->stop;
+}
+
 # --- the load balancer of compose.yml (its upstreams pointed at loopback:
 # compose's names do not resolve here)
 {
@@ -627,13 +836,38 @@ SKIP: {
          'Dockerfile: built with libpq-dev (omnibus_store)');
     like($df, qr/nginx libyajl2 \\\n\s+librdkafka1 libpq5\b/,
          'Dockerfile: libpq5 in the image');
+
+    # Redis: hiredis's headers to build, its library to run; the packages
+    # of each stage's apt-get install (continuation lines joined)
+    my @pkgs = map {
+        (my $st = $_) =~ s/\\\n/ /g;
+        my %p;
+        if ($st =~ /apt-get install ([^&]*)/) {
+            $p{$_} = 1 for grep { !/^-/ } split ' ', $1;
+        }
+        \%p;
+    } (split /^FROM /m, $df)[1, 2];
+    ok($pkgs[0]{'libhiredis-dev'},
+       'Dockerfile: built with libhiredis-dev (omnibus_redis)');
+    ok($pkgs[1]{'libhiredis0.14'} && !$pkgs[1]{'libhiredis-dev'},
+       'Dockerfile: libhiredis0.14 in the image, not the headers');
+    # the library's soname, as this machine's build (Debian 12, as the
+    # image) links it, is the package's
+    my ($so) = `ldd $MODULE 2>/dev/null` =~ /\blibhiredis\.so\.(\S+)/;
+    ok(!defined $so || $pkgs[1]{"libhiredis$so"},
+       'Dockerfile: the run-time package matches the module\'s hiredis'
+       . (defined $so ? " (libhiredis.so.$so)" : ' (not linked here)'));
+    like($df, qr/OMNIBUS_REDIS_URL=redis:\/\/127\.0\.0\.1:6379\/0 \\\n\s+omnibus-entrypoint -t -q/,
+         'Dockerfile: the build fails on a module without omnibus_redis'
+         . ' (nginx -t)');
+
     my $all = join '', map { slurp("$ROOT/docker/$_") }
         qw(Dockerfile Dockerfile.ingress nginx.conf.template entrypoint.sh
            compose.yml lb.conf);
-    unlike($all, qr/omnibus_redis/,
-           'no directive the module does not have yet (Redis)');
     like($all, qr/kafka_consume/, 'the Kafka consumer is in the template');
     like($all, qr/\@store\@/, 'the store is in the template');
+    like(slurp($TEMPLATE), qr/^\@store\@\n\@redis\@$/m,
+         'Redis is in the template, after the store');
 }
 
 # --- the compose file and the YAML files, by their tools
@@ -642,7 +876,7 @@ my @yaml = map { "docker/$_" } qw(compose.yml prometheus.yml alertmanager.yml
     grafana/provisioning/dashboards/omnibus.yml);
 
 SKIP: {
-    skip 'docker-compose is missing (Debian package docker-compose)', 27
+    skip 'docker-compose is missing (Debian package docker-compose)', 40
         unless Omnibus::Test::have_cmd('docker-compose');
     ($rc, $out, $err) = run({}, 'docker-compose', '-f',
                             "$ROOT/docker/compose.yml", 'config', '-q');
@@ -654,13 +888,13 @@ SKIP: {
               [sort qw(omnibus-1 omnibus-2 lb kafka kafka-init redis citus
                        prometheus alertmanager grafana)],
               'docker-compose: the services');
-    like($out, qr/- redis-server\n\s*- --appendonly\n\s*- ["']?yes\b/,
-         'docker-compose: redis with AOF');
+    like($out, qr/redis-server\s+--appendonly\s+yes\s+--requirepass\s+"\$\$\(cat\s+\/run\/secrets\/redis-password\)"/,
+         'docker-compose: redis with AOF and the password of its secret');
     like($out, qr/image: redis:7\.4$/m, 'docker-compose: redis 7.4');
     like($out, qr/image: citusdata\/citus:12\.1/, 'docker-compose: citus 12.1');
 
     # Kafka, and the replicas' environment rendered and checked by nginx
-    skip 'libyaml-libyaml-perl (YAML::XS) is missing', 22
+    skip 'libyaml-libyaml-perl (YAML::XS) is missing', 35
         unless eval { require YAML::XS; 1 };
     my $c = YAML::XS::Load($out)->{services};
     my $kafka = $c->{kafka} // {};
@@ -710,9 +944,14 @@ SKIP: {
          'docker-compose: Citus healthcheck pg_isready over TCP');
 
     # the replica's environment with compose's names pointed here: the
-    # citus host at loopback (nginx resolves it), the secret at its file
+    # citus and redis hosts at loopback (nginx resolves them), the
+    # secrets at their files
+    my %cenv_compose = %cenv;
+    my $rfile = ($secrets{'redis-password'} // {})->{file} // '';
     $cenv{OMNIBUS_STORE_URL} =~ s{\@citus:}{\@127.0.0.1:};
     $cenv{OMNIBUS_STORE_PASSWORD_FILE} = $secret_file;
+    $cenv{OMNIBUS_REDIS_URL} =~ s{//redis:}{//127.0.0.1:};
+    $cenv{OMNIBUS_REDIS_PASSWORD_FILE} = $rfile;
     my $cconf = renders_and_passes('compose.yml replica', %cenv);
     like($cconf, qr{^\s*omnibus_route bus audit\.> "kafka://kafka:9092/omnibus-audit"[^;]*\bfallback=kafka/audit\.ndjson[^;]*;$}m,
          'compose.yml replica: audit.> to Kafka, with a fallback file');
@@ -722,6 +961,81 @@ SKIP: {
          'compose.yml replica: the store, mode=sync, with the password file');
     like($cconf, qr{^\s*omnibus_node omnibus-1;$}m,
          'compose.yml replica: omnibus_node omnibus-1');
+
+    # Redis: the replicas' omnibus_redis, the password of the compose
+    # secret redis-password, which redis itself requires
+    my $redis = $c->{redis} // {};
+    my %mounted = map { ref $_ ? ($_->{source} => $_->{target} // $_->{source})
+                               : ($_ => $_) } @{$c->{'omnibus-1'}{secrets} // []};
+    is($cenv_compose{OMNIBUS_REDIS_URL}, 'redis://redis:6379/0',
+       'docker-compose: the replicas\' Redis is the redis service');
+    is($cenv_compose{OMNIBUS_REDIS_PASSWORD_FILE},
+       '/run/secrets/' . ($mounted{'redis-password'} // '-'),
+       'docker-compose: the Redis password is the compose secret\'s file');
+    is($rfile, "$ROOT/docker/redis-password.dev",
+       'docker-compose: the secret is docker/redis-password.dev');
+    is_deeply([map { ($_->{depends_on}{redis} // {})->{condition} } @rep],
+              [('service_healthy') x 2],
+              'docker-compose: the replicas start once Redis is healthy');
+    ok(grep({ (ref $_ ? $_->{source} : $_) eq 'redis-password' }
+            @{$redis->{secrets} // []}),
+       'docker-compose: redis has the secret too');
+    my $rcmd = join ' ', @{$redis->{command} // []};
+    like($rcmd, qr/^sh -c exec docker-entrypoint\.sh redis-server --appendonly yes --requirepass "\$\$\(cat \/run\/secrets\/redis-password\)"$/,
+         'docker-compose: redis-server through the image\'s entry point (its'
+         . ' redis user), AOF, --requirepass from the secret');
+    my $rhc = join ' ', @{$redis->{healthcheck}{test} // []};
+    like($rhc, qr/^CMD-SHELL REDISCLI_AUTH="\$\$\(cat \/run\/secrets\/redis-password\)" redis-cli ping \| grep -qx PONG$/,
+         'docker-compose: the redis healthcheck authenticates');
+    ok(grep({ m{^redis-data:/data\b} } @{$redis->{volumes} // []}),
+       'docker-compose: redis keeps its data (and AOF) in a volume');
+
+    # compose's redis command and healthcheck, run here on the local
+    # redis-server ($$ is compose's escaped $; the image's entry point
+    # left out), the secret at its file
+    SKIP: {
+        skip 'redis-server is missing (Debian: redis-server)', 4
+            unless -x "$Omnibus::Redis::BIN/redis-server"
+                   && -x "$Omnibus::Redis::BIN/redis-cli";
+        my $rd = tempdir('omnibus-t51-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+        my $rport = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+            LocalPort => 0, Proto => 'tcp', Listen => 1)->sockport;
+        my ($cmd, $hc) = map {
+            (my $x = $_ // '') =~ s/\$\$/\$/g;
+            $x =~ s{/run/secrets/redis-password}{$rfile}g;
+            $x =~ s{\bdocker-entrypoint\.sh }{};
+            $x =~ s{\bredis-(server|cli)\b}{$Omnibus::Redis::BIN/redis-$1}g;
+            $x;
+        } $redis->{command}[2], $redis->{healthcheck}{test}[1];
+        $cmd .= " --port $rport --bind 127.0.0.1 --dir $rd --save ''"
+                . " --logfile $rd/redis.log";
+        $hc =~ s{redis-cli }{redis-cli -p $rport };
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            chdir $rd;
+            open STDIN, '<', '/dev/null';
+            exec '/bin/sh', '-c', $cmd or POSIX::_exit(127);
+        }
+        ok(Omnibus::Test::wait_until(
+               sub { system('/bin/sh', '-c', $hc) == 0 }, timeout => 10),
+           'compose\'s redis runs, and its healthcheck passes with the'
+           . ' password') or diag(slurp("$rd/redis.log"));
+        (my $noauth = $hc) =~ s/REDISCLI_AUTH="[^"]*"\s*//;
+        isnt(system('/bin/sh', '-c', $noauth), 0,
+             'compose\'s redis: the healthcheck fails without the password');
+        my $pw = slurp($rfile);
+        $pw =~ s/\s+\z//;
+        local $ENV{REDISCLI_AUTH} = $pw;
+        is(scalar `$Omnibus::Redis::BIN/redis-cli -p $rport config get appendonly`,
+           "appendonly\nyes\n", 'compose\'s redis: AOF on');
+        kill 'TERM', $pid;
+        waitpid $pid, 0;
+        ok(-d "$rd/appendonlydir" || -f "$rd/appendonly.aof",
+           'compose\'s redis: the AOF in its data directory');
+    }
+
+    like($cconf, qr{^\s*omnibus_redis bus redis://127\.0\.0\.1:6379/0 password_file=\Q$rfile\E dedup=on rate_limit=on fanout=on timeout=1s;$}m,
+         'compose.yml replica: omnibus_redis with the password file');
 }
 
 SKIP: {

@@ -4,9 +4,11 @@
 # parses; every metric the dashboard and the rules name is one the module
 # exports, with the labels they use, and every dashboard query returns
 # data from a real NGINX after some traffic (a failed delivery included;
-# the store's families from a real PostgreSQL, t/lib/Omnibus/Pg.pm, when
-# this machine has one); the dashboard shows every family; yamllint
-# passes.
+# the store's families from a real PostgreSQL, t/lib/Omnibus/Pg.pm, and
+# Redis's from a real Redis with a password, t/lib/Omnibus/Redis.pm, when
+# this machine has them); the dashboard shows every family; yamllint
+# passes. The Redis rules (OmnibusRedisDown, OmnibusRedisRelayDropped)
+# have their cases in alerts.test.yml like the others.
 
 use strict;
 use warnings;
@@ -19,6 +21,7 @@ use lib 't/lib';
 use Omnibus::Test;
 use Omnibus::Receiver;
 use Omnibus::Pg;
+use Omnibus::Redis;
 
 my $mon = abs_path(dirname(__FILE__) . '/../docker/monitoring');
 my $alerts = "$mon/alerts.yml";
@@ -295,11 +298,27 @@ if (-x "$Omnibus::Pg::BIN/initdb"
     diag('PostgreSQL is missing (Debian: postgresql): the store\'s'
          . ' families are not checked for data');
 }
-my $no_data = $pg ? qr/^$/ : qr/^message_bus_(?:store|backend)_/;
+
+# Redis (omnibus_redis, every feature on), for its families and its
+# backend line: without redis-server they are exported empty
+my ($redis, $cluster) = (undef, '');
+if (-x "$Omnibus::Redis::BIN/redis-server") {
+    $redis = Omnibus::Redis->new(password => "t52-$$-secret");
+    spew("$d/redis-password", $redis->password . "\n");
+    $cluster = 'omnibus_redis bus ' . $redis->url
+               . " password_file=$d/redis-password;";
+} else {
+    diag('redis-server is missing (Debian: redis-server): Redis\'s'
+         . ' families are not checked for data');
+}
+my @no_data = (($pg ? () : qw(store backend)), ($redis ? () : 'redis'));
+my $no_data = @no_data ? qr/^message_bus_(?:${\ join '|', @no_data })_/
+                       : qr/^$/;
 
 $t->conf(<<"EOF")->start;
     omnibus_zone zone=bus:8m shards=4 min_shards=2 retain=10;
     $store
+    $cluster
     omnibus_route bus ok.> http://127.0.0.1:%%PORT1%%/ok name=ok;
     omnibus_route bus down.> http://127.0.0.1:%%PORT2%%/down
                   retries=0 breaker=1:60s:1 name=down;
@@ -318,6 +337,13 @@ ok(scalar($t->worker_pids) >= 2, 'two workers or more');
 ok(Omnibus::Test::wait_until(
        sub { $t->http(GET => '/readyz')->{status} == 200 }, timeout => 30),
    'ready' . ($pg ? ', the store connected' : ''));
+# Redis connected (/readyz does not wait for it)
+ok(!$redis || Omnibus::Test::wait_until(
+       sub { $t->http(GET => '/metrics')->{body}
+             =~ /^message_bus_backend_up\{zone="bus",backend="redis"\} 1$/m },
+       timeout => 30),
+   'Redis ' . ($redis ? 'connected, with the password of its file'
+                      : 'not here'));
 
 sub publish {
     my ($topic, %o) = @_;
@@ -379,8 +405,10 @@ for my $e (@dash_exprs, map { { %$_, where => "alert $_->{name}",
     push @bad, "$e->{where}: names no metric" unless @$names;
 
     my %labels = %target_labels;
-    # the store's families without PostgreSQL: names checked, not data
+    # the store's families without PostgreSQL, Redis's without Redis:
+    # names checked, not data
     my $empty = grep { $_ =~ $no_data } @$names;
+    $empty ||= !$redis && $e->{promql} =~ /backend="redis"/;
     $e->{data} = 0 if $empty;
     for my $name (@$names) {
         next if $recorded{$name} || $e->{rule} && $prometheus{$name};

@@ -170,6 +170,26 @@ is not [A-Za-z0-9_.-]); a string is the file's name.
 {{- end -}}
 {{- end -}}
 
+{{/*
+"omnibus.redisPasswordFile": where Redis's password Secret is mounted
+(password_file=), empty when Redis is off or has no password Secret
+*/}}
+{{- define "omnibus.redisPasswordFile" -}}
+{{- if and .Values.redis.enabled .Values.redis.passwordSecret.name -}}
+/run/secrets/omnibus-redis/password
+{{- end -}}
+{{- end -}}
+
+{{/*
+"omnibus.onOff": a switch of the values (true / false, or "on" / "off")
+as nginx.conf's on or off; .v the value, .d the default when unset
+*/}}
+{{- define "omnibus.onOff" -}}
+{{- $x := .v -}}
+{{- if kindIs "invalid" $x -}}{{- $x = .d -}}{{- end -}}
+{{- ternary "on" "off" (has (toString $x) (list "true" "on")) -}}
+{{- end -}}
+
 {{/* "omnibus.kafkaFallback": "true" when a route has a fallback file */}}
 {{- define "omnibus.kafkaFallback" -}}
 {{- $v := .Values -}}
@@ -413,9 +433,51 @@ the Deployment; renders nothing.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if $v.redis.enabled -}}
+{{- $url := toString (default "" $v.redis.url) -}}
+{{- if not $url -}}
+{{- fail "redis.url: the Redis URL, redis://[USER@]HOST[:PORT][/DB] (redis.enabled is true)" -}}
+{{- end -}}
+{{- if or (regexMatch "^[a-z]+://[^@/]*:[^@/]*@" $url) (regexMatch "[?&]password=" $url) -}}
+{{- fail "redis.url has a password: put it in a Secret, redis.passwordSecret (mounted as a file)" -}}
+{{- end -}}
+{{- if not (regexMatch "^redis://([A-Za-z0-9._-]+@)?(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)(:[0-9]+)?(/[0-9]+)?$" $url) -}}
+{{- fail (printf "redis.url %q: expected redis://[USER@]HOST[:PORT][/DB] (one host, no password)" $url) -}}
+{{- end -}}
+{{- with $v.redis.passwordSecret -}}
+{{- if and .name (not (regexMatch "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" (toString .name))) -}}
+{{- fail (printf "redis.passwordSecret.name %q: the name of a Secret" (toString .name)) -}}
+{{- end -}}
+{{- if and .name (not (regexMatch "^[-._a-zA-Z0-9]+$" (toString .key))) -}}
+{{- fail (printf "redis.passwordSecret.key %q: a key of the Secret" (toString .key)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $k := list "dedup" "rateLimit" "fanout" -}}
+{{- $s := index $v.redis $k -}}
+{{- if not (kindIs "invalid" $s) -}}
+{{- if not (or (kindIs "bool" $s) (has (toString $s) (list "on" "off"))) -}}
+{{- fail (printf "redis.%s %q: true or false" $k (toString $s)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $time := "([0-9]+(ms|s|m|h|d|w|M|y)?)+" -}}
+{{- $known := dict "prefix" "[A-Za-z0-9._:-]+" "timeout" $time "lock" $time "stream" "[1-9][0-9]*" "breaker" (printf "[1-9][0-9]*:%s:[1-9][0-9]*" $time) -}}
+{{- range $k, $val := ($v.redis.params | default dict) -}}
+{{- if not (hasKey $known $k) -}}
+{{- fail (printf "redis.params: %s: not a parameter of omnibus_redis (prefix, timeout, breaker, lock, stream; dedup, rate_limit, fanout and the password have keys of their own)" $k) -}}
+{{- end -}}
+{{- $sv := include "omnibus.scalar" $val -}}
+{{- if not (regexMatch (printf "^(%s)$" (get $known $k)) $sv) -}}
+{{- fail (printf "redis.params: %s %q: expected %s" $k $sv (get (dict "prefix" "letters, digits and . _ : -" "stream" "a number from 1" "breaker" "FAILURES:TIME:SUCCESSES (5:60s:3)") $k | default "a time (1s, 500ms)")) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- range $v.secrets -}}
 {{- if eq (toString .name) "omnibus-store" -}}
 {{- fail "secrets: omnibus-store is the store's password (store.passwordSecret)" -}}
+{{- end -}}
+{{- if eq (toString .name) "omnibus-redis" -}}
+{{- fail "secrets: omnibus-redis is Redis's password (redis.passwordSecret)" -}}
 {{- end -}}
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" (toString .name)) -}}
 {{- fail (printf "secrets: name %q: a DNS label (mounted at /run/secrets/NAME)" (toString .name)) -}}
