@@ -3,12 +3,16 @@
  * ngx_omnibus_json_valid(): a message body, as is.
  *
  * Properties: the answer is NGX_OK or NGX_DECLINED, with an error that
- * fits the buffer it was given; it is that of a reference made of yajl
- * with its own allocator (so the module's scratch allocator changes
- * nothing) and the same depth bound, then, for what yajl accepts, a
- * strict UTF-8 and escape check written independently, code point by
- * code point (RFC 3629, RFC 8259), which must refuse at the same byte;
- * a valid document nests at most NGX_OMNIBUS_JSON_DEPTH deep.
+ * fits the buffer it was given and names a byte within the body; it is
+ * that of a reference made of yajl with the same depth bound, then, for
+ * what yajl accepts, a strict check written independently, code point by
+ * code point: UTF-8 as RFC 3629 has it, escaped surrogates in pairs, and
+ * no vertical tab or form feed between tokens (yajl takes them for
+ * whitespace, RFC 8259 does not); the validator must refuse at the byte
+ * of the first such fault, and, in a document yajl found too deep, at
+ * that of the first fault before the bracket too many or else there,
+ * with the depth message; a valid document nests at most
+ * NGX_OMNIBUS_JSON_DEPTH deep.
  *
  * And for the JSON the module writes: ngx_omnibus_json_escape() writes
  * what ngx_omnibus_json_escaped_len() says, and the input escaped and
@@ -163,9 +167,10 @@ fuzz_utf8(const u_char *p, size_t len)
 
 
 /*
- * A document yajl accepted: the offset of the first overlong, surrogate
- * or out of range UTF-8 sequence, or of the first escaped lone surrogate
- * in a string, or -1.
+ * A document yajl accepted (or its part before a bracket too many): the
+ * offset of the first overlong, surrogate or out of range UTF-8 sequence,
+ * of the first escaped lone surrogate in a string, or of the first
+ * vertical tab or form feed outside strings, or -1.
  */
 
 static size_t
@@ -217,6 +222,10 @@ fuzz_ref_strict(const u_char *p, size_t len)
             continue;
         }
 
+        if (!in_string && (p[i] == '\v' || p[i] == '\f')) {
+            return i;
+        }
+
         if (p[i] < 0x80) {
             i++;
             continue;
@@ -235,32 +244,108 @@ fuzz_ref_strict(const u_char *p, size_t len)
 }
 
 
-/* the deepest nesting of a valid document, strings skipped */
+/*
+ * Past the value of a document yajl accepted.  yajl lets an unterminated
+ * string after it pass (its lexer waits for the rest of the token, even
+ * at the end), which the validator refuses as trailing garbage.
+ */
 
-static ngx_uint_t
-fuzz_depth(const u_char *p, size_t len)
+#define fuzz_yajl_ws(c)                                                     \
+    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r'              \
+     || (c) == '\v' || (c) == '\f')
+
+static size_t
+fuzz_ref_end(const u_char *p, size_t len)
 {
-    ngx_uint_t  depth, max, in_string, escaped;
+    size_t      i;
+    ngx_uint_t  depth, in_string, escaped;
 
-    depth = max = in_string = escaped = 0;
+    depth = in_string = escaped = 0;
 
-    for ( /* void */ ; len--; p++) {
+    for (i = 0; i < len && fuzz_yajl_ws(p[i]); i++) { /* void */ }
+
+    for ( /* void */ ; i < len; i++) {
 
         if (in_string) {
             if (escaped) {
                 escaped = 0;
 
-            } else if (*p == '\\') {
+            } else if (p[i] == '\\') {
                 escaped = 1;
 
-            } else if (*p == '"') {
+            } else if (p[i] == '"') {
+                in_string = 0;
+
+                if (depth == 0) {
+                    return i + 1;
+                }
+            }
+
+            continue;
+        }
+
+        switch (p[i]) {
+        case '"':
+            in_string = 1;
+            break;
+        case '[':
+        case '{':
+            depth++;
+            break;
+        case ']':
+        case '}':
+            if (--depth == 0) {
+                return i + 1;
+            }
+            break;
+        default:
+            if (depth == 0) {
+                /* a number or a literal */
+                while (i < len && !fuzz_yajl_ws(p[i]) && p[i] != '"') {
+                    i++;
+                }
+
+                return i;
+            }
+        }
+    }
+
+    return len;
+}
+
+
+/*
+ * The deepest nesting of a document yajl parsed, strings skipped, up to
+ * the first bracket past NGX_OMNIBUS_JSON_DEPTH, whose offset goes to
+ * *deep (-1 if none).
+ */
+
+static ngx_uint_t
+fuzz_depth(const u_char *p, size_t len, size_t *deep)
+{
+    size_t      i;
+    ngx_uint_t  depth, max, in_string, escaped;
+
+    depth = max = in_string = escaped = 0;
+    *deep = (size_t) -1;
+
+    for (i = 0; i < len; i++) {
+
+        if (in_string) {
+            if (escaped) {
+                escaped = 0;
+
+            } else if (p[i] == '\\') {
+                escaped = 1;
+
+            } else if (p[i] == '"') {
                 in_string = 0;
             }
 
             continue;
         }
 
-        switch (*p) {
+        switch (p[i]) {
         case '"':
             in_string = 1;
             break;
@@ -269,6 +354,12 @@ fuzz_depth(const u_char *p, size_t len)
             if (++depth > max) {
                 max = depth;
             }
+
+            if (depth > NGX_OMNIBUS_JSON_DEPTH) {
+                *deep = i;
+                return max;
+            }
+
             break;
         case ']':
         case '}':
@@ -284,8 +375,8 @@ fuzz_depth(const u_char *p, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    u_char     *body, *buf, *e, *q, expect[64];
-    size_t      bad, i, n, len;
+    u_char     *body, *buf, *e, *q, expect[96];
+    size_t      bad, deep, at, i, n, len;
     ngx_int_t   rc, ref;
     ngx_str_t   err;
 
@@ -302,31 +393,59 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
 
     ref = fuzz_ref_valid(body, size);
+
+    if (ref == NGX_OK) {
+        for (i = fuzz_ref_end(body, size); i < size; i++) {
+            if (!fuzz_yajl_ws(body[i])) {
+                ref = NGX_DECLINED;
+                break;
+            }
+        }
+    }
+
     bad = (ref == NGX_OK) ? fuzz_ref_strict(body, size) : (size_t) -1;
+
+    if (ref == 2) {
+        /* the part before the bracket too many is as yajl accepts */
+        fuzz_assert(fuzz_depth(body, size, &deep) > NGX_OMNIBUS_JSON_DEPTH
+                    && deep != (size_t) -1);
+        bad = fuzz_ref_strict(body, deep);
+    }
 
     if (rc == NGX_OK) {
         fuzz_assert(ref == NGX_OK && bad == (size_t) -1);
-        fuzz_assert(fuzz_depth(body, size) <= NGX_OMNIBUS_JSON_DEPTH);
+        fuzz_assert(fuzz_depth(body, size, &deep) <= NGX_OMNIBUS_JSON_DEPTH);
 
     } else {
         fuzz_assert(ref != NGX_OK || bad != (size_t) -1);
         fuzz_assert(err.data == buf && err.len <= FUZZ_ERR_LEN);
+        fuzz_assert(err.len > 0 && err.data[err.len - 1] != '\n');
 
-        if (ref == NGX_OK) {
+        if (ref == 2 && bad == (size_t) -1) {
+            e = ngx_sprintf(expect, "JSON nesting is deeper than %d levels "
+                            "(at byte %uz)", NGX_OMNIBUS_JSON_DEPTH,
+                            deep + 1);
+            fuzz_assert(err.len == (size_t) (e - expect)
+                        && ngx_strncmp(err.data, expect, e - expect) == 0);
+
+        } else if (bad != (size_t) -1) {
             e = ngx_sprintf(expect, "body is not valid JSON (near byte %uz): ",
                             bad);
             fuzz_assert(err.len > (size_t) (e - expect)
                         && ngx_strncmp(err.data, expect, e - expect) == 0);
 
-        } else if (ref == 2) {
-            fuzz_assert(err.len >= 12
-                        && ngx_strncmp(err.data, "JSON nesting", 12) == 0);
-
         } else {
-            fuzz_assert(err.len >= 22
-                        && ngx_strncmp(err.data, "body is not valid JSON",
-                                       22) == 0);
-            fuzz_assert(err.data[err.len - 1] != '\n');
+            e = (u_char *) "body is not valid JSON (near byte ";
+            n = ngx_strlen(e);
+            fuzz_assert(err.len > n && ngx_strncmp(err.data, e, n) == 0);
+
+            /* a byte of the body, or its end */
+            for (at = 0, i = n; i < err.len && err.data[i] != ')'; i++) {
+                fuzz_assert(err.data[i] >= '0' && err.data[i] <= '9');
+                at = at * 10 + err.data[i] - '0';
+            }
+
+            fuzz_assert(i > n && i + 3 < err.len && at <= size);
         }
     }
 

@@ -21,8 +21,8 @@ harnesses=${*:-json ndjson topic msg_id params zone}
 
 mkdir -p "$out/corpus" "$out/artifacts" "$out/logs"
 
-# input size bounds: JSON bodies large enough to outgrow the validator's
-# 16 KiB scratch area, the others a little over their longest valid input
+# input size bounds: JSON bodies past 16 KiB (the size the validator is
+# tuned for), the others a little over their longest valid input
 max_len() {
     case $1 in
     json)    echo 24576 ;;

@@ -142,6 +142,29 @@ rejects($t->http(POST => '/publish/orders.created', body => "{\"a\":\"\xff\"}"),
 rejects($t->http(POST => '/publish/orders.created', body => '// c' . "\n{}"),
         400, 'invalid_json', 'comments');
 
+# RFC 8259 to the letter: yajl let the first three through
+for my $case ([ '{"a":1} "x', 'an unterminated string after the value' ],
+              [ "[1,\x0b2]", 'a vertical tab between tokens' ],
+              [ "{\x0c}", 'a form feed between tokens' ],
+              [ '[01]', 'a leading zero' ],
+              [ '[1.]', 'a fraction without digits' ],
+              [ '[-]', 'a minus alone' ],
+              [ "[\"a\tb\"]", 'a raw tab in a string' ],
+              [ '["\x"]', 'an unknown escape' ]) {
+    rejects($t->http(POST => '/publish/orders.created', body => $case->[0]),
+            400, 'invalid_json', $case->[1]);
+}
+
+$r = $t->http(POST => '/publish/orders.created', body => '{"a":[1,2}');
+rejects($r, 400, 'invalid_json', 'a brace closing an array');
+like($r->{json}{message} // '',
+     qr/^body is not valid JSON \(near byte 9\): unexpected character$/,
+     'the message names the byte and the fault');
+is($t->http(POST => '/publish/orders.created',
+            body => qq( {"a" : [ -0.5e+3, 1E2, true, false, null ],)
+                    . qq(\r\n\t"b":{}} ))->{status},
+   202, 'whitespace of all four kinds, numbers, literals');
+
 $r = $t->http(POST => '/publish/orders.created',
               body => '[' x 65 . ']' x 65);
 rejects($r, 400, 'invalid_json', 'nested 65 deep');
@@ -149,9 +172,8 @@ like($r->{json}{message}, qr/deeper than 64/, 'the message names the depth');
 is($t->http(POST => '/publish/orders.created',
             body => '[' x 64 . ']' x 64)->{status}, 202, '64 deep is fine');
 
-# a key of 50,000 escapes is decoded into 50 kB: past the per-worker
-# scratch area yajl's buffers move to the heap, and the next parse
-# starts afresh in the scratch area
+# a key of 50,000 escapes (100 kB): the validator keeps nothing of a
+# string, and the next parse starts afresh
 for my $w (1 .. 2) {
     my $key = '\\n' x 50000;
     is($t->http(POST => '/publish/big.key', body => qq({"$key":1}))->{status},

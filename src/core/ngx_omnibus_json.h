@@ -1,6 +1,7 @@
 
 /*
- * JSON: strict validation of bodies (yajl) and escaping of strings.
+ * JSON: strict validation of bodies (RFC 8259, RFC 3629) and escaping of
+ * strings.
  */
 
 
