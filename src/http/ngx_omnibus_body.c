@@ -4,7 +4,9 @@
  * of the request pool, capped at omnibus_max_message_size.  The core never
  * buffers them: no temporary files, and a chunked body past the cap is
  * read and dropped so the JSON 413 can still be sent on a kept-alive
- * connection.
+ * connection.  A body that arrives whole in one buffer (read with the
+ * headers, or into client_body_buffer_size at once) is not copied: it is
+ * validated where it is and copied once, into the zone.
  */
 
 
@@ -90,19 +92,31 @@ ngx_omnibus_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_request_body_filter(r, in);
     }
 
-    if (ctx->size == 0 && r->headers_in.content_length_n > 0) {
-        ctx->body = ngx_pnalloc(r->pool, r->headers_in.content_length_n);
-        if (ctx->body == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ctx->size = r->headers_in.content_length_n;
-    }
-
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
 
-        if (!ctx->too_large
+        /* the whole body in one buffer that lives as long as the request */
+
+        if (ctx->size == 0 && !b->in_file
+            && r->headers_in.content_length_n > 0
+            && b->last - b->pos == r->headers_in.content_length_n
+            && (size_t) (b->last - b->pos) <= olcf->max_message_size)
+        {
+            ctx->body = b->pos;
+            ctx->len = b->last - b->pos;
+            ctx->size = ctx->len;
+
+        } else if (ctx->size == 0 && r->headers_in.content_length_n > 0) {
+            ctx->body = ngx_pnalloc(r->pool,
+                                    r->headers_in.content_length_n);
+            if (ctx->body == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ctx->size = r->headers_in.content_length_n;
+        }
+
+        if (!ctx->too_large && ctx->body != b->pos
             && ngx_omnibus_body_append(r, ctx, olcf, b->pos, b->last - b->pos)
                != NGX_OK)
         {
