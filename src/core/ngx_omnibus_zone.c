@@ -825,7 +825,7 @@ ngx_omnibus_cluster_up(ngx_omnibus_sh_t *sh)
 
     for (w = 0; w < ngx_min(ngx_omnibus_workers, NGX_OMNIBUS_HOLD_SLOTS); w++)
     {
-        if (sh->cluster.up[w] & 1) {
+        if (sh->cluster.procs[w].up & 1) {
             return 1;
         }
     }

@@ -147,8 +147,17 @@ typedef struct {
 #define NGX_OMNIBUS_CLUSTER_REASONS   4      /* errors by why */
 #define NGX_OMNIBUS_STREAM_ID_MAX     48
 
+/*
+ * A worker's connections, in its slot: a worker leaving after a reload
+ * finds the slot its successor's, and leaves it alone.
+ */
 typedef struct {
-    ngx_atomic_t                up[NGX_OMNIBUS_HOLD_SLOTS];  /* by worker */
+    ngx_pid_t                   pid;
+    ngx_atomic_t                up;          /* 1: commands, 2: stream */
+} ngx_omnibus_cluster_proc_t;
+
+typedef struct {
+    ngx_omnibus_cluster_proc_t  procs[NGX_OMNIBUS_HOLD_SLOTS];
     ngx_omnibus_breaker_sh_t    breaker;
     ngx_atomic_t                fallbacks[3];  /* by feature */
     ngx_atomic_t                claimed;

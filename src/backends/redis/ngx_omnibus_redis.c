@@ -34,6 +34,8 @@ static void ngx_omnibus_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_omnibus_redis_drop(ngx_omnibus_redis_conn_t *rc);
 static void ngx_omnibus_redis_arm(ngx_omnibus_redis_conn_t *rc);
+static void ngx_omnibus_redis_mark(ngx_omnibus_redis_conn_t *rc,
+    ngx_uint_t up);
 
 
 /* what a setup reply answers, when it is not a script's SHA-1 */
@@ -389,8 +391,7 @@ ngx_omnibus_redis_cleanup(void *data)
     rc->ac = NULL;
     rc->state = NGX_OMNIBUS_REDIS_DOWN;
 
-    rc->rd->zone->sh->cluster.up[ngx_worker % NGX_OMNIBUS_HOLD_SLOTS]
-        &= ~(rc == &rc->rd->stream ? 2 : 1);
+    ngx_omnibus_redis_mark(rc, 0);
 
     if (rc->lost) {
         rc->lost(rc);
@@ -557,8 +558,10 @@ ngx_omnibus_redis_setup_reply(ngx_omnibus_redis_conn_t *rc,
 
     ngx_omnibus_reconnect_done(&rc->reconnect);
 
-    rd->zone->sh->cluster.up[ngx_worker % NGX_OMNIBUS_HOLD_SLOTS]
-        |= (rc == &rd->stream ? 2 : 1);
+    /* in half-open or open alike: Redis answers again */
+    ngx_omnibus_breaker_close(&rd->breaker);
+
+    ngx_omnibus_redis_mark(rc, 1);
 
     ngx_log_error(NGX_LOG_INFO, rd->log, 0,
                   "omnibus_redis \"%V\": connected to %V (%s)",
@@ -693,6 +696,32 @@ ngx_omnibus_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     if (handler) {
         handler(rc, r, cmd->data);
+    }
+}
+
+
+/* this worker's connections as the zone shows them */
+
+static void
+ngx_omnibus_redis_mark(ngx_omnibus_redis_conn_t *rc, ngx_uint_t up)
+{
+    ngx_uint_t                   bit;
+    ngx_omnibus_cluster_proc_t  *proc;
+
+    proc = &rc->rd->zone->sh->cluster.procs[ngx_worker
+                                            % NGX_OMNIBUS_HOLD_SLOTS];
+
+    if (proc->pid != ngx_pid) {
+        return;                     /* the slot is a newer worker's now */
+    }
+
+    bit = (rc == &rc->rd->stream) ? 2 : 1;
+
+    if (up) {
+        proc->up |= bit;
+
+    } else {
+        proc->up &= ~bit;
     }
 }
 

@@ -278,7 +278,8 @@ ngx_int_t
 ngx_omnibus_redis_init_process(ngx_omnibus_zone_t *zone, ngx_str_t *node,
     ngx_cycle_t *cycle)
 {
-    ngx_omnibus_redis_t  *rd;
+    ngx_omnibus_redis_t         *rd;
+    ngx_omnibus_cluster_proc_t  *proc;
 
     if (zone->cluster == NULL) {
         return NGX_OK;
@@ -298,7 +299,9 @@ ngx_omnibus_redis_init_process(ngx_omnibus_zone_t *zone, ngx_str_t *node,
 
     ngx_queue_init(&rd->free);
 
-    zone->sh->cluster.up[ngx_worker % NGX_OMNIBUS_HOLD_SLOTS] = 0;
+    proc = &zone->sh->cluster.procs[ngx_worker % NGX_OMNIBUS_HOLD_SLOTS];
+    proc->pid = ngx_pid;
+    proc->up = 0;
 
     ngx_omnibus_redis_conn_init(rd, &rd->cmd, "commands", rd->timeout);
     rd->cmd.ready = ngx_omnibus_redis_ready;
@@ -318,7 +321,8 @@ ngx_omnibus_redis_init_process(ngx_omnibus_zone_t *zone, ngx_str_t *node,
 void
 ngx_omnibus_redis_exit_process(ngx_omnibus_zone_t *zone)
 {
-    ngx_omnibus_redis_t  *rd;
+    ngx_omnibus_redis_t         *rd;
+    ngx_omnibus_cluster_proc_t  *proc;
 
     if (zone->cluster == NULL) {
         return;
@@ -335,7 +339,11 @@ ngx_omnibus_redis_exit_process(ngx_omnibus_zone_t *zone)
         ngx_omnibus_redis_close(&rd->stream);    /* this worker reads */
     }
 
-    zone->sh->cluster.up[ngx_worker % NGX_OMNIBUS_HOLD_SLOTS] = 0;
+    proc = &zone->sh->cluster.procs[ngx_worker % NGX_OMNIBUS_HOLD_SLOTS];
+
+    if (proc->pid == ngx_pid) {
+        proc->up = 0;
+    }
 }
 
 
