@@ -25,6 +25,10 @@
 #      reconnect; every subscriber on B and C ends with each message of its
 #      pattern exactly once; fallbacks{feature="fanout"} counted; the stream
 #      holds every accepted message and the counters explain every entry.
+#  3b. Redis back but asleep (DEBUG SLEEP right after its start) when the
+#      pods reconnect, while A publishes: once it answers, every worker's
+#      connection is up again (backend_up, status "up", its log line) and
+#      a publish is no longer counted as a fallback.
 #   4. Redis stalled (DEBUG SLEEP 3) under timeout=300ms breaker=2:1s:1:
 #      publishes keep 202, timeouts counted, the breaker seen open, and
 #      closed again once Redis answers; nothing published in the stall is
@@ -34,6 +38,10 @@
 #      entry kept in shared memory, not from the tip, so what A published
 #      meanwhile reaches B's subscribers; those on the surviving worker
 #      miss nothing, those on the killed one resume with Last-Event-ID.
+#   6. the reader respawned between two copies of the same relays (A's
+#      XADDs of a connection dropped for its timeout run when Redis wakes;
+#      A sends them again once its breaker lets it): the new reader skips
+#      the copies, subscribers get each message once.
 #
 # Every scenario has its own redis-server and its own pods.
 
@@ -46,6 +54,7 @@ use lib 't/lib';
 use Omnibus::Test;
 use Omnibus::Sse;
 use Omnibus::Redis;
+use JSON::PP;
 
 Omnibus::Redis::require_tools();
 
@@ -97,6 +106,7 @@ EOF
 }
 
 sub status { my $r = $_[0]->http(GET => '/omnibus/'); $r && $r->{json} }
+sub js { JSON::PP->new->canonical->encode($_[0] // {}) }
 sub redis_status { my $s = status($_[0]); $s && $s->{redis} }
 
 # a sample of message_bus_FAMILY{zone="bus",LABEL}, undef if none
@@ -140,12 +150,12 @@ sub publish {
     return ($status, $id);
 }
 
-# a pattern of the tests: "fan.>" or "fan.eu.*"
+# a topic pattern: "*" one token, a final ">" one or more
 sub matches {
     my ($pattern, $topic) = @_;
-    my $re = join '\.', map { $_ eq '*' ? '[^.]+' : $_ eq '>' ? '.+'
-                                                    : quotemeta } split /\./,
-                                                      $pattern;
+    my @re = map { $_ eq '*' ? '[^.]+' : $_ eq '>' ? '.+' : quotemeta }
+             split /\./, $pattern;
+    my $re = join '\.', @re;
     return $topic =~ /^$re$/;
 }
 
@@ -225,6 +235,7 @@ sub wanted {
 # more pumping, for late duplicates)
 sub collect {
     my ($want, @subs) = @_;
+    my $timeout = ref $subs[-1] ? 60 : pop @subs;
     my $ok = wait_until(sub {
         pump(@subs);
         for my $s (@subs) {
@@ -232,12 +243,13 @@ sub collect {
             return 0 if grep { !$have{$_} } @{$want->{$s}};
         }
         1;
-    }, timeout => 60, interval => 0.02);
+    }, timeout => $timeout, interval => 0.02);
     for (1 .. 5) { pump(@subs); sleep 0.1 }
     return $ok;
 }
 
-# the stream as Redis has it: entries, and distinct (sender, sequence)
+# the stream as Redis has it: its id (sid) and fields (n node, o sender,
+# s sequence, i message id, t topic, ...) of each entry
 sub stream_entries {
     my ($r) = @_;
     my @e;
@@ -248,10 +260,11 @@ sub stream_entries {
     return @e;
 }
 
+# the live worker (not $not) that last connected the pod's stream reader
 sub worker0 {
     my ($t, $not) = @_;
-    my @pids = $t->error_log
-        =~ /\[info\] (\d+)#\d+: omnibus_redis "bus": connected to \S+ \(stream\)/g;
+    my @pids = $t->error_log =~ /\[info\]\ (\d+)\#\d+:\ omnibus_redis\ "bus":
+                                 \ connected\ to\ \S+\ \(stream\)/gx;
     @pids = grep { $_ != ($not // 0) && Omnibus::Test::alive($_) } @pids;
     return $pids[-1];
 }
@@ -260,7 +273,8 @@ sub worker0 {
 # 1. three pods, every message to every subscriber once, in order
 
 my ($ta, $tb, $tc);
-{
+
+sub fanout_and_resume {
     my $r = Omnibus::Redis->new;
     $ta = pod(name => 'pod-a', redis => $r, sub => 0);
     $tb = pod(name => 'pod-b', redis => $r);
@@ -359,7 +373,11 @@ my ($ta, $tb, $tc);
 
     close $_->sock for @b, @c;
 
-    # 2. resume on another pod
+    # 2. resume on another pod. Across shards a resume goes by the time a
+    # message was published (ms): the publishes are 3 ms apart, so that no
+    # two share a millisecond. (Ties are a matter of their own, on one pod
+    # as well: ?after= then also returns the other shards' messages of
+    # that millisecond, some of which the client had.)
 
     my $p = 'fan.eu.*';
     my $first = sse($tb, $p);
@@ -377,7 +395,8 @@ my ($ta, $tb, $tc);
     close $first->sock;
 
     # the k-th: a message of A about the middle of what B's client took
-    my ($k) = grep { $MSG{$seen[$_]}{pod} eq 'pod-a' } int(@seen / 2) .. $#seen;
+    my ($k) = grep { $MSG{$seen[$_]}{pod} eq 'pod-a' }
+              int(@seen / 2) .. $#seen;
     my $kth = $seen[$k];
     note("resume after the " . ($k + 1) . "-th of " . @seen . ": $kth");
 
@@ -391,8 +410,9 @@ my ($ta, $tb, $tc);
     is(scalar @batch2, 60, 'resume: 60 more accepted while disconnected');
     my @rest = (@seen[$k + 1 .. $#seen], wanted($p, @batch2));
 
+    # retained already: what comes, comes in the first answer
     my $again = sse($tc, $p, last => $kth);
-    ok(collect({ $again => \@rest }, $again),
+    ok(collect({ $again => \@rest }, $again, 15),
        'resume: on C with Last-Event-ID, the rest arrived');
     exactly([$again->ids], \@rest, 'resume on C (Last-Event-ID)');
     my %took = map { $_ => 1 } @seen[0 .. $k];
@@ -408,9 +428,12 @@ my ($ta, $tb, $tc);
     }
 
     # 2b. C's own messages entered C's rings before A's older ones: A's
-    # relays (and C's) wait out a short stall of Redis; C's subscribers
-    # had C's at once. Both pods publish in the same two topics (two
-    # shards), A first, then C.
+    # relays (and C's) wait out a short stall of Redis (less than the 1 s
+    # timeout: no reconnect), while C's went into C's rings at once. Both
+    # pods publish in the same two topics (two shards), A six, then C
+    # six, 3 ms apart. The client reads on B, where both come through the
+    # stream, takes up to A's first and resumes on C: it must get what
+    # followed on B, as on B itself.
     my $watch = sse($tb, $p);
     my @batch3;
     $r->stall(0.8);
@@ -438,11 +461,13 @@ my ($ta, $tb, $tc);
     # the client took B's events up to A's first of the twelve
     my ($k3) = grep { $order[$_] eq $batch3[0] } 0 .. $#order;
     my @rest3 = @order[$k3 + 1 .. $#order];
-    my $lp = $tc->http(GET => "/sub/$p?after=$batch3[0]&timeout=1");
-    exactly([map { $_->{id} } @{$lp->{json}{messages} || []}], \@rest3,
-            "resume 2b: ?after= A's first on C");
+    for my $t ($tb, $tc) {
+        my $lp = $t->http(GET => "/sub/$p?after=$batch3[0]&timeout=1");
+        exactly([map { $_->{id} } @{$lp->{json}{messages} || []}], \@rest3,
+                "resume 2b: ?after= A's first on $t->{name}");
+    }
     my $c3 = sse($tc, $p, last => $batch3[0]);
-    collect({ $c3 => \@rest3 }, $c3);
+    collect({ $c3 => \@rest3 }, $c3, 15);
     exactly([$c3->ids], \@rest3, 'resume 2b: Last-Event-ID on C');
     close $c3->sock;
 
@@ -452,9 +477,11 @@ my ($ta, $tb, $tc);
 
 # 3. Redis killed in the middle of a steady publish, and started again
 
-{
+sub redis_killed {
     my $r = Omnibus::Redis->new(aof => 1);
     %MSG = ();
+    # back within seconds of Redis (the default 5:60s:3 keeps a pod away
+    # for a minute once its breaker opened)
     my $params = 'breaker=3:1s:1';
     $ta = pod(name => 'pod-a', redis => $r, params => $params);
     $tb = pod(name => 'pod-b', redis => $r, params => $params);
@@ -515,8 +542,13 @@ my ($ta, $tb, $tc);
        'kill: sent = published (A 400, C 200): the outboxes drained')
         or diag('sent A ' . relay($ta, 'sent') . ', C ' . relay($tc, 'sent'));
     is(relay($ta, 'dropped') + relay($tc, 'dropped'), 0, 'kill: none dropped');
-    ok(wait_until(sub { backend($ta, 'up') == 1 && backend($tb, 'up') == 1 },
-                  timeout => 30), 'kill: backend_up 1 again');
+    ok(wait_until(sub { !grep { backend($_, 'up') != 1 } $ta, $tb, $tc },
+                  timeout => 30), 'kill: backend_up 1 again on every pod')
+        or diag(join "\n", map { "$_->{name}: up " . backend($_, 'up')
+                                 . ', ' . js(redis_status($_)) . "\n"
+                                 . join("\n", grep { /omnibus_redis/ }
+                                        split /\n/, $_->error_log) }
+                           $ta, $tb, $tc);
 
     # Invariants. The stream holds each accepted message at least once:
     # more when an XADD was written (and fsynced) but its answer lost with
@@ -561,9 +593,79 @@ my ($ta, $tb, $tc);
 }
 
 
+# 3b. publishes while a connection to Redis is being set up: Redis comes
+# back frozen (DEBUG SLEEP right after its start), so the pods' new
+# connections are accepted but their setup (the scripts) is not answered
+# for a while; A publishes all along. Once Redis answers, every
+# connection must be up and nothing counted as a fallback any more.
+
+sub publish_during_setup {
+    my $r = Omnibus::Redis->new(aof => 1);
+    %MSG = ();
+    my $params = 'timeout=6s breaker=20:1s:1';
+    $ta = pod(name => 'pod-a', redis => $r, sub => 0, params => $params);
+    $tb = pod(name => 'pod-b', redis => $r, params => $params);
+    ok(ready($ta) && ready($tb), 'setup: two pods ready');
+    my @b = sse_spread($tb, 'fan.>', 2);
+
+    my (@ids, %status, $n);
+    my $pub = sub {
+        my ($st, $id) = publish($ta, $TOPICS[++$n % @TOPICS], $n);
+        $status{$st}++;
+        push @ids, $id if defined $id;
+    };
+    $pub->() for 1 .. 10;
+    ok(collect({ map { $_ => [@ids] } @b }, @b), 'setup: 10 delivered');
+
+    # down 1.5 s: the pods' attempts back off to 0.8 to 1.6 s apart, so
+    # their next one comes while Redis sleeps (3.5 s, less than timeout=)
+    $r->kill9;
+    my $until = time + 1.5;
+    while (time < $until) { $pub->(); pump(@b); sleep 0.02 }
+    $r->start->stall(3.5);
+    $until = time + 4;
+    while (time < $until) { $pub->(); pump(@b); sleep 0.02 }
+    ok($r->wait_stall, 'setup: Redis answered after its 3.5 s sleep');
+    is($status{202} // 0, $n, "setup: all $n publishes 202");
+
+    ok(wait_until(sub { backend($ta, 'up') == 1 && backend($tb, 'up') == 1
+                        && redis_status($ta)->{up} }, timeout => 20),
+       'setup: backend_up 1 again on A and B')
+        or diag('A: ' . js(redis_status($ta)) . "\n" . join "\n",
+                grep { /omnibus_redis/ } split /\n/, $ta->error_log);
+    ok(wait_until(sub { relay($ta, 'sent') == $n }, timeout => 20),
+       "setup: A's $n relays confirmed") or diag('sent ' . relay($ta, 'sent'));
+
+    # every worker's commands connection set up again, as logged
+    my %last;
+    for ($ta->error_log =~ /^.*omnibus_redis.*$/mg) {
+        my ($pid) = /\] (\d+)#/ or next;
+        $last{$pid} = /connected to \S+ \(commands\)/ ? 'connected'
+                      : /cannot connect|did not answer/ ? 'failed'
+                      : $last{$pid};
+    }
+    is(join(' ', map { $last{$_} // 'none' } $ta->worker_pids),
+       'connected connected',
+       'setup: each of A\'s workers logged its connection set up again');
+
+    # Redis is fine now: a publish is no fallback
+    my $f = fallbacks($ta, 'fanout');
+    $pub->() for 1 .. 20;
+    is(fallbacks($ta, 'fanout'), $f,
+       'setup: 20 publishes once Redis is back: no fallback counted')
+        or diag('A: ' . js(redis_status($ta)));
+
+    ok(collect({ map { $_ => [@ids] } @b }, @b), 'setup: B got all');
+    exactly([$_->ids], \@ids, 'setup: B fan.>') for @b;
+
+    close $_->sock for @b;
+    $_->check_log for $ta, $tb;
+}
+
+
 # 4. Redis stalled: timeouts, the breaker, nothing missed
 
-{
+sub redis_stalled {
     my $r = Omnibus::Redis->new;
     %MSG = ();
     my $params = 'timeout=300ms breaker=2:1s:1';
@@ -608,13 +710,28 @@ my ($ta, $tb, $tc);
        "stall: received on B = $total")
         or diag('received ' . relay($tb, 'received'));
 
+    # the XADDs of a connection dropped for its timeout are still run when
+    # Redis wakes, and sent again: the stream may hold copies, which B
+    # skips (B publishes nothing, A reads nothing)
+    my @e = stream_entries($r);
+    my %distinct = map { $_->{i} => 1 } @e;
+    is_deeply([sort keys %distinct], [sort @ids],
+              "stall: the stream has each of the $total ids");
+    note('stall: ' . (@e - keys %distinct) . ' copies sent again');
+    is(relay($tb, 'skipped'), @e - keys %distinct,
+       'stall: skipped on B = the copies');
+    is(scalar @e, relay($tb, 'received') + relay($tb, 'skipped'),
+       'stall: XLEN = received + skipped on B');
+
     # Redis answers again: the breaker must not stay open for good
     ok(wait_until(sub { backend($ta, 'up') == 1 }, timeout => 30),
        'stall: backend_up 1 again');
-    ok(wait_until(sub { backend($ta, 'breaker_state') == 0 }, timeout => 30),
+    ok(wait_until(sub { backend($ta, 'breaker_state') == 0 }, timeout => 15),
        'stall: the breaker closed again once Redis answers')
         or diag('breaker_state ' . backend($ta, 'breaker_state')
-                . ', status: ' . explain(redis_status($ta)));
+                . ', status: ' . js(redis_status($ta)) . "\n" . join "\n",
+                grep { /circuit breaker|connected to/ }
+                split /\n/, $ta->error_log);
 
     close $_->sock for @b;
     $_->check_log for $ta, $tb;
@@ -623,7 +740,7 @@ my ($ta, $tb, $tc);
 
 # 5. the reader's worker of a subscriber pod stopped and killed
 
-{
+sub reader_killed {
     my $r = Omnibus::Redis->new;
     %MSG = ();
     $ta = pod(name => 'pod-a', redis => $r, sub => 0);
@@ -638,11 +755,13 @@ my ($ta, $tb, $tc);
     ok(@doomed && @kept, 'worker: streams on the reader\'s worker ('
        . @doomed . ') and on the other (' . @kept . ')');
 
+    # 3 ms apart, as in 2.: a resume from the 50th
     my @ids;
     my $pub = sub {
         for my $i (@_) {
             my ($st, $id) = publish($ta, $TOPICS[$i % @TOPICS], $i);
             push @ids, $id if $st eq '202';
+            sleep 0.003;
         }
     };
     $pub->(1 .. 50);
@@ -679,26 +798,93 @@ my ($ta, $tb, $tc);
        'worker: the surviving streams got the 150');
     exactly([$_->ids], \@ids, 'worker: surviving stream') for @kept;
 
-    pump(@doomed);
-    ok(!grep({ !$_->{closed} } @doomed), 'worker: the killed worker\'s '
-       . 'streams were closed');
+    ok(wait_until(sub { pump(@doomed); !grep { !$_->{closed} } @doomed },
+                  timeout => 10),
+       'worker: the killed worker\'s streams were closed');
     for my $x (@doomed) {
         my @had = $x->ids;
         my $again = sse($tb, 'fan.>', last => $had[-1]);
         my %had = map { $_ => 1 } @had;
-        collect({ $again => [grep { !$had{$_} } @ids] }, $again);
+        collect({ $again => [grep { !$had{$_} } @ids] }, $again, 15);
         exactly([@had, $again->ids], \@ids, 'worker: a killed stream '
                 . 'resumed with Last-Event-ID (' . @had . ' before)');
         close $again->sock;
     }
 
     my $late = sse($tb, 'fan.>', last => $before);
-    collect({ $late => [@ids[50 .. 149]] }, $late);
+    collect({ $late => [@ids[50 .. 149]] }, $late, 15);
     exactly([$late->ids], [@ids[50 .. 149]],
             'worker: a new stream from the 50th');
 
     close $_->sock for @b, $late;
     $_->check_log for $ta, $tb;
 }
+
+
+# 6. a reader respawned between two copies of the same relays
+
+sub reader_killed_between_copies {
+    my $r = Omnibus::Redis->new;
+    %MSG = ();
+    # A gives up on a stalled Redis after 300 ms and, its breaker open for
+    # 6 s from the first failure, sends its outbox again only then; the
+    # XADDs it wrote on the dropped connection are run when Redis wakes:
+    # two copies of each, seconds apart
+    $ta = pod(name => 'pod-a', redis => $r, sub => 0,
+              params => 'timeout=300ms breaker=1:6s:1');
+    $tb = pod(name => 'pod-b', redis => $r, allow => [qr/exited on signal 9/]);
+    ok(ready($ta) && ready($tb), 'copies: two pods ready');
+
+    my $w0 = worker0($tb);
+    my @b = sse_spread($tb, 'fan.>', 2);
+    my @kept = grep { $_->worker != $w0 } @b;
+
+    my @ids;
+    my $pub = sub {
+        for my $i (@_) {
+            my ($st, $id) = publish($ta, $TOPICS[$i % @TOPICS], $i);
+            push @ids, $id if $st eq '202';
+        }
+    };
+    $pub->(1 .. 10);
+    ok(collect({ map { $_ => [@ids] } @b }, @b), 'copies: 10 delivered');
+
+    $r->stall(1.5);
+    $pub->(11 .. 30);
+    ok($r->wait_stall, 'copies: Redis slept 1.5 s');
+    ok(wait_until(sub { $r->cmd('XLEN', $STREAM) == 30 }, timeout => 20),
+       'copies: the dropped connection\'s 20 XADDs ran when Redis woke')
+        or diag('XLEN ' . $r->cmd('XLEN', $STREAM));
+    ok(wait_until(sub { relay($tb, 'received') == 30 }, timeout => 20),
+       'copies: B read them (received 30)');
+    is(relay($ta, 'sent'), 10, 'copies: A has not had them confirmed');
+
+    kill 'KILL', $w0;
+    my $w0b;
+    ok(wait_until(sub { $w0b = worker0($tb, $w0) }, timeout => 30),
+       'copies: B\'s reader killed, respawned and connected');
+
+    ok(wait_until(sub { relay($ta, 'sent') == 30 }, timeout => 30),
+       'copies: A sent its outbox again once its breaker let it');
+    is($r->cmd('XLEN', $STREAM), 50, 'copies: the stream has 20 copies');
+    ok(wait_until(sub { relay($tb, 'skipped') + relay($tb, 'received') == 50 },
+                  timeout => 20), 'copies: B\'s new reader took them');
+    is(relay($tb, 'skipped'), 20, 'copies: and skipped the 20 copies')
+        or diag('received ' . relay($tb, 'received') . ', skipped '
+                . relay($tb, 'skipped'));
+    collect({ map { $_ => [@ids] } @kept }, @kept);
+    exactly([$_->ids], \@ids, 'copies: surviving stream') for @kept;
+
+    close $_->sock for @b;
+    $_->check_log for $ta, $tb;
+}
+
+
+fanout_and_resume();
+redis_killed();
+publish_during_setup();
+redis_stalled();
+reader_killed();
+reader_killed_between_copies();
 
 done_testing;

@@ -14,6 +14,8 @@
 static ngx_uint_t ngx_omnibus_retain_held(ngx_omnibus_shard_t *shard,
     uint64_t rseq);
 static ngx_uint_t ngx_omnibus_retain_evict_locked(ngx_omnibus_zone_t *zone);
+static ngx_inline ngx_uint_t ngx_omnibus_retain_after(ngx_omnibus_msg_t *msg,
+    ngx_uint_t own, ngx_uint_t remote, uint64_t from, uint64_t born);
 static int ngx_libc_cdecl ngx_omnibus_copy_cmp(const void *a, const void *b);
 
 
@@ -168,7 +170,7 @@ ngx_omnibus_retain_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
 {
     u_char               *p;
     uint64_t              seq, from, born;
-    ngx_uint_t            s, i, as;
+    ngx_uint_t            s, i, as, remote;
     ngx_queue_t          *q;
     ngx_omnibus_sh_t     *sh;
     ngx_omnibus_msg_t    *msg;
@@ -180,6 +182,7 @@ ngx_omnibus_retain_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
     seq = 0;
     born = 0;
     from = 0;
+    remote = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -209,6 +212,7 @@ ngx_omnibus_retain_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
                 {
                     from = msg->rseq;
                     born = msg->born;
+                    remote = (msg->seq == 0);
                     as = i;
                     break;
                 }
@@ -239,21 +243,24 @@ ngx_omnibus_retain_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
             continue;
         }
 
-        /* walk back to the first message past "from", then forward */
+        /*
+         * The fan-out walks back to the first message past its cursor; a
+         * resume looks at the whole ring, which is short: with other
+         * pods' messages a ring is in arrival order, not publish order.
+         */
 
-        for (q = ngx_queue_last(&shard->retain);
-             q != ngx_queue_sentinel(&shard->retain);
-             q = ngx_queue_prev(q))
-        {
-            msg = ngx_queue_data(q, ngx_omnibus_msg_t, rlink);
+        q = ngx_queue_sentinel(&shard->retain);
 
-            if (cursor || s == as) {
+        if (cursor) {
+            for (q = ngx_queue_last(&shard->retain);
+                 q != ngx_queue_sentinel(&shard->retain);
+                 q = ngx_queue_prev(q))
+            {
+                msg = ngx_queue_data(q, ngx_omnibus_msg_t, rlink);
+
                 if (msg->rseq <= from) {
                     break;
                 }
-
-            } else if (msg->born < born) {
-                break;
             }
         }
 
@@ -262,6 +269,13 @@ ngx_omnibus_retain_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
              q = ngx_queue_next(q))
         {
             msg = ngx_queue_data(q, ngx_omnibus_msg_t, rlink);
+
+            if (cursor == NULL
+                && !ngx_omnibus_retain_after(msg, s == as, remote, from,
+                                             born))
+            {
+                continue;
+            }
 
             if (!ngx_omnibus_pattern_match(pattern,
                                            ngx_omnibus_msg_topic(msg),
@@ -302,6 +316,26 @@ ngx_omnibus_retain_read(ngx_omnibus_zone_t *zone, ngx_pool_t *pool,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Whether a resume after the message (from, born) includes msg: in that
+ * message's own ring (own), what came after it; in the others, what was
+ * published since.  A message of another pod entered its ring when it
+ * arrived, after this pod's newer ones maybe: those come too (a resume
+ * across pods may repeat a message, never skip one).
+ */
+
+static ngx_inline ngx_uint_t
+ngx_omnibus_retain_after(ngx_omnibus_msg_t *msg, ngx_uint_t own,
+    ngx_uint_t remote, uint64_t from, uint64_t born)
+{
+    if (own) {
+        return msg->rseq > from || (remote && msg->born > born);
+    }
+
+    return msg->born >= born;
 }
 
 

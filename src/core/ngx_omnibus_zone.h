@@ -156,6 +156,17 @@ typedef struct {
     ngx_atomic_t                up;          /* 1: commands, 2: stream */
 } ngx_omnibus_cluster_proc_t;
 
+/* the last sequence read from one sender (a worker of a pod) */
+#define NGX_OMNIBUS_CLUSTER_ORIGINS   256
+#define NGX_OMNIBUS_ORIGIN_LEN        95
+
+typedef struct {
+    uint64_t                    seq;
+    time_t                      seen;
+    u_char                      len;
+    u_char                      name[NGX_OMNIBUS_ORIGIN_LEN];
+} ngx_omnibus_cluster_origin_t;
+
 typedef struct {
     ngx_omnibus_cluster_proc_t  procs[NGX_OMNIBUS_HOLD_SLOTS];
     ngx_omnibus_breaker_sh_t    breaker;
@@ -174,6 +185,9 @@ typedef struct {
     ngx_atomic_t                lock_lost;
     ngx_uint_t                  stream_last_len;  /* 0: none received */
     u_char                      stream_last[NGX_OMNIBUS_STREAM_ID_MAX];
+
+    /* the pod's reader's, kept for its successor if it dies */
+    ngx_omnibus_cluster_origin_t  origins[NGX_OMNIBUS_CLUSTER_ORIGINS];
 } ngx_omnibus_cluster_sh_t;
 
 

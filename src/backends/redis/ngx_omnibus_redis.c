@@ -28,6 +28,11 @@ static void ngx_omnibus_redis_cleanup(void *data);
 static void ngx_omnibus_redis_connected(const redisAsyncContext *ac,
     int status);
 static void ngx_omnibus_redis_setup(ngx_omnibus_redis_conn_t *rc);
+static ngx_int_t ngx_omnibus_redis_setup_send(ngx_omnibus_redis_conn_t *rc,
+    void *data, int argc, const char **argv, const size_t *argvlen);
+static ngx_int_t ngx_omnibus_redis_queue(ngx_omnibus_redis_conn_t *rc,
+    ngx_omnibus_redis_reply_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen, void **cmdp);
 static void ngx_omnibus_redis_setup_reply(ngx_omnibus_redis_conn_t *rc,
     redisReply *reply, void *data);
 static void ngx_omnibus_redis_reply(redisAsyncContext *ac, void *r,
@@ -459,9 +464,8 @@ ngx_omnibus_redis_setup(ngx_omnibus_redis_conn_t *rc)
         argv[argc] = (char *) rd->password.data;
         len[argc++] = rd->password.len;
 
-        if (ngx_omnibus_redis_send(rc, ngx_omnibus_redis_setup_reply,
-                                   ngx_omnibus_redis_auth, argc, argv, len,
-                                   NULL)
+        if (ngx_omnibus_redis_setup_send(rc, ngx_omnibus_redis_auth, argc,
+                                         argv, len)
             != NGX_OK)
         {
             goto failed;
@@ -474,9 +478,8 @@ ngx_omnibus_redis_setup(ngx_omnibus_redis_conn_t *rc)
         argv[1] = (char *) db;
         len[1] = ngx_sprintf(db, "%ui", rd->db) - db;
 
-        if (ngx_omnibus_redis_send(rc, ngx_omnibus_redis_setup_reply,
-                                   ngx_omnibus_redis_select, 2, argv, len,
-                                   NULL)
+        if (ngx_omnibus_redis_setup_send(rc, ngx_omnibus_redis_select, 2,
+                                         argv, len)
             != NGX_OK)
         {
             goto failed;
@@ -491,8 +494,7 @@ ngx_omnibus_redis_setup(ngx_omnibus_redis_conn_t *rc)
         argv[2] = ngx_omnibus_redis_scripts[i];
         len[2] = ngx_strlen(argv[2]);
 
-        if (ngx_omnibus_redis_send(rc, ngx_omnibus_redis_setup_reply,
-                                   rd->sha[i], 3, argv, len, NULL)
+        if (ngx_omnibus_redis_setup_send(rc, rd->sha[i], 3, argv, len)
             != NGX_OK)
         {
             goto failed;
@@ -592,18 +594,44 @@ ngx_omnibus_redis_send(ngx_omnibus_redis_conn_t *rc,
     ngx_omnibus_redis_reply_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen, void **cmdp)
 {
+    if (rc->ac == NULL || rc->state != NGX_OMNIBUS_REDIS_READY) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_omnibus_redis_queue(rc, handler, data, argc, argv, argvlen,
+                                   cmdp);
+}
+
+
+/* a setup command: the connection is ready when all have answered */
+
+static ngx_int_t
+ngx_omnibus_redis_setup_send(ngx_omnibus_redis_conn_t *rc, void *data,
+    int argc, const char **argv, const size_t *argvlen)
+{
+    if (ngx_omnibus_redis_queue(rc, ngx_omnibus_redis_setup_reply, data,
+                                argc, argv, argvlen, NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc->setup++;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_omnibus_redis_queue(ngx_omnibus_redis_conn_t *rc,
+    ngx_omnibus_redis_reply_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen, void **cmdp)
+{
     ngx_queue_t              *q;
     ngx_omnibus_redis_t      *rd;
     ngx_omnibus_redis_cmd_t  *cmd;
 
     rd = rc->rd;
-
-    if (rc->ac == NULL
-        || (rc->state != NGX_OMNIBUS_REDIS_READY
-            && rc->state != NGX_OMNIBUS_REDIS_SETUP))
-    {
-        return NGX_DECLINED;
-    }
 
     if (!ngx_queue_empty(&rd->free)) {
         q = ngx_queue_head(&rd->free);
@@ -630,10 +658,6 @@ ngx_omnibus_redis_send(ngx_omnibus_redis_conn_t *rc,
     }
 
     ngx_queue_insert_tail(&rc->inflight, &cmd->queue);
-
-    if (rc->state == NGX_OMNIBUS_REDIS_SETUP) {
-        rc->setup++;
-    }
 
     if (!rc->timer.timer_set) {
         ngx_omnibus_redis_arm(rc);

@@ -29,16 +29,6 @@ typedef struct {
 } ngx_omnibus_redis_relay_t;
 
 
-/* the last sequence read from one sender (a worker of a pod) */
-typedef struct {
-    u_char                      name[128];
-    size_t                      len;
-    uint64_t                    seq;
-    time_t                      seen;
-} ngx_omnibus_redis_origin_t;
-
-
-#define NGX_OMNIBUS_REDIS_ORIGINS     1024
 #define NGX_OMNIBUS_REDIS_READ_COUNT  "512"
 
 
@@ -76,13 +66,6 @@ ngx_omnibus_redis_fanout_init(ngx_omnibus_redis_t *rd, ngx_cycle_t *cycle)
     }
 
     /* worker 0 reads for the pod: a blocked XREAD is not a stall */
-
-    if (ngx_array_init(&rd->origins, cycle->pool, 16,
-                       sizeof(ngx_omnibus_redis_origin_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
 
     ngx_omnibus_redis_conn_init(rd, &rd->stream, "stream",
                                 rd->block + rd->timeout);
@@ -593,7 +576,7 @@ ngx_omnibus_redis_entry(ngx_omnibus_redis_t *rd, redisReply *entry)
     }
 
     if (id.len != NGX_OMNIBUS_ID_LEN || seq == 0 || origin.len == 0
-        || origin.len > 128 || ngx_omnibus_topic_valid(&o.topic) != NGX_OK)
+        || ngx_omnibus_topic_valid(&o.topic) != NGX_OK)
     {
         return NGX_DECLINED;
     }
@@ -611,19 +594,26 @@ ngx_omnibus_redis_entry(ngx_omnibus_redis_t *rd, redisReply *entry)
 }
 
 
-/* NGX_OK: news from that sender; a resent entry was seen already */
+/*
+ * NGX_OK: news from that sender; a resent entry was seen already.  Kept
+ * in the zone: a reader that replaces a dead one skips what it skipped.
+ */
 
 static ngx_int_t
 ngx_omnibus_redis_seen(ngx_omnibus_redis_t *rd, ngx_str_t *origin,
     uint64_t seq)
 {
-    ngx_uint_t                   i;
-    ngx_omnibus_redis_origin_t  *or, *oldest;
+    ngx_uint_t                     i;
+    ngx_omnibus_cluster_origin_t  *or, *oldest;
 
-    or = rd->origins.elts;
-    oldest = NULL;
+    if (origin->len > NGX_OMNIBUS_ORIGIN_LEN) {
+        return NGX_OK;              /* not ours to check: a longer node */
+    }
 
-    for (i = 0; i < rd->origins.nelts; i++) {
+    or = rd->zone->sh->cluster.origins;
+    oldest = &or[0];
+
+    for (i = 0; i < NGX_OMNIBUS_CLUSTER_ORIGINS; i++) {
         if (or[i].len == origin->len
             && ngx_strncmp(or[i].name, origin->data, origin->len) == 0)
         {
@@ -636,19 +626,12 @@ ngx_omnibus_redis_seen(ngx_omnibus_redis_t *rd, ngx_str_t *origin,
             return NGX_OK;
         }
 
-        if (oldest == NULL || or[i].seen < oldest->seen) {
+        if (or[i].seen < oldest->seen) {
             oldest = &or[i];
         }
     }
 
     /* senders come and go with their workers: the quietest one goes */
-
-    if (rd->origins.nelts < NGX_OMNIBUS_REDIS_ORIGINS) {
-        oldest = ngx_array_push(&rd->origins);
-        if (oldest == NULL) {
-            return NGX_OK;
-        }
-    }
 
     ngx_memcpy(oldest->name, origin->data, origin->len);
     oldest->len = origin->len;
