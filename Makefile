@@ -48,7 +48,7 @@ run: deps $(MODULE)
 test: deps $(MODULE)
 	OMNIBUS_NGINX=$(NGINX_BIN) prove -r -I t/lib t/
 
-# about 17 minutes with the 10-minute soak; writes bench/RESULTS.md and
+# about 25 minutes with the 10-minute soak; writes bench/RESULTS.md and
 # bench/results.png
 bench: deps $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) ./bench/run.sh

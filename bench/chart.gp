@@ -30,22 +30,27 @@ if (system("test -s data/redis.gp && echo 1 || echo 0") eq "1") { load "data/red
 
 set multiplot layout 7,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
 
-set title "1. Publish throughput (wrk -t1 -c32, 2 workers, 100 topics)"
-set xlabel "JSON body size"
+# 1: one cluster per body size and shape (data/publish.dat: size, shape,
+# then the four targets); padded = {"seq":0,"pad":"xxx..."}, orders =
+# bench/gen-orders.pl's realistic documents
+set title "1. Publish throughput: padded vs realistic (orders) JSON bodies (wrk -t1 -c32, 2 workers)"
+set xlabel ""
 set ylabel "requests/s"
-plot "data/publish.dat" using 2:xtic(1) title "omnibus" lc rgb "#1f77b4", \
-     "" using 3 title "omnibus, json off" lc rgb "#9ecae1", \
-     "" using 4 title "return 202 (ceiling)" lc rgb "#aaaaaa", \
-     "" using 5 title "nchan publisher" lc rgb "#ff7f0e"
+set offsets 0, 0, graph 0.25, 0
+plot "data/publish.dat" using 3:xtic(stringcolumn(1)."\n".stringcolumn(2)) title "omnibus" lc rgb "#1f77b4", \
+     "" using 4 title "omnibus, json off" lc rgb "#9ecae1", \
+     "" using 5 title "return 202 (ceiling)" lc rgb "#aaaaaa", \
+     "" using 6 title "nchan publisher" lc rgb "#ff7f0e"
 
-set title "1. Publish cost: nginx worker CPU per request"
+set title "1. Publish cost: nginx worker CPU per request, padded vs orders bodies"
 set ylabel "CPU microseconds / request"
 set format y "%.1f"
-plot "data/publish-cpu.dat" using 2:xtic(1) title "omnibus" lc rgb "#1f77b4", \
-     "" using 3 title "omnibus, json off" lc rgb "#9ecae1", \
-     "" using 4 title "return 202" lc rgb "#aaaaaa", \
-     "" using 5 title "nchan publisher" lc rgb "#ff7f0e"
+plot "data/publish-cpu.dat" using 3:xtic(stringcolumn(1)."\n".stringcolumn(2)) title "omnibus" lc rgb "#1f77b4", \
+     "" using 4 title "omnibus, json off" lc rgb "#9ecae1", \
+     "" using 5 title "return 202" lc rgb "#aaaaaa", \
+     "" using 6 title "nchan publisher" lc rgb "#ff7f0e"
 set format y "%.0f"
+set offsets 0, 0, graph 0.12, 0
 
 set title "2. End to end: publish -> webhook (1 KiB)"
 set xlabel ""

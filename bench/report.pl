@@ -75,6 +75,21 @@ my %meta = kv('meta.tsv');
 my %lat = kv('latency.tsv');
 my %low = kv('lowlat.tsv');
 my @pub = tsv('publish-runs.tsv');
+# section 1's own run data (a `bench/run.sh publish` run keeps meta.tsv)
+my %pmeta = kv('publish-meta.tsv');
+my @orders = tsv('orders.tsv');
+my ($jsonbench, $orders_sample, @puberr);
+if (open(my $f, '<', "$data/jsonbench.md")) {
+    local $/;
+    $jsonbench = <$f>;
+}
+if (open(my $f, '<', "$data/orders-256.json")) {
+    local $/;
+    $orders_sample = <$f>;
+}
+if (open(my $f, '<', "$data/publish-errors.txt")) {
+    chomp(@puberr = grep { /\S/ } <$f>);
+}
 my @mem = tsv('memory.tsv');
 my @fan = tsv('fanout-runs.tsv');
 my @e2e = tsv('e2e-runs.tsv');
@@ -130,17 +145,27 @@ my @targets = qw(omnibus raw plain nchan);
 my %tname = (omnibus => 'omnibus `/publish/`',
              raw => 'omnibus `/raw/` (`omnibus_json off`)',
              plain => '`return 202`', nchan => 'nchan publisher');
-my (%pubmed, %pubp99, %pubrounds, %pubnon2xx, %pubcpu, @sizes);
+# body shapes of section 1: padded {"seq":0,"pad":"xxx..."} (the only one
+# of runs before the shape column) and orders (bench/gen-orders.pl)
+my %shname = (padded => 'padded', orders => 'orders');
+# per size, shape and target: $pubmed{$s}{$sh}{$t} etc.
+my (%pubmed, %pubp99, %pubrounds, %pubnon2xx, %pubcpu, @sizes, @shapes);
 for my $row (@pub) {
-    push @sizes, $row->{size} unless grep { $_ == $row->{size} } @sizes;
-    push @{$pubrounds{$row->{size}}{$row->{target}}}, $row->{rate};
-    push @{$pubp99{$row->{size}}{$row->{target}}}, $row->{p99_ms};
-    push @{$pubcpu{$row->{size}}{$row->{target}}}, $row->{cpu_us_per_req};
-    $pubnon2xx{$row->{size}}{$row->{target}} += $row->{non2xx} + $row->{sockerr};
+    my ($s, $sh, $t) = ($row->{size}, $row->{shape} // 'padded', $row->{target});
+    push @sizes, $s unless grep { $_ == $s } @sizes;
+    push @shapes, $sh unless grep { $_ eq $sh } @shapes;
+    push @{$pubrounds{$s}{$sh}{$t}}, $row->{rate};
+    push @{$pubp99{$s}{$sh}{$t}}, $row->{p99_ms};
+    push @{$pubcpu{$s}{$sh}{$t}}, $row->{cpu_us_per_req};
+    $pubnon2xx{$s}{$sh}{$t} += $row->{non2xx} + $row->{sockerr};
 }
+@sizes = sort { $a <=> $b } @sizes;
+@shapes = grep { my $x = $_; grep { $_ eq $x } @shapes } qw(padded orders);
 for my $s (@sizes) {
-    for my $t (@targets) {
-        $pubmed{$s}{$t} = median(@{$pubrounds{$s}{$t} || []});
+    for my $sh (@shapes) {
+        for my $t (@targets) {
+            $pubmed{$s}{$sh}{$t} = median(@{$pubrounds{$s}{$sh}{$t} || []});
+        }
     }
 }
 
@@ -179,23 +204,31 @@ for my $row (@backlog) {
 
 # ------------------------------------------------------------------ goals
 
-my $pub1k = $pubmed{1024}{omnibus};
+# section 2 compares with the padded 1 KiB body it publishes too
+my $pub1k = $pubmed{1024}{padded}{omnibus};
 my @goals;
-for my $s (@sizes) {
-    my $r = ratio($pubmed{$s}{omnibus}, $pubmed{$s}{plain});
-    push @goals, ["publish >= 0.85 x `return 202`, " . human($s),
-                  defined $r ? sprintf('%.2f x (%s vs %s req/s)', $r,
-                      num($pubmed{$s}{omnibus}), num($pubmed{$s}{plain}))
-                             : 'n/a',
-                  defined $r ? $r >= 0.85 : undef];
-}
-for my $s (@sizes) {
-    my $r = ratio($pubmed{$s}{omnibus}, $pubmed{$s}{nchan});
-    push @goals, ["publish >= 1.5 x nchan, " . human($s),
-                  defined $r ? sprintf('%.2f x (%s vs %s req/s)', $r,
-                      num($pubmed{$s}{omnibus}), num($pubmed{$s}{nchan}))
-                             : 'n/a',
-                  defined $r ? $r >= 1.5 : undef];
+# section 1, per shape: [ratio to, its name, {size => minimum}]; padded:
+# the first goals, the same at every size; orders: the issue "Publish at
+# memory speed with real JSON", lower at 16 KiB
+my %pubgoals = (
+    padded => [[plain => '`return 202`', {256 => '0.85', 1024 => '0.85', 16384 => '0.85'}],
+               [nchan => 'nchan', {256 => '1.5', 1024 => '1.5', 16384 => '1.5'}]],
+    orders => [[plain => '`return 202`', {256 => '0.85', 1024 => '0.85', 16384 => '0.6'}],
+               [nchan => 'nchan', {256 => '1.5', 1024 => '1.5', 16384 => '1.0'}]],
+);
+for my $sh (qw(padded orders)) {
+    for my $g (@{$pubgoals{$sh}}) {
+        my ($to, $name, $min) = @$g;
+        for my $s (sort { $a <=> $b } keys %$min) {
+            my $m = $pubmed{$s}{$sh} || {};
+            my $r = ratio($m->{omnibus}, $m->{$to});
+            push @goals, [sprintf('publish >= %s x %s, %s, %s bodies', $min->{$s},
+                                  $name, human($s), $shname{$sh}),
+                          defined $r ? sprintf('%.2f x (%s vs %s req/s)', $r,
+                              num($m->{omnibus}), num($m->{$to})) : 'n/a',
+                          defined $r ? $r >= $min->{$s} : undef];
+        }
+    }
 }
 {
     my $r = ratio($e2emed{delivered}, $e2emed{publish});
@@ -206,7 +239,7 @@ for my $s (@sizes) {
                   defined $r ? $r >= 0.8 : undef];
     $r = ratio($e2emed{delivered}, $pub1k);
     push @goals, ['end-to-end delivery >= 0.8 x publish rate: against the'
-                  . ' publish-only rate of section 1 (1 KiB, no routes)',
+                  . ' publish-only rate of section 1 (1 KiB padded, no routes)',
                   defined $r ? sprintf('%.2f x (%s delivered/s vs %s published/s)',
                       $r, num($e2emed{delivered}), num($pub1k)) : 'n/a',
                   defined $r ? $r >= 0.8 : undef];
@@ -393,10 +426,12 @@ if (%rmeta) {
 # ------------------------------------------------------------- gnuplot data
 
 open(my $d, '>', "$data/publish.dat") or die "$data/publish.dat: $!\n";
-print $d "# body_size omnibus omnibus_json_off plain_return_202 nchan (median req/s)\n";
+print $d "# body_size shape omnibus omnibus_json_off plain_return_202 nchan (median req/s)\n";
 for my $s (@sizes) {
-    printf $d "\"%s\" %s\n", human($s),
-        join(' ', map { $pubmed{$s}{$_} // 0 } @targets);
+    for my $sh (@shapes) {
+        printf $d "\"%s\" \"%s\" %s\n", human($s), $shname{$sh},
+            join(' ', map { $pubmed{$s}{$sh}{$_} // 0 } @targets);
+    }
 }
 close $d;
 
@@ -407,10 +442,12 @@ printf $d "\"%s\" %s %s\n", $_, $fanmed{$_}{rate} // 0, $fanmed{$_}{cpu} // 0
 close $d;
 
 open($d, '>', "$data/publish-cpu.dat") or die "$data/publish-cpu.dat: $!\n";
-print $d "# body_size omnibus omnibus_json_off plain_return_202 nchan (median worker CPU us per request)\n";
+print $d "# body_size shape omnibus omnibus_json_off plain_return_202 nchan (median worker CPU us per request)\n";
 for my $s (@sizes) {
-    printf $d "\"%s\" %s\n", human($s),
-        join(' ', map { median(@{$pubcpu{$s}{$_} || []}) // 0 } @targets);
+    for my $sh (@shapes) {
+        printf $d "\"%s\" \"%s\" %s\n", human($s), $shname{$sh},
+            join(' ', map { median(@{$pubcpu{$s}{$sh}{$_} || []}) // 0 } @targets);
+    }
 }
 close $d;
 
@@ -784,33 +821,84 @@ $p->('');
 # 1
 $p->('## 1. Publish throughput');
 $p->('');
-$p->("wrk, one thread, $meta{conns} keepalive connections, ${dur} s per run,",
-     ' POST of a JSON body of the given size to 100 topics in turn',
-     ' (`bench/pub.lua`); the four targets are locations of the same nginx',
-     ($meta{nchan_separate} ? ' (**except nchan**: it would not load next to'
-                              . ' omnibus, so it ran in a second nginx with the'
-                              . ' same settings)' : ''),
-     " (2 workers), measured in $rounds rounds in rotating order. `omnibus` is",
+my $pdur = $pmeta{duration} // $dur;
+my $prounds = $pmeta{rounds} // $rounds;
+if ($pmeta{only}) {
+    $p->(sprintf '**Section 1 (and 1b) come from a separate run, `bench/run.sh'
+                 . ' publish`**, of %s (module commit `%s`, load average at'
+                 . ' start %s, %s s per run, %s round%s; the section took %s s);'
+                 . ' the other sections from the run above.',
+         $pmeta{date} // '?', $pmeta{commit} // '?', $pmeta{loadavg} // '?',
+         $pdur, $prounds, $prounds == 1 ? '' : 's', $pmeta{elapsed_s} // '?');
+    $p->('');
+}
+$p->("wrk, one thread, ", $pmeta{conns} // $meta{conns}, " keepalive connections,",
+     " ${pdur} s per run, POST of a JSON body of the given size to 100 topics",
+     ' in turn (`bench/pub.lua`); the four targets are locations of the same nginx',
+     (($pmeta{nchan_separate} // $meta{nchan_separate})
+         ? ' (**except nchan**: it would not load next to'
+           . ' omnibus, so it ran in a second nginx with the'
+           . ' same settings)' : ''),
+     " (2 workers), measured in $prounds round", ($prounds == 1 ? '' : 's'),
+     " in rotating order, the two",
+     ' body shapes one after the other in alternating order. `omnibus` is',
      ' `omnibus_publish` into an 8-shard zone without routes (messages are',
      ' validated as JSON, queued, dispatched to the retain ring; `retain=100`,',
      ' queue large enough never to push back); `json off` is the same with',
      ' `omnibus_json off`, which shows what the JSON validation costs (see',
-     ' [PROFILE.md](PROFILE.md)); `return 202` is the ceiling of',
+     ' [PROFILE.md](PROFILE.md) and 1b below); `return 202` is the ceiling of',
      ' an HTTP endpoint that reads and drops the body; nchan is',
      ' `nchan_publisher` with one channel per topic (default buffer: 10',
-     ' messages per channel). Rates count 2xx answers only.');
+     ' messages per channel). Rates count 2xx answers only. The shapes:');
 $p->('');
-$p->('| body | omnibus req/s | json off req/s | `return 202` req/s | nchan req/s | omnibus / `return 202` | omnibus / nchan | json off / `return 202` | json off / nchan | p99 ms (omnibus / json off / 202 / nchan) | worker CPU us per request (omnibus / json off / 202 / nchan) |');
-$p->('|---|---|---|---|---|---|---|---|---|---|---|');
+$p->('- **padded**: `{"seq":0,"pad":"xxx...xxx"}`, the same body every request:',
+     ' one long ASCII string, the cheapest JSON there is to validate.');
+$p->('- **orders**: realistic documents, ', ($pmeta{orders_docs} // 'several'),
+     ' different ones per size sent in turn, each of exactly the size',
+     ' (`bench/gen-orders.pl`, deterministic, the shape of `bench/jsonbench.c`\'s):',
+     ' an order with a customer object and an array of order lines, each an',
+     ' object of short strings (product names and tags, some non-ASCII UTF-8,',
+     ' an emoji, escaped quotes, `\u` escapes), integers, decimals and',
+     ' exponents, a nested array of tags and one of dimensions, booleans,',
+     ' `null`; the bytes the last whole line leaves over are a delivery note',
+     ' of short words (`"note"`, the last member).',
+     join('', map { ' At ' . human($_->{size}) . ' no order line fits: the'
+                    . ' order, its customer, totals and the note.' }
+              grep { !$_->{lines_max} } @orders))
+    if grep { $_ eq 'orders' } @shapes;
+$p->('');
+if (@orders) {
+    $p->('| body | documents | order lines | non-ASCII bytes | note bytes |');
+    $p->('|---|---|---|---|---|');
+    $p->(sprintf '| %s | %d | %s | %s %% | %s %% |', human($_->{size}), $_->{docs},
+                 $_->{lines_min} == $_->{lines_max} ? $_->{lines_min}
+                     : "$_->{lines_min} - $_->{lines_max}",
+                 $_->{non_ascii_pct}, $_->{note_pct})
+        for sort { $a->{size} <=> $b->{size} } @orders;
+    $p->('');
+}
+if (defined $orders_sample) {
+    $p->('The first 256 B document:');
+    $p->('');
+    $p->('```json');
+    $p->($orders_sample);
+    $p->('```');
+    $p->('');
+}
+$p->('| body | shape | omnibus req/s | json off req/s | `return 202` req/s | nchan req/s | omnibus / `return 202` | omnibus / nchan | json off / `return 202` | json off / nchan | p99 ms (omnibus / json off / 202 / nchan) | worker CPU us per request (omnibus / json off / 202 / nchan) |');
+$p->('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for my $s (@sizes) {
-    $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
-         human($s), (map { num($pubmed{$s}{$_}) } @targets),
-         r2(ratio($pubmed{$s}{omnibus}, $pubmed{$s}{plain})),
-         r2(ratio($pubmed{$s}{omnibus}, $pubmed{$s}{nchan})),
-         r2(ratio($pubmed{$s}{raw}, $pubmed{$s}{plain})),
-         r2(ratio($pubmed{$s}{raw}, $pubmed{$s}{nchan})),
-         join(' / ', map { sprintf '%.1f', median(@{$pubp99{$s}{$_}}) // 0 } @targets),
-         join(' / ', map { sprintf '%.1f', median(@{$pubcpu{$s}{$_}}) // 0 } @targets));
+    for my $sh (@shapes) {
+        my $m = $pubmed{$s}{$sh};
+        $p->(sprintf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+             human($s), $shname{$sh}, (map { num($m->{$_}) } @targets),
+             r2(ratio($m->{omnibus}, $m->{plain})),
+             r2(ratio($m->{omnibus}, $m->{nchan})),
+             r2(ratio($m->{raw}, $m->{plain})),
+             r2(ratio($m->{raw}, $m->{nchan})),
+             join(' / ', map { sprintf '%.1f', median(@{$pubp99{$s}{$sh}{$_} || []}) // 0 } @targets),
+             join(' / ', map { sprintf '%.1f', median(@{$pubcpu{$s}{$sh}{$_} || []}) // 0 } @targets));
+    }
 }
 $p->('');
 $p->('The p99 column is wrk\'s latency percentile (closed loop). CPU per',
@@ -818,18 +906,94 @@ $p->('The p99 column is wrk\'s latency percentile (closed loop). CPU per',
      ' (`/proc/PID/stat`) divided by the requests answered: it shows what each',
      ' target costs the server whatever the client\'s share of the two cores.');
 $p->('');
+if (@shapes == 2) {
+    $p->('Orders / padded, per target: what the realistic body costs each,',
+         ' the padded one taken as 1 (req/s: below 1 is slower; CPU per',
+         ' request: above 1 is dearer).');
+    $p->('');
+    $p->('| body | omnibus req/s; CPU | json off req/s; CPU | `return 202` req/s; CPU | nchan req/s; CPU |');
+    $p->('|---|---|---|---|---|');
+    for my $s (@sizes) {
+        $p->(sprintf '| %s | %s |', human($s), join(' | ', map {
+            my $t = $_;
+            my $c = sub { median(@{$pubcpu{$s}{$_[0]}{$t} || []}) };
+            sprintf '%s; %s', r2(ratio($pubmed{$s}{orders}{$t}, $pubmed{$s}{padded}{$t})),
+                    r2(ratio($c->('orders'), $c->('padded')));
+        } @targets));
+    }
+    $p->('');
+}
 $p->('Per round (req/s):');
 $p->('');
-$p->('| body | target | rounds | non-2xx + socket errors |');
-$p->('|---|---|---|---|');
+$p->('| body | shape | target | rounds | non-2xx + socket errors |');
+$p->('|---|---|---|---|---|');
 for my $s (@sizes) {
-    for my $t (@targets) {
-        $p->(sprintf '| %s | %s | %s | %d |', human($s), $tname{$t},
-             join(' / ', map { num($_) } @{$pubrounds{$s}{$t} || []}),
-             $pubnon2xx{$s}{$t} // 0);
+    for my $sh (@shapes) {
+        for my $t (@targets) {
+            $p->(sprintf '| %s | %s | %s | %s | %d |', human($s), $shname{$sh},
+                 $tname{$t},
+                 join(' / ', map { num($_) } @{$pubrounds{$s}{$sh}{$t} || []}),
+                 $pubnon2xx{$s}{$sh}{$t} // 0);
+        }
     }
 }
 $p->('');
+if (@puberr) {
+    $p->('Error log lines of the section\'s nginx:');
+    $p->('');
+    $p->('```');
+    $p->($_) for @puberr;
+    $p->('```');
+    $p->('');
+}
+
+# 1b
+$p->('### 1b. JSON validation alone');
+$p->('');
+if (defined $jsonbench && $jsonbench =~ /^\|/m) {
+    $p->('`bench/jsonbench.sh`, run after the wrk runs of section 1 with nginx',
+         ' idle: the validation of bodies alone, in MB/s on one core (the',
+         ' thread\'s CPU time, the best of 3 runs of 0.25 s), over pools of',
+         ' `bench/jsonbench.c`\'s documents (about 512 KiB of different ones',
+         ' per row). Its orders are the shape of the ones above, but with the',
+         ' number of lines nearest to the size and no note (hence `avg bytes`).',
+         ' `yajl + strict pass (old)` is the validation the module had (yajl',
+         ' with its callbacks, then a UTF-8 and surrogate pass); `new, SSE2` is',
+         ' `ngx_omnibus_json_valid()` as the module compiles it; `new, 8 bytes',
+         ' at a time` the same without SSE2; simdjson (DOM) for comparison,',
+         ' when `libsimdjson-dev` is there.');
+    $p->('');
+    (my $j = $jsonbench) =~ s/\s+$//;
+    $p->($j);
+    $p->('');
+    # MB/s of the module's validator -> microseconds per body of the size
+    my ($hdr) = $jsonbench =~ /^(\| shape .*)$/m;
+    my @h = map { s/^\s+|\s+$//gr } split /\|/, $hdr // '';
+    my ($col) = grep { $h[$_] =~ /^new, SSE2/ } 0 .. $#h;
+    my %us;
+    for my $l ($jsonbench =~ /^(\| (?:orders|padded) \|.*)$/mg) {
+        my @c = map { s/^\s+|\s+$//gr } split /\|/, $l;
+        $us{$c[2]}{$c[1]} = $c[3] / $c[$col] if $col && $c[$col] && $c[3];
+    }
+    if (%us) {
+        $p->('At those rates the module\'s validator spends, per body: ',
+             join('; ', map {
+                 my $z = $_;
+                 sprintf '%s: %s us orders, %s us padded', human($z),
+                         map { defined $us{$z}{$_} ? sprintf('%.2f', $us{$z}{$_}) : 'n/a' }
+                             qw(orders padded)
+             } sort { $a <=> $b } keys %us),
+             ' (the `omnibus` minus `json off` CPU per request above is the',
+             ' same cost measured in nginx, with the noise of the run).');
+        $p->('');
+    }
+} elsif (($pmeta{jsonbench} // '') =~ /^(failed|skipped)/) {
+    $p->("Not measured in this run: $pmeta{jsonbench}.");
+    $p->('');
+} else {
+    $p->('No data (`bench/jsonbench.sh` did not run: a run from before 1b).');
+    $p->('');
+}
 
 # 2
 $p->('## 2. End to end: publish -> webhook');
@@ -1232,12 +1396,20 @@ if (@errors) {
 }
 my @problems;
 for my $s (@sizes) {
-    for my $t (@targets) {
-        push @problems, "$tname{$t}, " . human($s) . ": $pubnon2xx{$s}{$t}"
-                        . ' non-2xx answers or socket errors'
-            if $pubnon2xx{$s}{$t};
+    for my $sh (@shapes) {
+        for my $t (@targets) {
+            push @problems, "$tname{$t}, " . human($s) . " $shname{$sh}:"
+                            . " $pubnon2xx{$s}{$sh}{$t}"
+                            . ' non-2xx answers or socket errors'
+                if $pubnon2xx{$s}{$sh}{$t};
+        }
     }
 }
+push @problems, 'publish (`bench/run.sh publish`): [alert]/[crit]/[emerg] lines'
+                . ' or a worker exiting on a signal in its error logs (see'
+                . ' section 1)' if @puberr;
+push @problems, "jsonbench (section 1b): $pmeta{jsonbench}"
+    if ($pmeta{jsonbench} // '') =~ /^failed/;
 push @problems, "fan-out: not every event arrived for $_ ($fanmed{$_}{events})"
     for grep { $fanmed{$_}{n} && !$fanmed{$_}{complete} } qw(omnibus nchan);
 push @problems, "end to end: $lat{not_received} published messages were not"

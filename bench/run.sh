@@ -3,7 +3,14 @@
 #
 # Starts its own nginx instances on 127.0.0.1 under bench/tmp/, runs
 #   1. publish throughput: omnibus (JSON validated, and `omnibus_json off`)
-#      vs `return 202` vs nchan's publisher
+#      vs `return 202` vs nchan's publisher, at 256 B, 1 KiB and 16 KiB,
+#      each with two body shapes: "padded" ({"seq":0,"pad":"xxx..."}) and
+#      "orders" (realistic documents: bench/gen-orders.pl, BENCH_ORDERS_DOCS
+#      (16) different ones per size, exactly the size each); then 1b, the
+#      JSON validation alone (bench/jsonbench.sh's table; BENCH_JSONBENCH=0
+#      skips it). With both shapes section 1 takes twice as many wrk runs:
+#      2 x 3 sizes x 4 targets x BENCH_ROUNDS x BENCH_DURATION (3 x 5 s:
+#      6 minutes, plus about half a minute for 1b)
 #   2. end to end: publish -> webhook to a local nginx, rate and latency
 #   3. fan-out: 1 publisher, 1000 SSE subscribers, omnibus vs nchan
 #   4. memory: shared memory bytes per queued message
@@ -35,13 +42,15 @@
 # Knobs (environment): BENCH_DURATION (seconds per wrk run, 5),
 # BENCH_ROUNDS (3), BENCH_CONNS (wrk connections, 32), BENCH_FANOUT_SUBS
 # (1000), BENCH_FANOUT_MSGS (500), BENCH_LATENCY_DURATION (10),
-# BENCH_LOWLAT_MSGS (2000), NGINX_BIN, BENCH_MODULE (the module to load,
-# objs/ngx_omnibus_module.so), NCHAN_MODULE, BENCH_KEEP=1 (keep
-# bench/tmp); the soak's in bench/soak.sh (SOAK_SECONDS=0 skips it), the
-# Kafka section's in bench/kafka.sh (BENCH_KAFKA=0 skips it), the store
-# section's in bench/store.sh (BENCH_STORE=0 skips it), the Redis
-# section's in bench/redis.sh (BENCH_REDIS=0 skips it).
-# `bench/run.sh soak` or SOAK_ONLY=1 runs only the soak, `bench/run.sh
+# BENCH_LOWLAT_MSGS (2000), BENCH_ORDERS_DOCS (16), BENCH_JSONBENCH (1),
+# NGINX_BIN, BENCH_MODULE (the module to load, objs/ngx_omnibus_module.so),
+# NCHAN_MODULE, BENCH_KEEP=1 (keep bench/tmp); the soak's in
+# bench/soak.sh (SOAK_SECONDS=0 skips it), the Kafka section's in
+# bench/kafka.sh (BENCH_KAFKA=0 skips it), the store section's in
+# bench/store.sh (BENCH_STORE=0 skips it), the Redis section's in
+# bench/redis.sh (BENCH_REDIS=0 skips it).
+# `bench/run.sh publish` or PUBLISH_ONLY=1 runs only section 1 (and 1b),
+# `bench/run.sh soak` or SOAK_ONLY=1 only the soak, `bench/run.sh
 # kafka` or KAFKA_ONLY=1 only the Kafka section, `bench/run.sh store` or
 # STORE_ONLY=1 only the store section, `bench/run.sh redis` or
 # REDIS_ONLY=1 only the Redis section; each writes the report again with
@@ -60,7 +69,10 @@ CONNS=${BENCH_CONNS:-32}
 FAN_SUBS=${BENCH_FANOUT_SUBS:-1000}
 FAN_MSGS=${BENCH_FANOUT_MSGS:-500}
 LAT_DUR=${BENCH_LATENCY_DURATION:-10}
+ORDERS_DOCS=${BENCH_ORDERS_DOCS:-16}
+JSONBENCH=${BENCH_JSONBENCH:-1}
 SIZES="256 1024 16384"
+SHAPES="padded orders"
 MEM_SIZES="100 1024 16384"
 TOPICS=100
 PREFILL=50000
@@ -70,10 +82,12 @@ DATA=$BENCH/data
 WRK=(wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$BENCH/pub.lua")
 
 START=$(date +%s.%N)
+PUBLISH_ONLY=${PUBLISH_ONLY:-0}
 SOAK_ONLY=${SOAK_ONLY:-0}
 KAFKA_ONLY=${KAFKA_ONLY:-0}
 STORE_ONLY=${STORE_ONLY:-0}
 REDIS_ONLY=${REDIS_ONLY:-0}
+[ "${1:-}" = publish ] && PUBLISH_ONLY=1
 [ "${1:-}" = soak ] && SOAK_ONLY=1
 [ "${1:-}" = kafka ] && KAFKA_ONLY=1
 [ "${1:-}" = store ] && STORE_ONLY=1
@@ -100,10 +114,11 @@ if [ "$REDIS_ONLY" = 1 ] && [ "$BENCH_REDIS" = 0 ]; then
     echo "bench: BENCH_REDIS=0 and only the Redis section asked: nothing to do" >&2
     exit 1
 fi
-# KAFKA_ONLY, STORE_ONLY, REDIS_ONLY, SOAK_ONLY: the one section run (the
-# first of them set, as below)
+# KAFKA_ONLY, STORE_ONLY, REDIS_ONLY, SOAK_ONLY, PUBLISH_ONLY: the one
+# section run (the first of them set, as below)
 ONLY=
-for only in kafka:$KAFKA_ONLY store:$STORE_ONLY redis:$REDIS_ONLY soak:$SOAK_ONLY; do
+for only in kafka:$KAFKA_ONLY store:$STORE_ONLY redis:$REDIS_ONLY soak:$SOAK_ONLY \
+            publish:$PUBLISH_ONLY; do
     if [ "${only#*:}" = 1 ]; then
         ONLY=${only%%:*}
         break
@@ -121,6 +136,11 @@ fi
 
 if [ -n "$ONLY" ]; then
     rm -rf "$TMP"    # keep the data of the other sections
+    if [ "$ONLY" = publish ]; then
+        rm -f "$DATA"/publish-*.tsv "$DATA"/publish-errors.txt \
+            "$DATA"/orders*.tsv "$DATA"/orders-*.json "$DATA"/jsonbench.md
+        [ -f "$DATA/commands.tsv" ] && sed -i '/^publish-/d;/^orders-/d;/^jsonbench	/d' "$DATA/commands.tsv"
+    fi
 else
     rm -rf "$TMP" "$DATA"
 fi
@@ -541,6 +561,13 @@ write_recv_conf
 
 # ----------------------------------------------------------- machine info
 
+commit_id() {  # the module's commit, and whether src/ has local changes
+    echo "$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src config ngx_omnibus_module.c 2>/dev/null || echo ' (with local changes)')"
+}
+
+# a publish-only run keeps the full run's machine and run data (section 1
+# has its own in data/publish-meta.tsv)
+if [ "$PUBLISH_ONLY" != 1 ] || [ ! -s "$DATA/meta.tsv" ]; then
 {
     echo "date	$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "uname	$(uname -a)"
@@ -552,7 +579,7 @@ write_recv_conf
     echo "nchan	$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo unknown)"
     echo "wrk	$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
     echo "h2load	$(h2load --version 2>&1 | head -1)"
-    echo "commit	$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src config ngx_omnibus_module.c 2>/dev/null || echo ' (with local changes)')"
+    echo "commit	$(commit_id)"
     echo "nchan_separate	$NCHAN_SEPARATE"
     echo "duration	$DUR"
     echo "rounds	$ROUNDS"
@@ -561,11 +588,12 @@ write_recv_conf
     echo "fan_msgs	$FAN_MSGS"
     echo "lat_dur	$LAT_DUR"
 } > "$DATA/meta.tsv"
+fi
 
 start_nginx main "$PORT"
-start_nginx recv "$RPORT"
+[ "$PUBLISH_ONLY" = 1 ] || start_nginx recv "$RPORT"
 [ "$NCHAN_SEPARATE" = 1 ] && start_nginx nchan "$NCHAN_PORT"
-say "nginx on 127.0.0.1:$PORT (receiver $RPORT$([ "$NCHAN_SEPARATE" = 1 ] && echo ", nchan $NCHAN_PORT"))"
+say "nginx on 127.0.0.1:$PORT$([ "$PUBLISH_ONLY" = 1 ] || echo " (receiver $RPORT)")$([ "$NCHAN_SEPARATE" = 1 ] && echo ", nchan on $NCHAN_PORT")"
 
 # ----------------------------------------------- 1. publish throughput
 
@@ -578,31 +606,97 @@ target_url() {  # target_url omnibus|raw|plain|nchan -> base URL, path prefix
     esac
 }
 
-say "1. publish throughput: $ROUNDS rounds x {omnibus, raw, plain, nchan} x {$SIZES} B, ${DUR}s each"
-printf 'round\tsize\ttarget\trequests\tduration_s\tnon2xx\tsockerr\trate\tp50_ms\tp99_ms\tcpu_us_per_req\n' \
+# the "orders" bodies: BENCH_ORDERS_DOCS documents per size, one a line,
+# each exactly the size and checked valid JSON by bench/gen-orders.pl
+for size in $SIZES; do
+    cmd "orders-$size" perl "$BENCH/gen-orders.pl" -n "$ORDERS_DOCS" \
+        -s "$DATA/orders.tsv" "$size" > "$TMP/orders-$size.ndjson"
+done
+head -1 "$TMP/orders-256.ndjson" | tr -d '\n' > "$DATA/orders-256.json"
+
+P1_START=$(now)
+{
+    echo "date	$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "loadavg	$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "commit	$(commit_id)"
+    echo "nchan_separate	$NCHAN_SEPARATE"
+    echo "duration	$DUR"
+    echo "rounds	$ROUNDS"
+    echo "conns	$CONNS"
+    echo "orders_docs	$ORDERS_DOCS"
+    echo "only	$PUBLISH_ONLY"
+} > "$DATA/publish-meta.tsv"
+
+say "1. publish throughput: $ROUNDS rounds x {omnibus, raw, plain, nchan} x {$SIZES} B x {$SHAPES}, ${DUR}s each"
+printf 'round\tsize\tshape\ttarget\trequests\tduration_s\tnon2xx\tsockerr\trate\tp50_ms\tp99_ms\tcpu_us_per_req\n' \
     > "$DATA/publish-runs.tsv"
 TARGETS=(omnibus raw plain nchan)
 for ((r = 1; r <= ROUNDS; r++)); do
     for size in $SIZES; do
-        for ((k = 0; k < 4; k++)); do
-            # rotate the order every round and size
-            t=${TARGETS[$(( (k + r + size / 1024) % 4 ))]}
-            read -r url prefix < <(target_url "$t")
-            out=$TMP/wrk-1-$r-$size-$t.out
-            m=$(master_of "$t")
-            c0=$(cpu "$m")
-            cmd_env "publish-$t-$size" BODY_SIZE="$size" PATH_PREFIX="$prefix" \
-                TOPICS=$TOPICS -- "${WRK[@]}" "$url" > "$out" 2>&1
-            c1=$(cpu "$m")
-            wrk_parse "$out"
-            cus=$(calc "($c1 - $c0) * 1e6 / $W_REQ" 1)
-            printf '%d\t%d\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n' "$r" "$size" "$t" \
-                "$W_REQ" "$W_DUR" "$W_NON2XX" "$W_SOCKERR" "$W_RATE" "$W_P50" \
-                "$W_P99" "$cus" >> "$DATA/publish-runs.tsv"
-            say "   round $r $size B $t: $W_RATE req/s (non-2xx $W_NON2XX), $cus CPU us/req"
+        # both shapes, one after the other, in alternating order
+        read -r -a shapes <<< "$SHAPES"
+        [ $((r % 2)) = 0 ] && shapes=("${shapes[1]}" "${shapes[0]}")
+        for shape in "${shapes[@]}"; do
+            so=0 envs=(BODY_SIZE="$size")
+            if [ "$shape" = orders ]; then
+                so=1 envs+=(BODY_FILE="$TMP/orders-$size.ndjson")
+            fi
+            for ((k = 0; k < 4; k++)); do
+                # rotate the order every round, size and shape
+                t=${TARGETS[$(( (k + r + size / 1024 + so) % 4 ))]}
+                read -r url prefix < <(target_url "$t")
+                out=$TMP/wrk-1-$r-$size-$shape-$t.out
+                m=$(master_of "$t")
+                c0=$(cpu "$m")
+                cmd_env "publish-$t-$size-$shape" "${envs[@]}" PATH_PREFIX="$prefix" \
+                    TOPICS=$TOPICS -- "${WRK[@]}" "$url" > "$out" 2>&1
+                c1=$(cpu "$m")
+                wrk_parse "$out"
+                cus=$(calc "($c1 - $c0) * 1e6 / $W_REQ" 1)
+                printf '%d\t%d\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n' "$r" "$size" \
+                    "$shape" "$t" "$W_REQ" "$W_DUR" "$W_NON2XX" "$W_SOCKERR" "$W_RATE" \
+                    "$W_P50" "$W_P99" "$cus" >> "$DATA/publish-runs.tsv"
+                say "   round $r $size B $shape $t: $W_RATE req/s (non-2xx $W_NON2XX), $cus CPU us/req"
+            done
         done
     done
 done
+echo "elapsed_s	$(calc "$(now) - $P1_START" 0)" >> "$DATA/publish-meta.tsv"
+say "   section 1: $(calc "$(now) - $P1_START" 0)s"
+
+# 1b. the JSON validation alone, on one core: bench/jsonbench.sh's table
+# (it builds bench/jsonbench.c under build/jsonbench/ first)
+if [ "$JSONBENCH" = 0 ]; then
+    echo "jsonbench	skipped (BENCH_JSONBENCH=0)" >> "$DATA/publish-meta.tsv"
+    say "1b. JSON validation alone: skipped (BENCH_JSONBENCH=0)"
+else
+    say "1b. JSON validation alone: bench/jsonbench.sh"
+    j0=$(now)
+    cmd_record jsonbench bench/jsonbench.sh
+    if "$BENCH/jsonbench.sh" > "$TMP/jsonbench.out" 2> "$TMP/jsonbench.err"; then
+        cp "$TMP/jsonbench.out" "$DATA/jsonbench.md"
+        echo "jsonbench	done in $(calc "$(now) - $j0" 0) s" >> "$DATA/publish-meta.tsv"
+        grep '^| orders\|^| padded' "$DATA/jsonbench.md" | sed 's/^/   /' || true
+    else
+        rc=$?
+        echo "jsonbench	failed (exit $rc): $(tail -1 "$TMP/jsonbench.err")" \
+            >> "$DATA/publish-meta.tsv"
+        say "   jsonbench.sh failed (exit $rc):"
+        tail -5 "$TMP/jsonbench.err" | sed 's/^/   /'
+    fi
+fi
+
+if [ "$PUBLISH_ONLY" = 1 ]; then
+    for n in "${STARTED[@]}"; do stop_nginx "$n"; done
+    check_errors > "$DATA/publish-errors.txt"
+    if [ -s "$DATA/publish-errors.txt" ]; then
+        say "error log lines worth a look (data/publish-errors.txt):"
+        sed 's/^/   /' "$DATA/publish-errors.txt"
+    fi
+    write_report
+    echo "bench: publish only, total time $(calc "$(now) - $START" 0)s"
+    exit 0
+fi
 
 # ---------------------------------------------------- 4. memory per message
 
