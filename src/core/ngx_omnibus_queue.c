@@ -181,9 +181,18 @@ ngx_omnibus_msg_create_locked(ngx_omnibus_zone_t *zone,
     msg->owner = 0;
     msg->more = NULL;
 
+    /* an offer without a key or a type may have NULL for them */
+
     p = ngx_cpymem(msg->data, o->topic.data, o->topic.len);
-    p = ngx_cpymem(p, o->ctype.data, o->ctype.len);
-    p = ngx_cpymem(p, o->key.data, o->key.len);
+
+    if (o->ctype.len) {
+        p = ngx_cpymem(p, o->ctype.data, o->ctype.len);
+    }
+
+    if (o->key.len) {
+        p = ngx_cpymem(p, o->key.data, o->key.len);
+    }
+
     ngx_memcpy(p, o->payload.data, msg->head_len);
 
     next = &msg->more;
