@@ -113,6 +113,7 @@ struct ngx_omnibus_redis_s {
     ngx_uint_t                  noutbox;
     uint64_t                    relay_seq;   /* this worker's, from 1 */
     ngx_event_t                 flush;       /* posted: send the outbox */
+    ngx_uint_t                  dropped;     /* since last said */
     time_t                      dropped_logged;
 
     /* the lock (ngx_omnibus_redis_lock.c) */

@@ -93,14 +93,12 @@ ngx_omnibus_redis_relay(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *msg)
     }
 
     if (rd->noutbox >= rd->outbox_max) {
+        /* said by the flush, not here: no write(2) under the zone lock */
         (void) ngx_atomic_fetch_add(&zone->sh->cluster.relay_dropped, 1);
+        rd->dropped++;
 
-        if (ngx_time() - rd->dropped_logged >= NGX_OMNIBUS_LOG_THROTTLE) {
-            rd->dropped_logged = ngx_time();
-            ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                          "omnibus_redis \"%V\": %ui messages wait to be "
-                          "relayed to the other pods: more are not",
-                          &zone->name, rd->noutbox);
+        if (!rd->flush.posted) {
+            ngx_post_event(&rd->flush, &ngx_posted_events);
         }
 
         return;
@@ -161,6 +159,17 @@ ngx_omnibus_redis_flush(ngx_event_t *ev)
     ngx_omnibus_redis_relay_t  *e;
 
     rd = ev->data;
+
+    if (rd->dropped
+        && ngx_time() - rd->dropped_logged >= NGX_OMNIBUS_LOG_THROTTLE)
+    {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "omnibus_redis \"%V\": %ui messages wait to be "
+                      "relayed to the other pods: %ui more were not kept",
+                      &rd->zone->name, rd->noutbox, rd->dropped);
+        rd->dropped_logged = ngx_time();
+        rd->dropped = 0;
+    }
 
     p = ngx_cpymem(key, rd->prefix.data, rd->prefix.len);
     p = ngx_cpymem(p, "stream", 6);
