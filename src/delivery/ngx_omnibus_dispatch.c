@@ -149,7 +149,11 @@ ngx_omnibus_dispatch_recover(ngx_omnibus_zone_t *zone)
             n += ngx_omnibus_requeue_locked(&sh->shards[s], 0);
         }
 
-        if (zone->store && zone->store->sync) {
+        /* a worker gone while a commit or a cluster claim was awaited */
+
+        if ((zone->store && zone->store->sync)
+            || ngx_omnibus_cluster_has(zone, NGX_OMNIBUS_CLUSTER_DEDUP))
+        {
             held += ngx_omnibus_queue_unhold_locked(zone, &sh->shards[s]);
         }
     }

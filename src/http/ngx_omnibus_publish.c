@@ -24,6 +24,8 @@ static ngx_omnibus_enqueue_rc_e ngx_omnibus_publish_offer(
 static ngx_omnibus_enqueue_rc_e ngx_omnibus_publish_settle(
     ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     ngx_omnibus_offer_t *offer, u_char *id);
+static void ngx_omnibus_publish_release(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_msg_t *held, u_char *id, ngx_uint_t ok, u_char *dedup);
 static void ngx_omnibus_publish_claimed(ngx_omnibus_cluster_wait_t *w);
 static ngx_int_t ngx_omnibus_publish_answer(ngx_http_request_t *r,
     ngx_omnibus_ctx_t *ctx, ngx_omnibus_enqueue_rc_e rc);
@@ -706,14 +708,7 @@ ngx_omnibus_publish_cleanup(void *data)
 
     held = ctx->offer.held;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    if (held->held && ngx_memcmp(held->id, ctx->id, NGX_OMNIBUS_ID_LEN) == 0)
-    {
-        ngx_omnibus_queue_release_locked(zone, held, 0, ctx->offer.dedup);
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_omnibus_publish_release(zone, held, ctx->id, 0, ctx->offer.dedup);
 
     zone->cluster->unclaim(zone, ctx->offer.dedup, ctx->id);
 }
@@ -917,33 +912,52 @@ ngx_omnibus_publish_settle(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
     store = zone->store;
     held = offer->held;
 
-    if (store && store->write(zone, offer, id, held,
-                              held ? &ctx->wait : NULL)
-                 == NGX_OK)
+    /* held for its claim only: it goes on now, its row written behind */
+
+    if (held && !(store && store->sync)) {
+        ngx_omnibus_publish_release(zone, held, id, 1,
+                                    offer->dedup_on ? offer->dedup : NULL);
+        held = NULL;
+    }
+
+    if (store == NULL
+        || store->write(zone, offer, id, held, held ? &ctx->wait : NULL)
+           == NGX_OK
+        || held == NULL)
     {
         return NGX_OMNIBUS_QUEUED;
     }
 
-    if (held == NULL) {
-        return NGX_OMNIBUS_QUEUED;  /* written behind (mode=async) */
-    }
+    ngx_omnibus_publish_release(zone, held, id, 0,
+                                offer->dedup_on ? offer->dedup : NULL);
+
+    return NGX_OMNIBUS_NOT_STORED;
+}
+
+
+/*
+ * A message held for this request is let go (accepted) or taken out of
+ * its queue, if it is still the one held; either way its shard may now
+ * dispatch what waited behind it.
+ */
+
+static void
+ngx_omnibus_publish_release(ngx_omnibus_zone_t *zone, ngx_omnibus_msg_t *held,
+    u_char *id, ngx_uint_t ok, u_char *dedup)
+{
+    ngx_uint_t  shard;
+
+    shard = held->shard;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     if (held->held && ngx_memcmp(held->id, id, NGX_OMNIBUS_ID_LEN) == 0) {
-        ngx_omnibus_queue_release_locked(zone, held, store == NULL,
-                                         offer->dedup_on ? offer->dedup
-                                                         : NULL);
+        ngx_omnibus_queue_release_locked(zone, held, ok, dedup);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    if (store == NULL) {
-        ngx_omnibus_notify(zone, offer->shard);
-        return NGX_OMNIBUS_QUEUED;
-    }
-
-    return NGX_OMNIBUS_NOT_STORED;
+    ngx_omnibus_notify(zone, shard);
 }
 
 
@@ -973,16 +987,11 @@ ngx_omnibus_publish_claimed(ngx_omnibus_cluster_wait_t *w)
 
         ngx_omnibus_dedup_redirect_locked(zone, ctx->offer.dedup, ctx->id,
                                           w->first);
-
-        if (held->held && ngx_memcmp(held->id, ctx->id, NGX_OMNIBUS_ID_LEN)
-                          == 0)
-        {
-            ngx_omnibus_queue_release_locked(zone, held, 0, NULL);
-        }
-
         zone->sh->deduplicated++;
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        ngx_omnibus_publish_release(zone, held, ctx->id, 0, NULL);
 
         ngx_memcpy(ctx->id, w->first, NGX_OMNIBUS_ID_LEN);
         qrc = NGX_OMNIBUS_DUPLICATE;

@@ -578,10 +578,20 @@ ngx_omnibus_pg_store_write(ngx_omnibus_zone_t *zone,
     p = ngx_cpymem(p, offer->topic.data, offer->topic.len);
     row->ctype.data = p;
     row->ctype.len = offer->ctype.len;
-    p = ngx_cpymem(p, offer->ctype.data, offer->ctype.len);
+
+    /* an offer without a key or a type may have NULL for them */
+
+    if (offer->ctype.len) {
+        p = ngx_cpymem(p, offer->ctype.data, offer->ctype.len);
+    }
+
     row->key.data = p;
     row->key.len = offer->key.len;
-    p = ngx_cpymem(p, offer->key.data, offer->key.len);
+
+    if (offer->key.len) {
+        p = ngx_cpymem(p, offer->key.data, offer->key.len);
+    }
+
     row->payload.data = p;
     row->payload.len = offer->payload.len;
     ngx_memcpy(p, offer->payload.data, offer->payload.len);

@@ -99,7 +99,12 @@ ngx_omnibus_redis_conn_init(ngx_omnibus_redis_t *rd,
     rc->timer.handler = ngx_omnibus_redis_expire;
     rc->timer.data = rc;
     rc->timer.log = rd->log;
-    rc->timer.cancelable = 1;
+
+    /*
+     * A quitting worker waits for the answers to its commands (publishes
+     * wait on them, held), at most timeout; not for a blocked stream read.
+     */
+    rc->timer.cancelable = (rc == &rd->stream);
 
     rc->kill.handler = ngx_omnibus_redis_kill;
     rc->kill.data = rc;
@@ -323,11 +328,13 @@ ngx_omnibus_redis_read(ngx_event_t *rev)
             break;
         }
 
-        if (n == 0 && !rev->pending_eof) {
-            break;
-        }
+        if (n == 0) {
+            if (!rev->pending_eof) {
+                break;
+            }
 
-        rev->pending_eof = 0;
+            rev->pending_eof = 0;   /* once more, for hiredis to see it */
+        }
     }
 }
 
@@ -343,7 +350,11 @@ ngx_omnibus_redis_write(ngx_event_t *wev)
 
     wev->ready = 1;
 
+    /* hiredis asks for a write when it could not finish: not posted again */
+
+    rc->writing = 1;
     redisAsyncHandleWrite(rc->ac);
+    rc->writing = 0;
 
     /* what is left waits for the next writable edge */
 
@@ -360,7 +371,9 @@ ngx_omnibus_redis_add_write(void *data)
 {
     ngx_omnibus_redis_conn_t  *rc = data;
 
-    if (rc->c && rc->c->write->ready && !rc->c->write->posted) {
+    if (rc->c && rc->c->write->ready && !rc->c->write->posted
+        && !rc->writing)
+    {
         ngx_post_event(rc->c->write, &ngx_posted_events);
     }
 }
@@ -402,9 +415,29 @@ ngx_omnibus_redis_cleanup(void *data)
         rc->lost(rc);
     }
 
-    if (!rc->closing && !ngx_exiting && !ngx_terminate) {
-        (void) ngx_omnibus_reconnect_later(&rc->reconnect);
+    if (rc->closing || ngx_exiting || ngx_terminate) {
+        return;
     }
+
+    /*
+     * A connection that worked is tried again soon (a restart of Redis
+     * drops every worker's at once: that is one event, not a failure
+     * each); one that never came up counts against the breaker.
+     */
+
+    if (rc->established) {
+        rc->established = 0;
+        rc->reconnect.failures = 0;
+
+        if (rc->reconnect.timer.timer_set) {
+            ngx_del_timer(&rc->reconnect.timer);
+        }
+
+        ngx_add_timer(&rc->reconnect.timer, rc->reconnect.base);
+        return;
+    }
+
+    (void) ngx_omnibus_reconnect_later(&rc->reconnect);
 }
 
 
@@ -557,6 +590,7 @@ ngx_omnibus_redis_setup_reply(ngx_omnibus_redis_conn_t *rc,
     }
 
     rc->state = NGX_OMNIBUS_REDIS_READY;
+    rc->established = 1;
 
     ngx_omnibus_reconnect_done(&rc->reconnect);
 
@@ -720,6 +754,36 @@ ngx_omnibus_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     if (handler) {
         handler(rc, r, cmd->data);
+    }
+}
+
+
+/*
+ * A reply that is not what a command expects: said (once in a while),
+ * counted, and with drop the connection goes, to start over.
+ */
+
+void
+ngx_omnibus_redis_refused(ngx_omnibus_redis_conn_t *rc, const char *what,
+    redisReply *reply, ngx_uint_t drop)
+{
+    ngx_omnibus_redis_t  *rd;
+
+    rd = rc->rd;
+
+    ngx_omnibus_redis_error(rd, NGX_OMNIBUS_REDIS_ERR_REPLY);
+
+    if (ngx_time() - rd->refused_logged >= NGX_OMNIBUS_LOG_THROTTLE) {
+        rd->refused_logged = ngx_time();
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "omnibus_redis \"%V\": %s: %s", &rd->zone->name, what,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                       : "unexpected reply");
+    }
+
+    if (drop && rc->state == NGX_OMNIBUS_REDIS_READY) {
+        rc->state = NGX_OMNIBUS_REDIS_DOWN;
+        ngx_post_event(&rc->kill, &ngx_posted_events);
     }
 }
 

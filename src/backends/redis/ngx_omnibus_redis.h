@@ -69,6 +69,8 @@ struct ngx_omnibus_redis_conn_s {
     ngx_queue_t                 inflight;    /* commands, oldest first */
     ngx_uint_t                  setup;       /* replies still to come */
     ngx_uint_t                  closing;     /* no reconnect */
+    ngx_uint_t                  established; /* was ready: not a failure */
+    ngx_uint_t                  writing;     /* in hiredis's write */
     ngx_event_t                 timer;       /* the oldest's deadline */
     ngx_event_t                 kill;        /* posted: drop it */
     ngx_omnibus_reconnect_t     reconnect;
@@ -112,8 +114,10 @@ struct ngx_omnibus_redis_s {
     ngx_queue_t                *unsent;      /* the first not yet sent */
     ngx_uint_t                  noutbox;
     uint64_t                    relay_seq;   /* this worker's, from 1 */
+    ngx_str_t                   origin;      /* node/pid/start: unique */
     ngx_event_t                 flush;       /* posted: send the outbox */
     ngx_uint_t                  dropped;     /* since last said */
+    time_t                      refused_logged;
     time_t                      dropped_logged;
 
     /* the lock (ngx_omnibus_redis_lock.c) */
@@ -140,6 +144,8 @@ void ngx_omnibus_redis_error(ngx_omnibus_redis_t *rd,
     ngx_omnibus_redis_reason_e reason);
 void ngx_omnibus_redis_fallback(ngx_omnibus_redis_t *rd,
     ngx_omnibus_cluster_feature_e feature);
+void ngx_omnibus_redis_refused(ngx_omnibus_redis_conn_t *rc,
+    const char *what, redisReply *reply, ngx_uint_t drop);
 
 /* ngx_omnibus_redis_cluster.c: the directive, claims and limits */
 char *ngx_omnibus_redis_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,

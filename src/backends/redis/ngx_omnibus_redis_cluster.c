@@ -246,7 +246,14 @@ ngx_omnibus_redis_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
         return NGX_CONF_ERROR;
     }
 
-    /* every key of the zone under "<prefix><zone>:" */
+    /* every key of the zone under "<prefix><zone>:", in 512-byte buffers */
+
+    if (prefix.len + zone->name.len > 256) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "omnibus_redis: the prefix and the zone's name "
+                           "together are longer than 256 bytes");
+        return NGX_CONF_ERROR;
+    }
 
     rd->prefix.len = prefix.len + zone->name.len + 1;
     rd->prefix.data = ngx_pnalloc(cf->pool, rd->prefix.len);
@@ -429,7 +436,11 @@ ngx_omnibus_redis_claimed(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
 
     } else {
         if (reply) {
-            ngx_omnibus_redis_error(rc->rd, NGX_OMNIBUS_REDIS_ERR_REPLY);
+            /* Redis before 7.0 has no SET NX GET; a replica refuses it */
+            ngx_omnibus_redis_refused(rc, "SET NX GET", reply,
+                                      reply->type == REDIS_REPLY_ERROR
+                                      && ngx_strncmp(reply->str, "READONLY",
+                                                     8) == 0);
         }
 
         ngx_omnibus_redis_fallback(rc->rd, NGX_OMNIBUS_CLUSTER_DEDUP);
@@ -546,12 +557,10 @@ ngx_omnibus_redis_limited(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
 
     } else {
         if (reply) {
-            ngx_log_error(NGX_LOG_ERR, rc->rd->log, 0,
-                          "omnibus_redis \"%V\": rate limit script: %s",
-                          &rc->rd->zone->name,
-                          reply->type == REDIS_REPLY_ERROR
-                          ? reply->str : "unexpected reply");
-            ngx_omnibus_redis_error(rc->rd, NGX_OMNIBUS_REDIS_ERR_REPLY);
+            ngx_omnibus_redis_refused(rc, "rate limit script", reply,
+                                      reply->type == REDIS_REPLY_ERROR
+                                      && ngx_strncmp(reply->str, "READONLY",
+                                                     8) == 0);
         }
 
         ngx_omnibus_redis_fallback(rc->rd, NGX_OMNIBUS_CLUSTER_LIMIT);

@@ -55,6 +55,22 @@ ngx_omnibus_redis_fanout_init(ngx_omnibus_redis_t *rd, ngx_cycle_t *cycle)
     ngx_queue_init(&rd->outbox);
     rd->unsent = NULL;
 
+    /*
+     * The sender's name: a restarted container may have the same host
+     * name and pids, so its start time goes in too, or readers would
+     * skip its sequence numbers as seen.
+     */
+
+    rd->origin.data = ngx_pnalloc(cycle->pool, rd->node.len + 2
+                                               + 2 * NGX_INT64_LEN);
+    if (rd->origin.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd->origin.len = ngx_sprintf(rd->origin.data, "%V/%P/%uL", &rd->node,
+                                 ngx_pid, ngx_omnibus_now_ms())
+                     - rd->origin.data;
+
     rd->flush.handler = ngx_omnibus_redis_flush;
     rd->flush.data = rd;
     rd->flush.log = cycle->log;
@@ -152,7 +168,7 @@ static void
 ngx_omnibus_redis_flush(ngx_event_t *ev)
 {
     u_char                     *p, key[512], num[4][NGX_INT_T_LEN];
-    u_char                      origin[NGX_INT_T_LEN + 256], maxlen[32];
+    u_char                      maxlen[32];
     size_t                      len[25];
     const char                 *argv[25];
     ngx_omnibus_redis_t        *rd;
@@ -192,10 +208,8 @@ ngx_omnibus_redis_flush(ngx_event_t *ev)
     len[7] = rd->node.len;
     argv[8] = "o";
     len[8] = 1;
-    argv[9] = (char *) origin;
-    len[9] = ngx_snprintf(origin, sizeof(origin), "%V/%P", &rd->node,
-                          ngx_pid)
-             - origin;
+    argv[9] = (char *) rd->origin.data;
+    len[9] = rd->origin.len;
     argv[10] = "s";
     len[10] = 1;
     argv[12] = "i";
@@ -268,12 +282,15 @@ ngx_omnibus_redis_relayed(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
     if (reply->type == REDIS_REPLY_STRING) {
         (void) ngx_atomic_fetch_add(&rd->zone->sh->cluster.relayed, 1);
 
+    } else if (reply->type == REDIS_REPLY_ERROR
+               && ngx_strncmp(reply->str, "READONLY", 8) == 0)
+    {
+        /* a replica now: kept, and sent again on a new connection */
+        ngx_omnibus_redis_refused(rc, "XADD", reply, 1);
+        return;
+
     } else {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "omnibus_redis \"%V\": XADD: %s", &rd->zone->name,
-                      reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                       : "unexpected reply");
-        ngx_omnibus_redis_error(rd, NGX_OMNIBUS_REDIS_ERR_REPLY);
+        ngx_omnibus_redis_refused(rc, "XADD", reply, 0);
         (void) ngx_atomic_fetch_add(&rd->zone->sh->cluster.relay_dropped, 1);
     }
 
@@ -375,8 +392,13 @@ ngx_omnibus_redis_tip(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
     ngx_omnibus_redis_t  *rd = data;
     redisReply           *entry;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        return;                     /* a reconnect starts over */
+    if (reply == NULL) {
+        return;                     /* the reconnect starts over */
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        ngx_omnibus_redis_refused(rc, "XREVRANGE", reply, 1);
+        return;
     }
 
     if (reply->elements == 0) {
@@ -386,8 +408,10 @@ ngx_omnibus_redis_tip(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
         entry = reply->element[0];
 
         if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 1
-            || entry->element[0]->type != REDIS_REPLY_STRING)
+            || entry->element[0]->type != REDIS_REPLY_STRING
+            || entry->element[0]->len >= NGX_OMNIBUS_STREAM_ID_MAX)
         {
+            ngx_omnibus_redis_refused(rc, "XREVRANGE", entry, 1);
             return;
         }
 
@@ -406,6 +430,10 @@ ngx_omnibus_redis_next(ngx_omnibus_redis_t *rd)
     size_t                     len[8];
     const char                *argv[8];
     ngx_omnibus_cluster_sh_t  *sh;
+
+    if (ngx_exiting) {
+        return;                     /* the new workers read from here on */
+    }
 
     sh = &rd->zone->sh->cluster;
 
@@ -479,11 +507,9 @@ ngx_omnibus_redis_take(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
             ngx_omnibus_redis_last(rd, (u_char *) last->str, last->len);
         }
 
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "omnibus_redis \"%V\": XREAD: %s", &rd->zone->name,
-                      reply->str);
-        ngx_omnibus_redis_error(rd, NGX_OMNIBUS_REDIS_ERR_REPLY);
+    } else if (reply->type != REDIS_REPLY_NIL) {
+        /* the reader would stop here: it starts over on a new connection */
+        ngx_omnibus_redis_refused(rc, "XREAD", reply, 1);
         return;
     }
 
@@ -504,7 +530,7 @@ ngx_omnibus_redis_entry(ngx_omnibus_redis_t *rd, redisReply *entry)
     size_t                i;
     uint64_t              seq, born;
     ngx_str_t             node, origin, id, f, v;
-    ngx_int_t             num;
+    ngx_int_t             num, rc;
     redisReply           *fields;
     ngx_omnibus_offer_t   o;
 
@@ -590,7 +616,13 @@ ngx_omnibus_redis_entry(ngx_omnibus_redis_t *rd, redisReply *entry)
         return NGX_DECLINED;
     }
 
-    if (ngx_omnibus_redis_seen(rd, &origin, seq) != NGX_OK) {
+    /* under the lock: an old reader may still run beside a new one */
+
+    ngx_shmtx_lock(&rd->zone->shpool->mutex);
+    rc = ngx_omnibus_redis_seen(rd, &origin, seq);
+    ngx_shmtx_unlock(&rd->zone->shpool->mutex);
+
+    if (rc != NGX_OK) {
         (void) ngx_atomic_fetch_add(&rd->zone->sh->cluster.resent, 1);
         return NGX_DECLINED;
     }
