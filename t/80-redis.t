@@ -21,6 +21,7 @@ use Time::HiRes qw(sleep time);
 use lib 't/lib';
 use Omnibus::Test;
 use Omnibus::Redis;
+use Omnibus::Receiver;
 
 Omnibus::Redis::require_tools();
 
@@ -812,6 +813,148 @@ EOF
     is($notices, 2, 'lock: two notices');
 
     $_->check_log for @pods;
+}
+
+# 8. a full socket to Redis: a frozen server (SIGSTOP, so the kernel stops
+# reading its socket) and 300 relays of 64 KiB fill the send buffer; the
+# worker must not spin on its write (each publish is still answered), and
+# comes back when Redis does
+
+{
+    my $r = Omnibus::Redis->new;
+    my $url = $r->url;
+    my $t = Omnibus::Test->new(ports => 1);
+    $t->conf(<<"EOF");
+    omnibus_zone zone=bus:64m shards=4 retain=400;
+    omnibus_node pod-full;
+    omnibus_redis bus $url fanout=on dedup=off rate_limit=off timeout=1s
+                  breaker=3:1s:1;
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+        keepalive_requests 100000;
+
+        location /publish/ {
+            omnibus_publish bus;
+            omnibus_max_message_size 1m;
+        }
+        location /sub/ { omnibus_subscribe bus buffer=64m; }
+        location /omnibus/ { omnibus_admin bus; }
+        location = /metrics { omnibus_metrics; }
+        location = /healthz { omnibus_health bus; }
+    }
+EOF
+    $t->start;
+    ok(all_connected([$t]), 'full: every worker connected');
+    ok(wait_until(sub { (backend_up($t) // 0) == 1 }, timeout => 20),
+       'full: backend_up 1');
+
+    kill 'STOP', $r->pid;
+    my $body = '{"pad":"' . ('x' x (64 * 1024 - 10)) . '"}';
+    my ($n, $bad, $longest) = (0, undef, 0);
+    for my $i (1 .. 300) {
+        my $since = time;
+        my $x = $t->http(POST => '/publish/full.t' . ($i % 16), body => $body,
+                         timeout => 10);
+        my $took = time - $since;
+        $longest = $took if $took > $longest;
+        if (!$x || $x->{status} != 202) {
+            $bad = "publish $i: " . ($x ? "$x->{status} $x->{body}"
+                                        : "no answer within 10 s");
+            last;
+        }
+        $n++;
+    }
+    is($n, 300, sprintf('full: 300 publishes of 64 KiB with Redis frozen, '
+       . 'each answered 202 (the longest %.2f s)', $longest))
+        or diag($bad);
+    my @h = map { $t->http(GET => '/healthz', timeout => 10) } 1 .. 4;
+    is(join(' ', map { $_ ? $_->{status} : 'none' } @h), '200 200 200 200',
+       'full: /healthz answers meanwhile');
+    my $m = $t->http(GET => '/metrics', timeout => 10);
+    is($m && $m->{status}, 200, 'full: /metrics answers meanwhile');
+
+    kill 'CONT', $r->pid;
+    ok(wait_until(sub { (backend_up($t) // 0) == 1 }, timeout => 30),
+       'full: backend_up{backend="redis"} 1 again after Redis resumes');
+    my $x = $t->http(POST => '/publish/full.after', body => '{}',
+                     timeout => 10);
+    is($x && $x->{status}, 202, 'full: a publish after it');
+
+    $t->check_log;
+}
+
+# 9. a message held for its cluster claim, its workers killed: the new
+# workers let it go (at least once), and its shard dispatches again; no
+# omnibus_store here
+
+{
+    my $r = Omnibus::Redis->new;
+    my $url = $r->url;
+    my $t = Omnibus::Test->new(ports => 2,
+                               allow => [qr/exited on signal 9/]);
+    my $rx = Omnibus::Receiver->new(t => $t, index => 1);
+    # one shard: held.two queues behind held.one
+    $t->conf(<<"EOF");
+    omnibus_zone zone=bus:16m shards=1 min_shards=1 max_shards=1
+                 dedup_ttl=1h;
+    omnibus_node pod-held;
+    omnibus_redis bus $url dedup=on fanout=off rate_limit=off timeout=5s;
+    omnibus_route bus held.> http://127.0.0.1:%%PORT1%%/held;
+
+    server {
+        listen 127.0.0.1:%%PORT0%%;
+
+        location /publish/ { omnibus_publish bus; }
+        location /omnibus/ { omnibus_admin bus; }
+        location = /metrics { omnibus_metrics; }
+        location = /healthz { omnibus_health bus; }
+    }
+EOF
+    $t->start;
+    ok(all_connected([$t]), 'held: every worker connected');
+    ok(wait_until(sub { (backend_up($t) // 0) == 1 }, timeout => 20),
+       'held: backend_up 1');
+
+    my $queued = sub {
+        my $h = $t->http(GET => '/healthz', timeout => 5);
+        return $h && $h->{json} ? $h->{json}{queued} // -1 : -1;
+    };
+    kill 'STOP', $r->pid;
+    my $c = $t->conn;
+    my $body = '{"n":1}';
+    $c->send_raw("POST /publish/held.one HTTP/1.1\r\nHost: localhost\r\n"
+                 . "Connection: close\r\nIdempotency-Key: held-1\r\n"
+                 . 'Content-Length: ' . length($body) . "\r\n\r\n$body");
+    ok(wait_until(sub { $queued->() == 1 }, timeout => 4, interval => 0.05),
+       'held: the keyed publish is queued held, waiting for its claim');
+
+    my @old = $t->worker_pids;
+    kill 'KILL', @old;
+    ok(wait_until(sub {
+           my @w = $t->worker_pids;
+           @w == 2 && !grep { my $p = $_; grep { $_ == $p } @old } @w
+       }, timeout => 20), 'held: both workers killed -9 and respawned');
+    $c->close;
+    kill 'CONT', $r->pid;
+
+    my $two = $t->http(POST => '/publish/held.two', body => '{"n":2}');
+    is($two && $two->{status}, 202, 'held: a publish without a key');
+    my $topics = sub {
+        my %t = map { ($_->{headers}{'x-omnibus-topic'} // '') => 1 }
+                $rx->requests_for('/held');
+        join ' ', sort keys %t;
+    };
+    ok(wait_until(sub { $topics->() =~ /\bheld\.two\b/ }, timeout => 30),
+       'held: held.two reaches the receiver (the dead worker\'s held head '
+       . 'was let go)') or diag('received: ' . $topics->());
+    ok(wait_until(sub { $topics->() eq 'held.one held.two' }, timeout => 30),
+       'held: and held.one too (at least once)')
+        or diag('received: ' . $topics->());
+    ok(wait_until(sub { $queued->() == 0 }, timeout => 20),
+       'held: nothing left queued');
+
+    $t->check_log;
 }
 
 done_testing;
