@@ -41,17 +41,20 @@ my $REDIS = 'lock=1s breaker=3:1s:1';
 # receiver on port 1), with zone "bus" on the redis-server too. Any pod
 # may be killed: a worker's signal 9, if anyone logs it, is what the test
 # does.
+# (%o: db, store and redis parameters other than the file's)
 sub pod {
-    my ($node) = @_;
+    my ($node, %o) = @_;
     my $t = Omnibus::Test->new(ports => 2, allow => [qr/exited on signal 9/]);
     my $rx = Omnibus::Receiver->new(t => $t, index => 1);
-    my $url = db_url($DB);
+    my $url = db_url($o{db} // $DB);
     my $rurl = $redis->url;
+    my $store = $o{store} // $STORE;
+    my $rparams = $o{redis} // $REDIS;
     $t->conf(<<"EOF");
     omnibus_node $node;
     omnibus_zone zone=bus:32m shards=4;
-    omnibus_store bus $url password_file=$PW $STORE;
-    omnibus_redis bus $rurl $REDIS;
+    omnibus_store bus $url password_file=$PW $store;
+    omnibus_redis bus $rurl $rparams;
     omnibus_route bus jobs.> http://127.0.0.1:%%PORT1%%/hook timeout=10s
                   retries=100 backoff=100ms max_backoff=1s breaker=1000:1s:1;
     omnibus_route bus bad.> http://127.0.0.1:%%PORT1%%/bad retries=0 name=bad;
@@ -394,6 +397,75 @@ my ($H, $O);
               'no redis: and the first 40 still once each');
 }
 
+# the earlier pods stopped (and their logs checked) before the last
+# scenario, which has a database of its own
 $_->{t}->check_log for @all;
+
+# 5. regression: an async store and Redis dedup, PostgreSQL down. A
+# claimed message (an idempotency key, claimed in Redis) was handed to the
+# async store as if sync, held for its commit: with PostgreSQL down the
+# publish got no answer and its shard stopped. Now each is answered 202
+# at once, delivered from memory, and its row written behind.
+
+{
+    $redis->start unless $redis->alive;       # killed in scenario 4
+    my $P = pod('pod-r5', db => 'r5',
+                store => 'mode=async adopt_after=3s breaker=3:1s:1',
+                redis => "$REDIS dedup=on");
+    ok(ready($P->{t}), 'async dedup: pod-r5 ready');
+    ok(wait_until(sub { lock_of($P) eq 'held' }, timeout => 30),
+       'async dedup: Redis up, pod-r5 holds the lock') or diag(locks($P));
+
+    $pg->stop;
+    my $run = "$$-" . int(time * 1000);
+    my (@ids, @bad);
+    for my $k (1 .. 20) {
+        my $t0 = time;
+        my $r = $P->{t}->http(POST => "/publish/jobs.r$k",
+                              body => qq({"n":$k}), timeout => 10,
+                              headers => { 'Idempotency-Key' => "r5-$run-$k" });
+        my $dt = time - $t0;
+        if ($r && $r->{status} == 202 && $r->{json} && $r->{json}{id}) {
+            push @ids, $r->{json}{id};
+        } else {
+            push @bad, "$k: " . ($r ? $r->{status} : 'no answer')
+                       . sprintf(' after %.1f s', $dt);
+        }
+    }
+    is(scalar @ids, 20, 'async dedup: 20 keyed publishes answered 202, '
+       . 'PostgreSQL down') or diag(join '; ', @bad);
+    my $st = $P->{t}->http(GET => '/omnibus/');
+    my $rs = ($st && $st->{json} && $st->{json}{redis}) || {};
+    is(join(' ', $rs->{claimed} // '-', $rs->{fallbacks}{dedup} // '-'),
+       '20 0', 'async dedup: the 20 keys claimed in Redis, no fallback');
+
+    my $d = $P->{t}->http(POST => '/publish/jobs.r7', body => '{"n":7}',
+                          timeout => 10,
+                          headers => { 'Idempotency-Key' => "r5-$run-7" });
+    is($d && $d->{status}, 200, 'async dedup: a repeated key answered 200');
+    ok($d && $d->{json} && $d->{json}{duplicate},
+       'async dedup: marked duplicate');
+    is($d && $d->{json} && $d->{json}{id}, $ids[6],
+       'async dedup: with the first id');
+
+    ok(wait_until(sub { !missing({ delivered($P->{rx}) }, @ids) },
+                  timeout => 30), 'async dedup: all 20 delivered from memory')
+        or diag(scalar(missing({ delivered($P->{rx}) }, @ids)) . ' missing');
+    cmp_ok(metric($P, 'store_backlog') // -1, '>', 0,
+           'async dedup: a backlog while PostgreSQL is down');
+
+    $pg->start;
+    ok(wait_until(sub { (metric($P, 'store_backlog') // -1) == 0 },
+                  timeout => 60),
+       'async dedup: store_backlog 0 once PostgreSQL is back')
+        or diag('backlog ' . (metric($P, 'store_backlog') // 'none'));
+    is_deeply([missing({ ids_in('r5', 'omnibus_messages', 'pod-r5') },
+                       @ids)], [], 'async dedup: every 202 has its row');
+    ok(wait_until(sub { settled($P->{t}) }, timeout => 30),
+       'async dedup: pod-r5 settled');
+    is_deeply(each_once(\@ids, $P), [],
+              'async dedup: each message delivered exactly once');
+    $P->{t}->check_log;
+}
 
 done_testing;
