@@ -705,6 +705,55 @@ ngx_omnibus_redis_queue(ngx_omnibus_redis_conn_t *rc,
 }
 
 
+/* "<prefix><zone>:" and name, then identity in hex if there is one */
+
+size_t
+ngx_omnibus_redis_key(ngx_omnibus_redis_t *rd, u_char *buf, const char *name,
+    u_char *identity)
+{
+    u_char  *p;
+
+    p = ngx_cpymem(buf, rd->prefix.data, rd->prefix.len);
+    p = ngx_cpymem(p, name, ngx_strlen(name));
+
+    if (identity) {
+        p = ngx_hex_dump(p, identity, NGX_OMNIBUS_IDENTITY_LEN);
+    }
+
+    return p - buf;
+}
+
+
+/* EVALSHA of a script loaded at setup, on one key, with up to 4 args */
+
+ngx_int_t
+ngx_omnibus_redis_script(ngx_omnibus_redis_conn_t *rc,
+    ngx_omnibus_redis_reply_pt handler, void *data,
+    ngx_omnibus_redis_script_e script, u_char *key, size_t key_len,
+    int n, const char **args, const size_t *args_len, void **cmdp)
+{
+    int          i;
+    size_t       len[8];
+    const char  *argv[8];
+
+    argv[0] = "EVALSHA";
+    len[0] = 7;
+    argv[1] = (char *) rc->rd->sha[script];
+    len[1] = 40;
+    argv[2] = "1";
+    len[2] = 1;
+    argv[3] = (char *) key;
+    len[3] = key_len;
+
+    for (i = 0; i < n && i < 4; i++) {
+        argv[4 + i] = args[i];
+        len[4 + i] = args_len[i];
+    }
+
+    return ngx_omnibus_redis_send(rc, handler, data, 4 + i, argv, len, cmdp);
+}
+
+
 /* the waiter went away: the reply, when it comes, is dropped */
 
 void

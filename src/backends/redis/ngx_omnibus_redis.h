@@ -139,6 +139,12 @@ ngx_int_t ngx_omnibus_redis_send(ngx_omnibus_redis_conn_t *rc,
     ngx_omnibus_redis_reply_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen, void **cmd);
 void ngx_omnibus_redis_forget(void *cmd);
+size_t ngx_omnibus_redis_key(ngx_omnibus_redis_t *rd, u_char *buf,
+    const char *name, u_char *identity);
+ngx_int_t ngx_omnibus_redis_script(ngx_omnibus_redis_conn_t *rc,
+    ngx_omnibus_redis_reply_pt handler, void *data,
+    ngx_omnibus_redis_script_e script, u_char *key, size_t key_len,
+    int n, const char **args, const size_t *args_len, void **cmdp);
 ngx_uint_t ngx_omnibus_redis_usable(ngx_omnibus_redis_conn_t *rc);
 void ngx_omnibus_redis_error(ngx_omnibus_redis_t *rd,
     ngx_omnibus_redis_reason_e reason);

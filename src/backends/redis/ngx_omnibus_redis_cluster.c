@@ -25,8 +25,6 @@ static void ngx_omnibus_redis_limited(ngx_omnibus_redis_conn_t *rc,
     redisReply *reply, void *data);
 static void ngx_omnibus_redis_detach(ngx_omnibus_cluster_wait_t *wait);
 static void ngx_omnibus_redis_ready(ngx_omnibus_redis_conn_t *rc);
-static size_t ngx_omnibus_redis_key(ngx_omnibus_redis_t *rd, u_char *buf,
-    const char *kind, u_char *identity);
 
 
 char *
@@ -361,20 +359,6 @@ ngx_omnibus_redis_ready(ngx_omnibus_redis_conn_t *rc)
 }
 
 
-static size_t
-ngx_omnibus_redis_key(ngx_omnibus_redis_t *rd, u_char *buf,
-    const char *kind, u_char *identity)
-{
-    u_char  *p;
-
-    p = ngx_cpymem(buf, rd->prefix.data, rd->prefix.len);
-    p = ngx_cpymem(p, kind, 2);
-    p = ngx_hex_dump(p, identity, NGX_OMNIBUS_IDENTITY_LEN);
-
-    return p - buf;
-}
-
-
 static ngx_int_t
 ngx_omnibus_redis_claim(ngx_omnibus_zone_t *zone, u_char *identity,
     u_char *id, ngx_omnibus_cluster_wait_t *wait)
@@ -461,24 +445,20 @@ ngx_omnibus_redis_unclaim(ngx_omnibus_zone_t *zone, u_char *identity,
     u_char *id)
 {
     u_char                key[512];
-    size_t                len[5];
-    const char           *argv[5];
+    size_t                len[1];
+    const char           *argv[1];
     ngx_omnibus_redis_t  *rd;
 
     rd = zone->cluster->data;
 
-    argv[0] = "EVALSHA";
-    len[0] = 7;
-    argv[1] = (char *) rd->sha[NGX_OMNIBUS_REDIS_UNCLAIM];
-    len[1] = 40;
-    argv[2] = "1";
-    len[2] = 1;
-    argv[3] = (char *) key;
-    len[3] = ngx_omnibus_redis_key(rd, key, "d:", identity);
-    argv[4] = (char *) id;
-    len[4] = NGX_OMNIBUS_ID_LEN;
+    argv[0] = (char *) id;
+    len[0] = NGX_OMNIBUS_ID_LEN;
 
-    if (ngx_omnibus_redis_send(&rd->cmd, NULL, NULL, 5, argv, len, NULL)
+    if (ngx_omnibus_redis_script(&rd->cmd, NULL, NULL,
+                                 NGX_OMNIBUS_REDIS_UNCLAIM, key,
+                                 ngx_omnibus_redis_key(rd, key, "d:",
+                                                       identity),
+                                 1, argv, len, NULL)
         != NGX_OK)
     {
         /* the key stays for dedup_ttl: a retry of it is a duplicate */
@@ -497,35 +477,30 @@ ngx_omnibus_redis_limit(ngx_omnibus_zone_t *zone, ngx_omnibus_rate_t *rate,
     u_char                window[NGX_INT_T_LEN], count[NGX_INT_T_LEN];
     u_char                member[NGX_INT_T_LEN * 3 + 256], name[512];
     u_char                identity[NGX_OMNIBUS_IDENTITY_LEN];
-    size_t                len[7];
-    const char           *argv[7];
+    size_t                len[3];
+    const char           *argv[3];
     ngx_omnibus_redis_t  *rd;
 
     rd = zone->cluster->data;
 
     ngx_omnibus_limit_identity(rate, key, identity);
 
-    argv[0] = "EVALSHA";
-    len[0] = 7;
-    argv[1] = (char *) rd->sha[NGX_OMNIBUS_REDIS_LIMIT];
-    len[1] = 40;
-    argv[2] = "1";
-    len[2] = 1;
-    argv[3] = (char *) name;
-    len[3] = ngx_omnibus_redis_key(rd, name, "l:", identity);
-    argv[4] = (char *) window;
-    len[4] = ngx_sprintf(window, "%M", rate->window) - window;
-    argv[5] = (char *) count;
-    len[5] = ngx_sprintf(count, "%ui", rate->rate) - count;
+    argv[0] = (char *) window;
+    len[0] = ngx_sprintf(window, "%M", rate->window) - window;
+    argv[1] = (char *) count;
+    len[1] = ngx_sprintf(count, "%ui", rate->rate) - count;
 
     /* each admission is a member of its own */
-    argv[6] = (char *) member;
-    len[6] = ngx_snprintf(member, sizeof(member), "%V/%P/%uL", &rd->node,
+    argv[2] = (char *) member;
+    len[2] = ngx_snprintf(member, sizeof(member), "%V/%P/%uL", &rd->node,
                           ngx_pid, ++rd->counter)
              - member;
 
-    if (ngx_omnibus_redis_send(&rd->cmd, ngx_omnibus_redis_limited, wait,
-                               7, argv, len, &wait->cmd)
+    if (ngx_omnibus_redis_script(&rd->cmd, ngx_omnibus_redis_limited, wait,
+                                 NGX_OMNIBUS_REDIS_LIMIT, name,
+                                 ngx_omnibus_redis_key(rd, name, "l:",
+                                                       identity),
+                                 3, argv, len, &wait->cmd)
         != NGX_OK)
     {
         ngx_omnibus_redis_fallback(rd, NGX_OMNIBUS_CLUSTER_LIMIT);

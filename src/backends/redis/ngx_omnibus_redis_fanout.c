@@ -167,7 +167,7 @@ ngx_omnibus_redis_fanout_ready(ngx_omnibus_redis_t *rd)
 static void
 ngx_omnibus_redis_flush(ngx_event_t *ev)
 {
-    u_char                     *p, key[512], num[4][NGX_INT_T_LEN];
+    u_char                      key[512], num[3][NGX_INT_T_LEN];
     u_char                      maxlen[32];
     size_t                      len[25];
     const char                 *argv[25];
@@ -187,13 +187,10 @@ ngx_omnibus_redis_flush(ngx_event_t *ev)
         rd->dropped = 0;
     }
 
-    p = ngx_cpymem(key, rd->prefix.data, rd->prefix.len);
-    p = ngx_cpymem(p, "stream", 6);
-
     argv[0] = "XADD";
     len[0] = 4;
     argv[1] = (char *) key;
-    len[1] = p - key;
+    len[1] = ngx_omnibus_redis_key(rd, key, "stream", NULL);
     argv[2] = "MAXLEN";
     len[2] = 6;
     argv[3] = "~";
@@ -352,7 +349,7 @@ ngx_omnibus_redis_fanout_exit(ngx_omnibus_redis_t *rd)
 static void
 ngx_omnibus_redis_stream_ready(ngx_omnibus_redis_conn_t *rc)
 {
-    u_char                *p, key[512];
+    u_char                 key[512];
     size_t                 len[6];
     const char            *argv[6];
     ngx_omnibus_redis_t   *rd;
@@ -364,13 +361,10 @@ ngx_omnibus_redis_stream_ready(ngx_omnibus_redis_conn_t *rc)
         return;
     }
 
-    p = ngx_cpymem(key, rd->prefix.data, rd->prefix.len);
-    p = ngx_cpymem(p, "stream", 6);
-
     argv[0] = "XREVRANGE";
     len[0] = 9;
     argv[1] = (char *) key;
-    len[1] = p - key;
+    len[1] = ngx_omnibus_redis_key(rd, key, "stream", NULL);
     argv[2] = "+";
     len[2] = 1;
     argv[3] = "-";
@@ -426,7 +420,7 @@ ngx_omnibus_redis_tip(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
 static void
 ngx_omnibus_redis_next(ngx_omnibus_redis_t *rd)
 {
-    u_char                    *p, key[512], block[NGX_INT_T_LEN];
+    u_char                     key[512], block[NGX_INT_T_LEN];
     size_t                     len[8];
     const char                *argv[8];
     ngx_omnibus_cluster_sh_t  *sh;
@@ -436,9 +430,6 @@ ngx_omnibus_redis_next(ngx_omnibus_redis_t *rd)
     }
 
     sh = &rd->zone->sh->cluster;
-
-    p = ngx_cpymem(key, rd->prefix.data, rd->prefix.len);
-    p = ngx_cpymem(p, "stream", 6);
 
     argv[0] = "XREAD";
     len[0] = 5;
@@ -453,7 +444,7 @@ ngx_omnibus_redis_next(ngx_omnibus_redis_t *rd)
     argv[5] = "STREAMS";
     len[5] = 7;
     argv[6] = (char *) key;
-    len[6] = p - key;
+    len[6] = ngx_omnibus_redis_key(rd, key, "stream", NULL);
     argv[7] = (char *) sh->stream_last;
     len[7] = sh->stream_last_len;
 

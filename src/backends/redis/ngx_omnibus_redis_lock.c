@@ -16,8 +16,6 @@ static void ngx_omnibus_redis_locked(ngx_omnibus_redis_conn_t *rc,
     redisReply *reply, void *data);
 static void ngx_omnibus_redis_lead(ngx_omnibus_redis_t *rd,
     ngx_uint_t lead);
-static size_t ngx_omnibus_redis_lock_key(ngx_omnibus_redis_t *rd,
-    u_char *buf);
 
 
 /* what a lock reply answers */
@@ -48,9 +46,9 @@ static void
 ngx_omnibus_redis_lock_tick(ngx_event_t *ev)
 {
     u_char                     key[512], ttl[NGX_INT_T_LEN];
-    size_t                     len[7];
-    u_char                    *what;
-    const char                *argv[7];
+    size_t                     len[6];
+    ngx_int_t                  rc;
+    const char                *argv[6];
     ngx_omnibus_redis_t       *rd;
     ngx_omnibus_cluster_sh_t  *sh;
 
@@ -81,42 +79,37 @@ ngx_omnibus_redis_lock_tick(ngx_event_t *ev)
         return;
     }
 
-    argv[0] = "SET";
-    len[0] = 3;
-    argv[1] = (char *) key;
-    len[1] = ngx_omnibus_redis_lock_key(rd, key);
+    len[1] = ngx_omnibus_redis_key(rd, key, "lock", NULL);
+    argv[2] = (char *) rd->node.data;
+    len[2] = rd->node.len;
 
     if (sh->leader == ngx_pid) {
-        argv[0] = "EVALSHA";
-        len[0] = 7;
-        argv[1] = (char *) rd->sha[NGX_OMNIBUS_REDIS_RENEW];
-        len[1] = 40;
-        argv[2] = "1";
-        len[2] = 1;
-        argv[3] = (char *) key;
-        len[3] = ngx_omnibus_redis_lock_key(rd, key);
-        argv[4] = (char *) rd->node.data;
-        len[4] = rd->node.len;
-        argv[5] = (char *) ttl;
-        len[5] = ngx_sprintf(ttl, "%M", rd->lock_ttl) - ttl;
-        what = ngx_omnibus_redis_renew_lock;
+        /* renewed only if still ours */
+        argv[3] = (char *) ttl;
+        len[3] = ngx_sprintf(ttl, "%M", rd->lock_ttl) - ttl;
+
+        rc = ngx_omnibus_redis_script(&rd->cmd, ngx_omnibus_redis_locked,
+                                      ngx_omnibus_redis_renew_lock,
+                                      NGX_OMNIBUS_REDIS_RENEW, key, len[1],
+                                      2, &argv[2], &len[2], NULL);
 
     } else {
-        argv[2] = (char *) rd->node.data;
-        len[2] = rd->node.len;
+        argv[0] = "SET";
+        len[0] = 3;
+        argv[1] = (char *) key;
         argv[3] = "NX";
         len[3] = 2;
         argv[4] = "PX";
         len[4] = 2;
         argv[5] = (char *) ttl;
         len[5] = ngx_sprintf(ttl, "%M", rd->lock_ttl) - ttl;
-        what = ngx_omnibus_redis_take_lock;
+
+        rc = ngx_omnibus_redis_send(&rd->cmd, ngx_omnibus_redis_locked,
+                                    ngx_omnibus_redis_take_lock, 6, argv,
+                                    len, NULL);
     }
 
-    if (ngx_omnibus_redis_send(&rd->cmd, ngx_omnibus_redis_locked, what, 6,
-                               argv, len, NULL)
-        == NGX_OK)
-    {
+    if (rc == NGX_OK) {
         rd->lock_pending = ngx_current_msec | 1;
     }
 }
@@ -187,8 +180,8 @@ void
 ngx_omnibus_redis_lock_exit(ngx_omnibus_redis_t *rd)
 {
     u_char       key[512];
-    size_t       len[5];
-    const char  *argv[5];
+    size_t       len[1];
+    const char  *argv[1];
 
     if (ngx_worker != 0) {
         return;
@@ -204,25 +197,12 @@ ngx_omnibus_redis_lock_exit(ngx_omnibus_redis_t *rd)
 
     ngx_omnibus_redis_lead(rd, 0);
 
-    argv[0] = "EVALSHA";
-    len[0] = 7;
-    argv[1] = (char *) rd->sha[NGX_OMNIBUS_REDIS_UNCLAIM];
-    len[1] = 40;
-    argv[2] = "1";
-    len[2] = 1;
-    argv[3] = (char *) key;
-    len[3] = ngx_omnibus_redis_lock_key(rd, key);
-    argv[4] = (char *) rd->node.data;
-    len[4] = rd->node.len;
+    argv[0] = (char *) rd->node.data;
+    len[0] = rd->node.len;
 
-    (void) ngx_omnibus_redis_send(&rd->cmd, NULL, NULL, 5, argv, len, NULL);
-}
-
-
-static size_t
-ngx_omnibus_redis_lock_key(ngx_omnibus_redis_t *rd, u_char *buf)
-{
-    return ngx_cpymem(ngx_cpymem(buf, rd->prefix.data, rd->prefix.len),
-                      "lock", 4)
-           - buf;
+    (void) ngx_omnibus_redis_script(&rd->cmd, NULL, NULL,
+                                    NGX_OMNIBUS_REDIS_UNCLAIM, key,
+                                    ngx_omnibus_redis_key(rd, key, "lock",
+                                                          NULL),
+                                    1, argv, len, NULL);
 }
