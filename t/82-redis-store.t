@@ -27,7 +27,6 @@ use Omnibus::Store;
 my $pg = store_pg();
 Omnibus::Redis::require_tools();
 
-my $PW = $pg->password_file;
 my $redis = Omnibus::Redis->new;
 my $DB = 'r1';
 my $KEY = 'omnibus:bus:lock';
@@ -44,30 +43,11 @@ my $REDIS = 'lock=1s breaker=3:1s:1';
 # (%o: db, store and redis parameters other than the file's)
 sub pod {
     my ($node, %o) = @_;
-    my $t = Omnibus::Test->new(ports => 2, allow => [qr/exited on signal 9/]);
-    my $rx = Omnibus::Receiver->new(t => $t, index => 1);
-    my $url = db_url($o{db} // $DB);
-    my $rurl = $redis->url;
-    my $store = $o{store} // $STORE;
-    my $rparams = $o{redis} // $REDIS;
-    $t->conf(<<"EOF");
-    omnibus_node $node;
-    omnibus_zone zone=bus:32m shards=4;
-    omnibus_store bus $url password_file=$PW $store;
-    omnibus_redis bus $rurl $rparams;
-    omnibus_route bus jobs.> http://127.0.0.1:%%PORT1%%/hook timeout=10s
-                  retries=100 backoff=100ms max_backoff=1s breaker=1000:1s:1;
-    omnibus_route bus bad.> http://127.0.0.1:%%PORT1%%/bad retries=0 name=bad;
-
-    server {
-        listen 127.0.0.1:%%PORT0%%;
-        location /publish/ { omnibus_publish bus; }
-        location /omnibus/ { omnibus_admin bus; }
-        location = /readyz { omnibus_health bus ready; }
-        location = /metrics { omnibus_metrics; }
-    }
-EOF
-    $t->start;
+    my ($t, $rx) = bus(db => $o{db} // $DB, node => $node,
+                       store => $o{store} // $STORE,
+                       allow => [qr/exited on signal 9/],
+                       extra => 'omnibus_redis bus ' . $redis->url . ' '
+                                . ($o{redis} // $REDIS) . ';');
     return { t => $t, rx => $rx, node => $node };
 }
 

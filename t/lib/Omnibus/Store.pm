@@ -64,17 +64,20 @@ sub deliveries {
 
 # nginx on port 0, its webhook receiver on port 1; zone "bus" stored in
 # database $o{db} as node $o{node} with the parameters $o{store}, the
-# password file the server's unless $o{pw}->($t) names another
+# password file the server's unless $o{pw}->($t) names another; $o{extra}
+# is more http-level configuration (e.g. omnibus_redis)
 sub bus {
     my (%o) = @_;
     my $t = Omnibus::Test->new(ports => 2, allow => $o{allow} || []);
     my $rx = Omnibus::Receiver->new(t => $t, index => 1);
     my $url = db_url($o{db});
     my $file = $o{pw} ? $o{pw}->($t) : $PW;
+    my $extra = $o{extra} // '';
     $t->conf(<<"EOF");
     omnibus_node $o{node};
     omnibus_zone zone=bus:32m shards=4;
     omnibus_store bus $url password_file=$file $o{store};
+    $extra
     omnibus_route bus jobs.> http://127.0.0.1:%%PORT1%%/hook timeout=10s
                   retries=100 backoff=100ms max_backoff=1s breaker=1000:1s:1;
     omnibus_route bus bad.> http://127.0.0.1:%%PORT1%%/bad retries=0 name=bad;
