@@ -379,8 +379,9 @@ EOF
                  @pods), '0 0 0', 'dedup: breakers closed');
     my $s = status($pods[0]);
     is_deeply([sort keys %$s],
-              [sort qw(up breaker lock claimed duplicates rate_limited relayed
-                       relay_dropped received skipped fallbacks stream_last)],
+              [sort qw(up breaker lock claimed duplicates pending
+                       rate_limited relayed relay_dropped received skipped
+                       fallbacks stream_last)],
               'dedup: the status has the redis fields');
     is_deeply([sort keys %{$s->{fallbacks}}], [qw(dedup fanout rate_limit)],
               'dedup: fallbacks by feature');

@@ -284,7 +284,7 @@ sub fanout_and_resume {
 
     my $s = redis_status($tb);
     is_deeply([sort keys %$s],
-              [sort qw(up breaker lock claimed duplicates rate_limited
+              [sort qw(up breaker lock claimed duplicates pending rate_limited
                        relayed relay_dropped received skipped fallbacks
                        stream_last)], 'fanout: the status fields of "redis"');
     is_deeply([sort keys %{$s->{fallbacks}}], [qw(dedup fanout rate_limit)],

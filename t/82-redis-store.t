@@ -448,4 +448,98 @@ $_->{t}->check_log for @all;
     $P->{t}->check_log;
 }
 
+# 6. A pod that dies between its claim in Redis and its commit leaves no
+# claim that answers for a message never stored. With mode=sync the claim
+# is provisional ("~" and the id) until the commit: meanwhile another pod
+# answers the key 503 duplicate_pending, and once the claim has lapsed
+# (the store's longest wait and a second) it accepts the retry. The row
+# of k2 never reaches PostgreSQL: it waits in the worker behind k1's
+# transaction, which a lock held here keeps from committing. (Before,
+# the other pod answered 200 duplicate with the dead pod's id, and the
+# message was never delivered.)
+{
+    my $store = 'mode=sync pool=1 overflow=0 timeout=3s adopt_after=3s '
+                . 'breaker=5:1s:1';
+    my @p = map {
+        my ($t, $rx) = bus(db => 'r6', node => $_, store => $store,
+                           allow => [qr/exited on signal 9/],
+                           extra => 'omnibus_redis bus ' . $redis->url
+                                    . " $REDIS dedup=on;\n"
+                                    . 'add_header X-Worker $pid always;');
+        { t => $t, rx => $rx, node => $_ }
+    } qw(pod-r6a pod-r6b);
+    my ($A, $B) = @p;
+    ok(ready($_->{t}), "claim lapses: $_->{node} ready") for @p;
+    $redis->cmd('FLUSHALL');
+
+    # two connections to the same worker of pod-r6a
+    my (%on, @same);
+    for (1 .. 40) {
+        my $c = $A->{t}->conn;
+        my $r = $c->request(GET => '/readyz', keepalive => 1);
+        my $w = $r && $r->{headers}{'x-worker'} or next;
+        push @{$on{$w}}, $c;
+        if (@{$on{$w}} == 2) { @same = @{$on{$w}}; last }
+    }
+    is(scalar @same, 2, 'claim lapses: two connections to one worker');
+
+    open my $lock, '|-', "$Omnibus::Pg::BIN/psql", '-X', '-q', '-h',
+         $pg->dir, '-p', $pg->port, '-U', 'postgres', '-d', 'r6'
+        or die "psql: $!";
+    $lock->autoflush(1);
+    print $lock "BEGIN;\nLOCK TABLE omnibus_messages IN ACCESS EXCLUSIVE "
+                . "MODE;\n";
+    ok(wait_until(sub { sql('r6', "SELECT count(*) FROM pg_locks WHERE "
+                          . "mode = 'AccessExclusiveLock' AND relation = "
+                          . "'omnibus_messages'::regclass") == 1 }),
+       'claim lapses: omnibus_messages locked');
+
+    my $run = "$$-" . int(time * 1000);
+    my $claims = sub {
+        my @v = map { $redis->cmd('GET', $_) // '' }
+                $redis->keys('omnibus:bus:d:*');
+        return (scalar(@v), scalar(grep { /^~/ } @v));
+    };
+    for my $k (1, 2) {
+        my $body = qq({"k":$k});
+        $same[$k - 1]->send_raw("POST /publish/jobs.r6 HTTP/1.1\r\n"
+            . "Host: x\r\nIdempotency-Key: r6-$run-$k\r\n"
+            . 'Content-Length: ' . length($body) . "\r\n\r\n$body");
+        ok(wait_until(sub { ($claims->())[1] == $k }),
+           "claim lapses: k$k claimed provisionally")
+            or diag(join ' ', $claims->());
+    }
+
+    crash($A->{t});
+    print $lock "COMMIT;\n";
+    close $lock;
+
+    my $r = $B->{t}->http(POST => '/publish/jobs.r6', body => '{"k":2}',
+                          headers => { 'Idempotency-Key' => "r6-$run-2" });
+    is($r && $r->{status}, 503, 'claim lapses: pod-r6b answers k2 503 '
+       . 'while the claim stands');
+    is($r && $r->{json} && $r->{json}{error}, 'duplicate_pending',
+       'claim lapses: duplicate_pending');
+    ok($r && $r->{headers}{'retry-after'}, 'claim lapses: with Retry-After');
+
+    my $id;
+    ok(wait_until(sub {
+        my $r = $B->{t}->http(POST => '/publish/jobs.r6', body => '{"k":2}',
+                              headers => { 'Idempotency-Key' => "r6-$run-2" });
+        $id = $r->{json}{id} if $r && $r->{status} == 202;
+        $id;
+    }, timeout => 20, interval => 0.5),
+       'claim lapses: the retry of k2 accepted by pod-r6b');
+    ok(wait_until(sub { +{ delivered($B->{rx}) }->{$id // ''} },
+                  timeout => 20),
+       'claim lapses: and delivered');
+    my %v = map { ($redis->cmd('GET', $_) // '') => 1 }
+            $redis->keys('omnibus:bus:d:*');
+    ok($v{$id // ''}, 'claim lapses: the key confirmed with the new id');
+    my $st = $B->{t}->http(GET => '/omnibus/');
+    cmp_ok($st->{json}{redis}{pending} // 0, '>=', 1,
+           'claim lapses: counted as pending');
+    $_->{t}->check_log for @p;
+}
+
 done_testing;

@@ -31,7 +31,8 @@ struct ngx_omnibus_cluster_wait_s {
 
     /*
      * NGX_OK: claimed or admitted; NGX_DECLINED: a duplicate (first) or
-     * limited (retry_after); NGX_ERROR: no answer, the pod decides alone
+     * limited (retry_after); NGX_BUSY: claimed by a message not yet
+     * durable; NGX_ERROR: no answer, the pod decides alone
      */
     ngx_int_t                   rc;
     time_t                      retry_after;
@@ -46,11 +47,20 @@ struct ngx_omnibus_cluster_s {
     /*
      * claims identity for the message queued (held) under id: NGX_AGAIN
      * and the wait's handler runs with the answer, or NGX_DECLINED when
-     * the cluster cannot be asked now (counted as a fallback)
+     * the cluster cannot be asked now (counted as a fallback).  With
+     * pending, the claim is provisional for that long: until confirm(),
+     * others are told to retry, not that it is a duplicate, so a pod
+     * that dies before its message is durable leaves no claim behind
+     * to answer for a message that does not exist.
      */
     ngx_int_t                 (*claim)(ngx_omnibus_zone_t *zone,
                                        u_char *identity, u_char *id,
+                                       ngx_msec_t pending,
                                        ngx_omnibus_cluster_wait_t *wait);
+
+    /* the provisionally claimed message is durable: a duplicate now */
+    void                      (*confirm)(ngx_omnibus_zone_t *zone,
+                                         u_char *identity, u_char *id);
 
     /* a claimed message was refused after all: its identity is free */
     void                      (*unclaim)(ngx_omnibus_zone_t *zone,

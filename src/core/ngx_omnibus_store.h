@@ -37,6 +37,9 @@ struct ngx_omnibus_store_s {
     /* mode=sync: messages are held in their queue until committed */
     ngx_uint_t                  sync;
 
+    /* the longest a write waits to be committed or refused */
+    ngx_msec_t                  timeout;
+
     /* can a publish be taken now: NGX_OK, or NGX_DECLINED and why */
     ngx_int_t                 (*admit)(ngx_omnibus_zone_t *zone,
                                        const char **why);

@@ -14,7 +14,7 @@
  * the same name and size only if it has this version and these sizes.
  */
 #define NGX_OMNIBUS_MAGIC             0x626e6d6f   /* "omnb" */
-#define NGX_OMNIBUS_LAYOUT            9
+#define NGX_OMNIBUS_LAYOUT            10
 
 #define NGX_OMNIBUS_WAKE_SLOTS        256
 #define NGX_OMNIBUS_HOLD_SLOTS        64
@@ -173,6 +173,7 @@ typedef struct {
     ngx_atomic_t                fallbacks[3];  /* by feature */
     ngx_atomic_t                claimed;
     ngx_atomic_t                duplicates;
+    ngx_atomic_t                pending;     /* claimed, not yet durable */
     ngx_atomic_t                limited;
     ngx_atomic_t                relayed;     /* sent to the other pods */
     ngx_atomic_t                relay_dropped;  /* the outbox overflowed */

@@ -503,6 +503,7 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
         ngx_omnibus_out_printf(&out, ",\"redis\":{\"up\":%s,"
                                "\"breaker\":\"%s\",\"lock\":\"%s\","
                                "\"claimed\":%uA,\"duplicates\":%uA,"
+                               "\"pending\":%uA,"
                                "\"rate_limited\":%uA,\"relayed\":%uA,"
                                "\"relay_dropped\":%uA,\"received\":%uA,"
                                "\"skipped\":%uA,\"fallbacks\":{"
@@ -514,6 +515,7 @@ ngx_omnibus_admin_status(ngx_http_request_t *r, ngx_omnibus_zone_t *zone)
                                !sh->cluster.lock_known ? "unknown"
                                : sh->cluster.leader ? "held" : "elsewhere",
                                sh->cluster.claimed, sh->cluster.duplicates,
+                               sh->cluster.pending,
                                sh->cluster.limited, sh->cluster.relayed,
                                sh->cluster.relay_dropped,
                                sh->cluster.received, sh->cluster.resent,

@@ -83,6 +83,7 @@ typedef struct {
     ngx_omnibus_offer_t         offer;       /* queued held, while claimed */
     unsigned                    claiming:1;
     unsigned                    claimed:1;   /* the identity is ours */
+    unsigned                    pending:1;   /* ours until committed */
     unsigned                    cleanup:1;   /* registered */
 } ngx_omnibus_ctx_t;
 

@@ -797,6 +797,7 @@ static const ngx_omnibus_metrics_field_t  ngx_omnibus_cluster_fields[] = {
     { NULL, 0 },
     { "result=\"claimed\"", ngx_omnibus_cluster_field(claimed) },
     { "result=\"duplicate\"", ngx_omnibus_cluster_field(duplicates) },
+    { "result=\"pending\"", ngx_omnibus_cluster_field(pending) },
     { "result=\"rate_limited\"", ngx_omnibus_cluster_field(limited) },
     { NULL, 0 },
     { "outcome=\"sent\"", ngx_omnibus_cluster_field(relayed) },

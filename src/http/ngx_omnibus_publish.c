@@ -675,6 +675,11 @@ ngx_omnibus_publish_stored(ngx_omnibus_store_wait_t *w)
                                      "retry", 1);
 
     } else {
+        if (ctx->claimed && ctx->pending) {
+            ctx->zone->cluster->confirm(ctx->zone, ctx->offer.dedup,
+                                        ctx->id);
+        }
+
         rc = ngx_omnibus_out_send(ctx->out, ctx->status, "application/json");
     }
 
@@ -874,7 +879,12 @@ ngx_omnibus_publish_offer(ngx_http_request_t *r, ngx_omnibus_ctx_t *ctx,
         ctx->cluster.handler = ngx_omnibus_publish_claimed;
         ctx->cluster.data = r;
 
-        if (zone->cluster->claim(zone, offer.dedup, id, &ctx->cluster)
+        /* provisional until committed: this pod may die before that */
+        ctx->pending = (store && store->sync);
+
+        if (zone->cluster->claim(zone, offer.dedup, id,
+                                 ctx->pending ? store->timeout + 1000 : 0,
+                                 &ctx->cluster)
             == NGX_AGAIN)
         {
             ctx->claiming = 1;
@@ -995,6 +1005,13 @@ ngx_omnibus_publish_claimed(ngx_omnibus_cluster_wait_t *w)
 
         ngx_memcpy(ctx->id, w->first, NGX_OMNIBUS_ID_LEN);
         qrc = NGX_OMNIBUS_DUPLICATE;
+
+    } else if (w->rc == NGX_BUSY) {
+        /* another pod's, not yet durable: it may still fail, or die */
+
+        ngx_omnibus_publish_release(zone, held, ctx->id, 0,
+                                    ctx->offer.dedup);
+        qrc = NGX_OMNIBUS_PENDING;
 
     } else {
         ctx->claimed = (w->rc == NGX_OK);

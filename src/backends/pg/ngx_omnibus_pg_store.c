@@ -284,6 +284,9 @@ ngx_omnibus_pg_store_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
         return NGX_CONF_ERROR;
     }
 
+    /* gathered for flush, a connection opened, a transaction run */
+    st->iface.timeout = st->flush + 2 * st->conf.timeout;
+
     st->iface.admit = ngx_omnibus_pg_store_admit;
     st->iface.write = ngx_omnibus_pg_store_write;
     st->iface.detach = ngx_omnibus_pg_store_detach;

@@ -69,10 +69,24 @@ const char  *ngx_omnibus_redis_scripts[NGX_OMNIBUS_REDIS_SCRIPTS] = {
     "local o = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES') "
     "return math.max(w - (now - tonumber(o[2])), 1)",
 
-    /* UNCLAIM: deletes KEYS[1] if it still holds ARGV[1] */
+    /* UNCLAIM: deletes KEYS[1] if it still holds ARGV[1], or its claim */
 
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == ARGV[1] or v == '~' .. ARGV[1] then "
     "  return redis.call('DEL', KEYS[1]) "
+    "end "
+    "return 0",
+
+    /*
+     * CONFIRM: the provisional claim of KEYS[1] by ARGV[1] ("~" and the
+     * id) becomes the id for ARGV[2] s; expired, it is taken again: the
+     * message is durable, a retry must learn of it
+     */
+
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == '~' .. ARGV[1] or not v then "
+    "  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
+    "  return 1 "
     "end "
     "return 0",
 

@@ -46,6 +46,7 @@ typedef enum {
 typedef enum {
     NGX_OMNIBUS_REDIS_LIMIT = 0,
     NGX_OMNIBUS_REDIS_UNCLAIM,
+    NGX_OMNIBUS_REDIS_CONFIRM,
     NGX_OMNIBUS_REDIS_RENEW,
     NGX_OMNIBUS_REDIS_SCRIPTS
 } ngx_omnibus_redis_script_e;

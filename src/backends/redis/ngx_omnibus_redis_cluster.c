@@ -13,9 +13,12 @@
 
 
 static ngx_int_t ngx_omnibus_redis_claim(ngx_omnibus_zone_t *zone,
-    u_char *identity, u_char *id, ngx_omnibus_cluster_wait_t *wait);
+    u_char *identity, u_char *id, ngx_msec_t pending,
+    ngx_omnibus_cluster_wait_t *wait);
 static void ngx_omnibus_redis_claimed(ngx_omnibus_redis_conn_t *rc,
     redisReply *reply, void *data);
+static void ngx_omnibus_redis_confirm(ngx_omnibus_zone_t *zone,
+    u_char *identity, u_char *id);
 static void ngx_omnibus_redis_unclaim(ngx_omnibus_zone_t *zone,
     u_char *identity, u_char *id);
 static ngx_int_t ngx_omnibus_redis_limit(ngx_omnibus_zone_t *zone,
@@ -262,6 +265,7 @@ ngx_omnibus_redis_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
     ngx_sprintf(rd->prefix.data, "%V%V:", &prefix, &zone->name);
 
     rd->iface.claim = ngx_omnibus_redis_claim;
+    rd->iface.confirm = ngx_omnibus_redis_confirm;
     rd->iface.unclaim = ngx_omnibus_redis_unclaim;
     rd->iface.limit = ngx_omnibus_redis_limit;
     rd->iface.detach = ngx_omnibus_redis_detach;
@@ -359,31 +363,42 @@ ngx_omnibus_redis_ready(ngx_omnibus_redis_conn_t *rc)
 }
 
 
+/*
+ * The key holds the first message's id, or, while that message is only
+ * provisionally accepted, "~" and its id for pending ms.
+ */
+
 static ngx_int_t
 ngx_omnibus_redis_claim(ngx_omnibus_zone_t *zone, u_char *identity,
-    u_char *id, ngx_omnibus_cluster_wait_t *wait)
+    u_char *id, ngx_msec_t pending, ngx_omnibus_cluster_wait_t *wait)
 {
     u_char                ttl[NGX_INT_T_LEN], key[512];
+    u_char                value[1 + NGX_OMNIBUS_ID_LEN];
     size_t                len[7];
     const char           *argv[7];
     ngx_omnibus_redis_t  *rd;
 
     rd = zone->cluster->data;
 
+    value[0] = '~';
+    ngx_memcpy(value + 1, id, NGX_OMNIBUS_ID_LEN);
+
     argv[0] = "SET";
     len[0] = 3;
     argv[1] = (char *) key;
     len[1] = ngx_omnibus_redis_key(rd, key, "d:", identity);
-    argv[2] = (char *) id;
-    len[2] = NGX_OMNIBUS_ID_LEN;
+    argv[2] = (char *) (pending ? value : value + 1);
+    len[2] = NGX_OMNIBUS_ID_LEN + (pending ? 1 : 0);
     argv[3] = "NX";
     len[3] = 2;
     argv[4] = "GET";
     len[4] = 3;
-    argv[5] = "EX";
+    argv[5] = pending ? "PX" : "EX";
     len[5] = 2;
     argv[6] = (char *) ttl;
-    len[6] = ngx_sprintf(ttl, "%T", zone->dedup_ttl) - ttl;
+    len[6] = (pending ? ngx_sprintf(ttl, "%M", pending)
+                      : ngx_sprintf(ttl, "%T", zone->dedup_ttl))
+             - ttl;
 
     if (ngx_omnibus_redis_send(&rd->cmd, ngx_omnibus_redis_claimed, wait,
                                7, argv, len, &wait->cmd)
@@ -418,6 +433,13 @@ ngx_omnibus_redis_claimed(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
         ngx_memcpy(wait->first, reply->str, NGX_OMNIBUS_ID_LEN);
         wait->rc = NGX_DECLINED;
 
+    } else if (reply && reply->type == REDIS_REPLY_STRING
+               && reply->len == 1 + NGX_OMNIBUS_ID_LEN
+               && reply->str[0] == '~')
+    {
+        (void) ngx_atomic_fetch_add(&sh->pending, 1);
+        wait->rc = NGX_BUSY;
+
     } else {
         if (reply) {
             /* Redis before 7.0 has no SET NX GET; a replica refuses it */
@@ -436,9 +458,41 @@ ngx_omnibus_redis_claimed(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
 
 
 /*
- * After the claim on the same connection, so after it in Redis too: the
- * key goes only if the claim made it ours.
+ * Confirm and unclaim go after the claim on the same connection, so after
+ * it in Redis too: they change the key only if the claim made it ours.
  */
+
+static void
+ngx_omnibus_redis_confirm(ngx_omnibus_zone_t *zone, u_char *identity,
+    u_char *id)
+{
+    u_char                key[512], ttl[NGX_INT_T_LEN];
+    size_t                len[2];
+    const char           *argv[2];
+    ngx_omnibus_redis_t  *rd;
+
+    rd = zone->cluster->data;
+
+    argv[0] = (char *) id;
+    len[0] = NGX_OMNIBUS_ID_LEN;
+    argv[1] = (char *) ttl;
+    len[1] = ngx_sprintf(ttl, "%T", zone->dedup_ttl) - ttl;
+
+    if (ngx_omnibus_redis_script(&rd->cmd, NULL, NULL,
+                                 NGX_OMNIBUS_REDIS_CONFIRM, key,
+                                 ngx_omnibus_redis_key(rd, key, "d:",
+                                                       identity),
+                                 2, argv, len, NULL)
+        != NGX_OK)
+    {
+        /* the claim lapses: a retry of the key is accepted once more */
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "omnibus_redis \"%V\": cannot confirm the idempotency "
+                      "key of %*s", &zone->name,
+                      (size_t) NGX_OMNIBUS_ID_LEN, id);
+    }
+}
+
 
 static void
 ngx_omnibus_redis_unclaim(ngx_omnibus_zone_t *zone, u_char *identity,
