@@ -159,14 +159,24 @@ sub stop {
 # the next start must recover from the WAL
 sub kill9 {
     my ($self) = @_;
-    my $pid = $self->_postmaster_pid or die "postgres is not running\n";
-    my @kids = grep { _ppid($_) == $pid } map { m{/(\d+)$} } glob '/proc/[0-9]*';
+    my ($pid, @kids) = $self->_server_pids;
     kill 'KILL', $pid;
     my $deadline = time + 30;
     while (grep { _alive($_) } $pid, @kids) {
         die "postgres (pid $pid) outlives SIGKILL\n" if time > $deadline;
         sleep 0.05;
     }
+    return $self;
+}
+
+# frozen for $secs (SIGSTOP, then SIGCONT): connections stay open and
+# nothing is answered, as a server stuck on its disk
+sub stall {
+    my ($self, $secs) = @_;
+    my @pids = $self->_server_pids;
+    kill 'STOP', @pids;
+    sleep $secs;
+    kill 'CONT', @pids;
     return $self;
 }
 
@@ -201,6 +211,14 @@ sub _shutdown {
 }
 
 sub _postmaster_pid { _first_number("$_[0]{dir}/data/postmaster.pid") }
+
+# the postmaster and its children
+sub _server_pids {
+    my ($self) = @_;
+    my $pid = $self->_postmaster_pid or die "postgres is not running\n";
+    return ($pid, grep { _ppid($_) == $pid }
+                  map { m{/(\d+)$} } glob '/proc/[0-9]*');
+}
 
 sub _first_number {
     open my $fh, '<', $_[0] or return undef;
