@@ -10,8 +10,8 @@
 #include <ngx_omnibus_subscribe.h>
 
 
-static ngx_int_t ngx_omnibus_sse_event(ngx_omnibus_sub_t *sub,
-    ngx_omnibus_copy_t *c);
+static size_t ngx_omnibus_sse_event_size(ngx_omnibus_copy_t *c);
+static u_char *ngx_omnibus_sse_event(u_char *p, ngx_omnibus_copy_t *c);
 static void ngx_omnibus_sse_heartbeat(ngx_event_t *ev);
 
 
@@ -20,11 +20,11 @@ static void ngx_omnibus_sse_heartbeat(ngx_event_t *ev);
 ngx_int_t
 ngx_omnibus_sse_start(ngx_omnibus_sub_t *sub, ngx_array_t *copies)
 {
-    ngx_int_t            rc;
-    ngx_uint_t           i;
-    ngx_table_elt_t     *h;
-    ngx_http_request_t  *r;
-    ngx_omnibus_copy_t  *c;
+    ngx_int_t                 rc;
+    ngx_uint_t                i;
+    ngx_table_elt_t          *h;
+    ngx_http_request_t       *r;
+    ngx_omnibus_sub_batch_t  *batch;
 
     r = sub->r;
 
@@ -62,10 +62,25 @@ ngx_omnibus_sse_start(ngx_omnibus_sub_t *sub, ngx_array_t *copies)
         return NGX_ERROR;
     }
 
-    c = copies->elts;
+    if (copies->nelts) {
+        batch = ngx_omnibus_sse_render(copies->elts, copies->nelts,
+                                       r->connection->log);
+        if (batch == NULL) {
+            return NGX_ERROR;
+        }
 
-    for (i = 0; i < copies->nelts; i++) {
-        if (ngx_omnibus_sse_event(sub, &c[i]) != NGX_OK) {
+        rc = NGX_OK;
+
+        for (i = 0; i < batch->n; i++) {
+            if (ngx_omnibus_sub_share(sub, batch, i) != NGX_OK) {
+                rc = NGX_ERROR;
+                break;
+            }
+        }
+
+        ngx_omnibus_sub_release(batch);
+
+        if (rc != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -85,20 +100,18 @@ ngx_omnibus_sse_start(ngx_omnibus_sub_t *sub, ngx_array_t *copies)
 }
 
 
-/* news from the fan-out: those matching our pattern */
+/* news from the fan-out: those of the round matching our pattern */
 
 void
-ngx_omnibus_sse_feed(ngx_omnibus_sub_t *sub, ngx_omnibus_copy_t *c,
-    ngx_uint_t n)
+ngx_omnibus_sse_feed(ngx_omnibus_sub_t *sub, ngx_omnibus_sub_batch_t *batch,
+    u_char *match)
 {
     ngx_uint_t  i;
 
-    for (i = 0; i < n; i++) {
-        if (ngx_omnibus_pattern_match(&sub->pattern, c[i].topic.data,
-                                      c[i].topic.len)
-            && ngx_omnibus_sse_event(sub, &c[i]) != NGX_OK)
-        {
-            break;
+    for (i = 0; i < batch->n; i++) {
+        if (match[i] && ngx_omnibus_sub_share(sub, batch, i) != NGX_OK) {
+            ngx_omnibus_sub_finalize(sub->r, NGX_ERROR);
+            return;
         }
     }
 
@@ -108,18 +121,87 @@ ngx_omnibus_sse_feed(ngx_omnibus_sub_t *sub, ngx_omnibus_copy_t *c,
 }
 
 
-static ngx_int_t
-ngx_omnibus_sse_event(ngx_omnibus_sub_t *sub, ngx_omnibus_copy_t *c)
+/* the events, once: the streams share them (one reference, the caller's) */
+
+ngx_omnibus_sub_batch_t *
+ngx_omnibus_sse_render(ngx_omnibus_copy_t *c, ngx_uint_t n, ngx_log_t *log)
 {
-    u_char  *p, *end, *eol, head[64 + NGX_OMNIBUS_ID_LEN
-                                + NGX_OMNIBUS_TOPIC_MAX];
+    u_char                   *p;
+    size_t                    size;
+    ngx_uint_t                i;
+    ngx_omnibus_sub_batch_t  *batch;
 
-    p = ngx_sprintf(head, "id: %*s\nevent: %V\n",
-                    (size_t) NGX_OMNIBUS_ID_LEN, c->id, &c->topic);
+    size = offsetof(ngx_omnibus_sub_batch_t, off) + (n + 1) * sizeof(size_t);
 
-    if (ngx_omnibus_sub_append(sub, head, p - head) != NGX_OK) {
-        return NGX_ERROR;
+    for (i = 0; i < n; i++) {
+        size += ngx_omnibus_sse_event_size(&c[i]);
     }
+
+    batch = ngx_alloc(size, log);
+    if (batch == NULL) {
+        return NULL;
+    }
+
+    batch->refs = 1;
+    batch->n = n;
+    batch->data = (u_char *) &batch->off[n + 1];
+
+    p = batch->data;
+
+    for (i = 0; i < n; i++) {
+        batch->off[i] = p - batch->data;
+        p = ngx_omnibus_sse_event(p, &c[i]);
+    }
+
+    batch->off[n] = p - batch->data;
+
+    return batch;
+}
+
+
+/* id:, event:, a data: line per payload line, and the blank line */
+
+static size_t
+ngx_omnibus_sse_event_size(ngx_omnibus_copy_t *c)
+{
+    u_char  *p, *end, *eol;
+    size_t   size;
+
+    size = sizeof("id: \nevent: \n") - 1 + NGX_OMNIBUS_ID_LEN + c->topic.len
+           + 1;
+
+    p = c->payload.data;
+    end = p + c->payload.len;
+
+    do {
+        for (eol = p; eol < end && *eol != '\n' && *eol != '\r'; eol++) {
+            /* void */
+        }
+
+        size += sizeof("data: \n") - 1 + (eol - p);
+
+        if (eol < end && *eol == '\r' && eol + 1 < end && eol[1] == '\n') {
+            eol++;
+        }
+
+        p = eol + 1;
+
+    } while (p < end);
+
+    return size;
+}
+
+
+static u_char *
+ngx_omnibus_sse_event(u_char *b, ngx_omnibus_copy_t *c)
+{
+    u_char  *p, *end, *eol;
+
+    b = ngx_cpymem(b, "id: ", 4);
+    b = ngx_cpymem(b, c->id, NGX_OMNIBUS_ID_LEN);
+    b = ngx_cpymem(b, "\nevent: ", 8);
+    b = ngx_cpymem(b, c->topic.data, c->topic.len);
+    *b++ = '\n';
 
     /* every line of the payload is a data: line */
 
@@ -131,12 +213,9 @@ ngx_omnibus_sse_event(ngx_omnibus_sub_t *sub, ngx_omnibus_copy_t *c)
             /* void */
         }
 
-        if (ngx_omnibus_sub_append(sub, (u_char *) "data: ", 6) != NGX_OK
-            || ngx_omnibus_sub_append(sub, p, eol - p) != NGX_OK
-            || ngx_omnibus_sub_append(sub, (u_char *) "\n", 1) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+        b = ngx_cpymem(b, "data: ", 6);
+        b = ngx_cpymem(b, p, eol - p);
+        *b++ = '\n';
 
         if (eol < end && *eol == '\r' && eol + 1 < end && eol[1] == '\n') {
             eol++;
@@ -146,7 +225,9 @@ ngx_omnibus_sse_event(ngx_omnibus_sub_t *sub, ngx_omnibus_copy_t *c)
 
     } while (p < end);
 
-    return ngx_omnibus_sub_append(sub, (u_char *) "\n", 1);
+    *b++ = '\n';
+
+    return b;
 }
 
 

@@ -190,14 +190,17 @@ ngx_omnibus_subscribe_init_process(ngx_omnibus_zone_t *zone)
 static void
 ngx_omnibus_subscribe_fanout(ngx_event_t *ev)
 {
-    ngx_uint_t           i;
-    ngx_pool_t          *pool;
-    ngx_queue_t         *q, *next;
-    ngx_array_t          copies, mine;
-    ngx_omnibus_sub_t   *sub;
-    ngx_omnibus_zone_t  *zone;
-    ngx_omnibus_copy_t  *c, *m;
-    ngx_str_t            all = ngx_string(">");
+    u_char                   *match;
+    ngx_uint_t                i;
+    ngx_str_t                 matched;
+    ngx_pool_t               *pool;
+    ngx_queue_t              *q, *next;
+    ngx_array_t               copies, mine;
+    ngx_omnibus_sub_t        *sub;
+    ngx_omnibus_zone_t       *zone;
+    ngx_omnibus_copy_t       *c, *m;
+    ngx_omnibus_sub_batch_t  *batch;
+    ngx_str_t                 all = ngx_string(">");
 
     zone = ev->data;
 
@@ -225,6 +228,9 @@ ngx_omnibus_subscribe_fanout(ngx_event_t *ev)
                    copies.nelts, zone->nsubscribers);
 
     c = copies.elts;
+    batch = NULL;
+    match = NULL;
+    ngx_str_null(&matched);
 
     for (q = ngx_queue_head(&zone->subscribers);
          q != ngx_queue_sentinel(&zone->subscribers);
@@ -234,7 +240,43 @@ ngx_omnibus_subscribe_fanout(ngx_event_t *ev)
         sub = ngx_queue_data(q, ngx_omnibus_sub_t, queue);
 
         if (sub->sse) {
-            ngx_omnibus_sse_feed(sub, c, copies.nelts);
+            if (copies.nelts == 0) {
+                continue;
+            }
+
+            /* the events once for every stream, the matches once a pattern */
+
+            if (batch == NULL) {
+                batch = ngx_omnibus_sse_render(c, copies.nelts, ev->log);
+                match = ngx_pnalloc(pool, copies.nelts);
+
+                if (batch == NULL || match == NULL) {
+                    break;
+                }
+            }
+
+            /* a copy: the stream of the pattern may end in its feed */
+
+            if (matched.data == NULL
+                || sub->pattern.len != matched.len
+                || ngx_strncmp(sub->pattern.data, matched.data, matched.len)
+                   != 0)
+            {
+                for (i = 0; i < copies.nelts; i++) {
+                    match[i] = (u_char) ngx_omnibus_pattern_match(
+                                   &sub->pattern, c[i].topic.data,
+                                   c[i].topic.len);
+                }
+
+                matched.data = ngx_pstrdup(pool, &sub->pattern);
+                if (matched.data == NULL) {
+                    break;
+                }
+
+                matched.len = sub->pattern.len;
+            }
+
+            ngx_omnibus_sse_feed(sub, batch, match);
             continue;
         }
 
@@ -264,6 +306,10 @@ ngx_omnibus_subscribe_fanout(ngx_event_t *ev)
                                      ngx_omnibus_longpoll_reply(sub,
                                                     mine.elts, mine.nelts));
         }
+    }
+
+    if (batch) {
+        ngx_omnibus_sub_release(batch);
     }
 
     ngx_destroy_pool(pool);

@@ -13,6 +13,19 @@
 #define NGX_OMNIBUS_SUB_BUF       4096
 
 
+/*
+ * An output buffer: its own memory (from start to end, for what only
+ * this stream sends), or a span of a fan-out round's events (pos to
+ * last, a reference on them, not written to).
+ */
+typedef struct {
+    ngx_buf_t                   buf;
+    ngx_omnibus_sub_batch_t    *batch;
+} ngx_omnibus_sub_buf_t;
+
+
+static ngx_chain_t *ngx_omnibus_sub_get_buf(ngx_omnibus_sub_t *sub);
+static void ngx_omnibus_sub_unshare(ngx_chain_t *cl, ngx_chain_t *end);
 static void ngx_omnibus_sub_cleanup(void *data);
 
 
@@ -69,13 +82,13 @@ ngx_omnibus_sub_append(ngx_omnibus_sub_t *sub, u_char *p, size_t len)
         if (sub->last != &sub->out) {
             cl = (ngx_chain_t *) ((u_char *) sub->last
                                   - offsetof(ngx_chain_t, next));
-            if (cl->buf->last == cl->buf->end) {
+            if (!cl->buf->temporary || cl->buf->last == cl->buf->end) {
                 cl = NULL;
             }
         }
 
         if (cl == NULL) {
-            cl = ngx_chain_get_free_buf(sub->r->pool, &sub->free);
+            cl = ngx_omnibus_sub_get_buf(sub);
             if (cl == NULL) {
                 return NGX_ERROR;
             }
@@ -89,13 +102,11 @@ ngx_omnibus_sub_append(ngx_omnibus_sub_t *sub, u_char *p, size_t len)
                 }
 
                 b->end = b->start + NGX_OMNIBUS_SUB_BUF;
-                b->tag = (ngx_buf_tag_t) &ngx_omnibus_module;
-                b->temporary = 1;
             }
 
             b->pos = b->start;
             b->last = b->start;
-            b->flush = 0;
+            b->temporary = 1;
 
             *sub->last = cl;
             sub->last = &cl->next;
@@ -112,12 +123,118 @@ ngx_omnibus_sub_append(ngx_omnibus_sub_t *sub, u_char *p, size_t len)
 }
 
 
+/* event i of a round, not copied: next to the one before when it can */
+
+ngx_int_t
+ngx_omnibus_sub_share(ngx_omnibus_sub_t *sub, ngx_omnibus_sub_batch_t *batch,
+    ngx_uint_t i)
+{
+    ngx_buf_t              *b;
+    ngx_chain_t            *cl;
+    ngx_omnibus_sub_buf_t  *sb;
+
+    if (sub->last != &sub->out) {
+        cl = (ngx_chain_t *) ((u_char *) sub->last
+                              - offsetof(ngx_chain_t, next));
+        sb = (ngx_omnibus_sub_buf_t *) cl->buf;
+
+        if (sb->batch == batch
+            && sb->buf.last == batch->data + batch->off[i])
+        {
+            sb->buf.last = batch->data + batch->off[i + 1];
+            return NGX_OK;
+        }
+    }
+
+    cl = ngx_omnibus_sub_get_buf(sub);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    b = cl->buf;
+    b->pos = batch->data + batch->off[i];
+    b->last = batch->data + batch->off[i + 1];
+    b->temporary = 0;
+    b->memory = 1;
+
+    sb = (ngx_omnibus_sub_buf_t *) b;
+    sb->batch = batch;
+    batch->refs++;
+
+    *sub->last = cl;
+    sub->last = &cl->next;
+
+    return NGX_OK;
+}
+
+
+static ngx_chain_t *
+ngx_omnibus_sub_get_buf(ngx_omnibus_sub_t *sub)
+{
+    ngx_chain_t            *cl;
+    ngx_omnibus_sub_buf_t  *sb;
+
+    if (sub->free) {
+        cl = sub->free;
+        sub->free = cl->next;
+
+    } else {
+        cl = ngx_alloc_chain_link(sub->r->pool);
+        if (cl == NULL) {
+            return NULL;
+        }
+
+        sb = ngx_pcalloc(sub->r->pool, sizeof(ngx_omnibus_sub_buf_t));
+        if (sb == NULL) {
+            return NULL;
+        }
+
+        sb->buf.tag = (ngx_buf_tag_t) &ngx_omnibus_module;
+        cl->buf = &sb->buf;
+    }
+
+    cl->next = NULL;
+    cl->buf->memory = 0;
+    cl->buf->flush = 0;
+
+    return cl;
+}
+
+
+void
+ngx_omnibus_sub_release(ngx_omnibus_sub_batch_t *batch)
+{
+    if (--batch->refs == 0) {
+        ngx_free(batch);
+    }
+}
+
+
+/* buffers sent (or never to be): their references on rounds go */
+
+static void
+ngx_omnibus_sub_unshare(ngx_chain_t *cl, ngx_chain_t *end)
+{
+    ngx_omnibus_sub_buf_t  *sb;
+
+    for ( /* void */ ; cl != end; cl = cl->next) {
+        sb = (ngx_omnibus_sub_buf_t *) cl->buf;
+
+        if (sb->batch) {
+            ngx_omnibus_sub_release(sb->batch);
+            sb->batch = NULL;
+            sb->buf.memory = 0;
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_omnibus_sub_flush(ngx_omnibus_sub_t *sub)
 {
     off_t         busy;
     ngx_int_t     rc;
-    ngx_chain_t  *cl;
+    ngx_chain_t  *cl, *free;
 
     if (sub->out) {
         cl = (ngx_chain_t *) ((u_char *) sub->last
@@ -127,9 +244,15 @@ ngx_omnibus_sub_flush(ngx_omnibus_sub_t *sub)
 
     rc = ngx_http_output_filter(sub->r, sub->out);
 
+    /* what was sent goes to the head of the free list */
+
+    free = sub->free;
+
     ngx_chain_update_chains(sub->r->pool, &sub->free, &sub->busy, &sub->out,
                             (ngx_buf_tag_t) &ngx_omnibus_module);
     sub->last = &sub->out;
+
+    ngx_omnibus_sub_unshare(sub->free, free);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -200,4 +323,7 @@ ngx_omnibus_sub_cleanup(void *data)
     if (sub->timer.timer_set) {
         ngx_del_timer(&sub->timer);
     }
+
+    ngx_omnibus_sub_unshare(sub->out, NULL);
+    ngx_omnibus_sub_unshare(sub->busy, NULL);
 }
