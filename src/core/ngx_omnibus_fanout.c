@@ -15,6 +15,8 @@
 
 
 static void ngx_omnibus_fanout_hold(ngx_omnibus_zone_t *zone, ngx_uint_t on);
+static void ngx_omnibus_fanout_post(ngx_omnibus_zone_t *zone);
+static ngx_uint_t ngx_omnibus_fanout_behind(ngx_omnibus_zone_t *zone);
 
 
 ngx_int_t
@@ -24,6 +26,7 @@ ngx_omnibus_fanout_init_process(ngx_omnibus_zone_t *zone, ngx_cycle_t *cycle)
 
     zone->fanout.data = zone;
     zone->fanout.log = cycle->log;
+    zone->fanout.cancelable = 1;
 
     zone->cursor = ngx_palloc(cycle->pool,
                               zone->sh->cap_shards * sizeof(uint64_t));
@@ -201,7 +204,7 @@ ngx_omnibus_fanout_wake(ngx_omnibus_zone_t *zone)
             ngx_omnibus_notify_worker(zone, w);
 
         } else if (zone->nsubscribers) {
-            ngx_post_event(&zone->fanout, &ngx_posted_events);
+            ngx_omnibus_fanout_post(zone);
         }
     }
 }
@@ -211,8 +214,93 @@ void
 ngx_omnibus_fanout_feed(ngx_omnibus_zone_t *zone)
 {
     if (!ngx_queue_empty(&zone->subscribers)) {
-        ngx_post_event(&zone->fanout, &ngx_posted_events);
+        ngx_omnibus_fanout_post(zone);
     }
+}
+
+
+/*
+ * A round costs a write per subscriber, however few messages it carries:
+ * after a round that took d, the next waits 2d after it (at most
+ * NGX_OMNIBUS_FANOUT_REST_MAX), so that under a stream of publishes the
+ * rounds carry more messages each, and the fan-out takes about a third
+ * of the worker.  Short rounds (a few subscribers) rest not at all, and
+ * a fan-out that falls behind stops resting before the rings' hold ends.
+ */
+
+static void
+ngx_omnibus_fanout_post(ngx_omnibus_zone_t *zone)
+{
+    uint64_t  now;
+
+    if (zone->fanout.posted) {
+        return;
+    }
+
+    if (zone->fanout.timer_set) {
+        if (!ngx_omnibus_fanout_behind(zone)) {
+            return;
+        }
+
+        ngx_del_timer(&zone->fanout);
+
+    } else if (zone->fanout_rest) {
+        now = ngx_omnibus_now_us();
+
+        if (now + 500 < zone->fanout_rest && !ngx_omnibus_fanout_behind(zone))
+        {
+            ngx_add_timer(&zone->fanout,
+                          (ngx_msec_t) (zone->fanout_rest - now + 500) / 1000);
+            return;
+        }
+    }
+
+    zone->fanout_rest = 0;
+
+    ngx_post_event(&zone->fanout, &ngx_posted_events);
+}
+
+
+/* the rings hold NGX_OMNIBUS_FANOUT_BEHIND messages not fed yet, or more */
+
+static ngx_uint_t
+ngx_omnibus_fanout_behind(ngx_omnibus_zone_t *zone)
+{
+    uint64_t              n;
+    ngx_uint_t            s;
+    ngx_omnibus_shard_t  *shard;
+
+    n = 0;
+
+    for (s = 0; s < zone->sh->cap_shards; s++) {
+        shard = &zone->sh->shards[s];
+
+        if (shard->rseq > zone->cursor[s]) {
+            n += shard->rseq - zone->cursor[s];
+        }
+    }
+
+    return n >= NGX_OMNIBUS_FANOUT_BEHIND;
+}
+
+
+/* a round of "n" messages began at "start" (ngx_omnibus_now_us()) */
+
+void
+ngx_omnibus_fanout_done(ngx_omnibus_zone_t *zone, uint64_t start,
+    ngx_uint_t n)
+{
+    uint64_t  now, d;
+
+    now = ngx_omnibus_now_us();
+    d = now - start;
+
+    if (d < NGX_OMNIBUS_FANOUT_REST_MIN || n >= NGX_OMNIBUS_FANOUT_BEHIND) {
+        zone->fanout_rest = 0;
+        return;
+    }
+
+    zone->fanout_rest = now + ngx_min(2 * d, NGX_OMNIBUS_FANOUT_REST_MAX);
 }
 
 

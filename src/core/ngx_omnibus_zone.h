@@ -336,6 +336,7 @@ struct ngx_omnibus_zone_s {
     ngx_omnibus_ring_t          ring;
     ngx_event_t                 dispatch;    /* posted to drain our shards */
     ngx_event_t                 fanout;      /* posted to feed subscribers */
+    uint64_t                    fanout_rest; /* no round before (us) */
     ngx_event_t                 scale_event;
     ngx_uint_t                  starved;     /* a job could not be made */
     ngx_omnibus_route_t        *by_slot[NGX_OMNIBUS_MAX_ROUTES];

@@ -191,6 +191,7 @@ static void
 ngx_omnibus_subscribe_fanout(ngx_event_t *ev)
 {
     u_char                   *match;
+    uint64_t                  start;
     ngx_uint_t                i;
     ngx_str_t                 matched;
     ngx_pool_t               *pool;
@@ -203,10 +204,13 @@ ngx_omnibus_subscribe_fanout(ngx_event_t *ev)
     ngx_str_t                 all = ngx_string(">");
 
     zone = ev->data;
+    ev->timedout = 0;
 
     if (ngx_queue_empty(&zone->subscribers)) {
         return;
     }
+
+    start = ngx_omnibus_now_us();
 
     pool = ngx_create_pool(NGX_OMNIBUS_FANOUT_POOL, ev->log);
     if (pool == NULL) {
@@ -313,6 +317,8 @@ ngx_omnibus_subscribe_fanout(ngx_event_t *ev)
     }
 
     ngx_destroy_pool(pool);
+
+    ngx_omnibus_fanout_done(zone, start, copies.nelts);
 }
 
 
@@ -325,6 +331,10 @@ ngx_omnibus_subscribe_exit_process(ngx_omnibus_zone_t *zone)
 
     if (zone->fanout.posted) {
         ngx_delete_posted_event(&zone->fanout);
+    }
+
+    if (zone->fanout.timer_set) {
+        ngx_del_timer(&zone->fanout);
     }
 
     /*
