@@ -1,7 +1,7 @@
 # bench/results.png from the data files that bench/report.pl writes
 # (bench/data/*.dat). Run from bench/: gnuplot chart.gp
 
-set terminal pngcairo size 1500,3150 font "DejaVu Sans,10"
+set terminal pngcairo size 1500,3600 font "DejaVu Sans,10"
 set output "results.png"
 
 set style data histograms
@@ -27,8 +27,14 @@ if (system("test -s data/store.gp && echo 1 || echo 0") eq "1") { load "data/sto
 # section 9 (Redis) likewise
 redis_ok = 0
 if (system("test -s data/redis.gp && echo 1 || echo 0") eq "1") { load "data/redis.gp" }
+# section 10 (cluster) likewise
+cluster_ok = 0
+cluster_ratio2 = "n/a"
+cluster_ratio3 = "n/a"
+cluster_lat = ""
+if (system("test -s data/cluster.gp && echo 1 || echo 0") eq "1") { load "data/cluster.gp" }
 
-set multiplot layout 7,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
+set multiplot layout 8,2 title "ngx\\_omnibus\\_module benchmarks (medians; see bench/RESULTS.md)" font ",13"
 
 # 1: one cluster per body size and shape (data/publish.dat: size, shape,
 # then the four targets); padded = {"seq":0,"pad":"xxx..."}, orders =
@@ -227,6 +233,47 @@ if (redis_ok) {
     set ytics mirror
 } else {
     set label 1 "no Redis data (see RESULTS.md)" at graph 0.5, 0.5 center
+    plot [0:1][0:1] 2 notitle
+    unset label 1
+}
+
+# 10. cluster: data/cluster.dat is the pod count, the accepted msg/s, then
+# the CPU split in % of one core (wrk front pods redis pg kafka recv irq
+# other idle)
+set format y "%.0f"
+set key inside top right
+set xlabel ""
+set title sprintf("10. Cluster: accepted msg/s through the front (1 KiB, a key each); 2 pods / 1 pod %s x, 3 / 1 %s x", cluster_ratio2, cluster_ratio3)
+set ylabel "messages/s"
+if (cluster_ok) {
+    set label 2 cluster_lat at graph 0.02, graph 0.93 left front
+    plot "data/cluster.dat" using 2:xtic(1) notitle lc rgb "#bcbd22", \
+         "" using 0:2:(sprintf("%.0f", $2)) with labels offset 0,0.7 notitle
+    unset label 2
+} else {
+    set label 1 "no cluster data (see RESULTS.md)" at graph 0.5, 0.5 center
+    plot [0:1][0:1] 2 notitle
+    unset label 1
+}
+
+set title "10. Cluster: where the 2 cores go during those runs (CPU % of one core, medians)"
+set ylabel "% of one core"
+if (cluster_ok) {
+    set style histogram rowstacked
+    set boxwidth 0.6
+    set key outside right vertical
+    plot "data/cluster.dat" using 3:xtic(1) title "wrk" lc rgb "#7f7f7f", \
+         "" using 4 title "front nginx" lc rgb "#17becf", \
+         "" using 5 title "pods" lc rgb "#1f77b4", \
+         "" using 6 title "redis-server" lc rgb "#d62728", \
+         "" using 7 title "PostgreSQL" lc rgb "#9467bd", \
+         "" using 8 title "Kafka mock" lc rgb "#8c564b", \
+         "" using 9 title "webhook receiver" lc rgb "#2ca02c", \
+         "" using 10 title "interrupts + softirqs" lc rgb "#dbdb8d", \
+         "" using 11 title "other processes" lc rgb "#ff7f0e", \
+         "" using 12 title "idle" lc rgb "#eeeeee"
+} else {
+    set label 1 "no cluster data (see RESULTS.md)" at graph 0.5, 0.5 center
     plot [0:1][0:1] 2 notitle
     unset label 1
 }

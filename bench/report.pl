@@ -138,6 +138,17 @@ my @rerr;
 if (open(my $f, '<', "$data/redis-errors.txt")) {
     chomp(@rerr = grep { /\S/ } <$f>);
 }
+my %cmeta = kv('cluster-meta.tsv');
+my @cruns = tsv('cluster-runs.tsv');
+my %clat = kv('cluster-latency.tsv');
+my ($cerr, $cpodconf) = ([], '');
+if (open(my $f, '<', "$data/cluster-errors.txt")) {
+    chomp(@$cerr = grep { /\S/ } <$f>);
+}
+if (open(my $f, '<', "$data/cluster-pod.conf")) {
+    local $/;
+    $cpodconf = <$f> // '';
+}
 
 # ------------------------------------------------------------ aggregation
 
@@ -423,6 +434,70 @@ if (%rmeta) {
                   defined $r ? $r >= 1.5 && $o->{complete} : undef];
 }
 
+# the cluster (section 10): medians of the rounds per pod count; CPU in %
+# of one core over each run (busy - the components = other processes)
+my @ccomp = (['wrk', 'wrk'], ['front', 'front nginx'], ['pods', 'pods'],
+             ['redis', 'redis-server'], ['pg', 'PostgreSQL'],
+             ['kafka', 'Kafka mock'], ['recv', 'webhook receiver'],
+             ['irq', 'interrupts + softirqs'], ['other', 'other processes']);
+my %cmed;
+for my $r (@cruns) {
+    my $d = $r->{duration_s} || 0;
+    next unless $d > 0;
+    $r->{cpu_pods} = 0;
+    $r->{cpu_pods} += $r->{$_} || 0 for grep { /^cpu_pod-/ } keys %$r;
+    my $sum = 0;
+    $sum += $r->{"cpu_$_->[0]"} || 0 for grep { $_->[0] !~ /^(other|irq)$/ } @ccomp;
+    $r->{cpu_irq} = $r->{irq_cpu_s} || 0;
+    $sum += $r->{cpu_irq};
+    $r->{cpu_other} = ($r->{busy_cpu_s} || 0) - $sum;
+    $r->{cpu_other} = 0 if $r->{cpu_other} < 0;
+    $r->{cpu_idle} = ($r->{all_cpu_s} || 0) - ($r->{busy_cpu_s} || 0);
+    # the CPU counters cover the run plus the snapshots around it: per
+    # second of wall time, not of wrk's duration
+    $r->{wall} = ($r->{all_cpu_s} || 0) / ($cmeta{nproc} || 1) || $d;
+}
+for my $n (sort { $a <=> $b } keys %{{ map { $_->{pods} => 1 } @cruns }}) {
+    my @r = grep { $_->{pods} == $n } @cruns;
+    my $x = $cmed{$n} = { n => scalar @r };
+    for my $k (qw(rate p50_ms p99_ms)) {
+        $x->{$k} = median(map { $_->{$k} } @r);
+    }
+    $x->{rounds} = join(' / ', map { num($_->{rate}) } @r);
+    for my $k (qw(requests non2xx sockerr accepted duplicates claimed fallbacks
+                  redis_errors store_errors commits store_rows redis_cmds
+                  relayed pod_wakeups forks)) {
+        my $s = 0;
+        $s += $_->{$k} || 0 for @r;
+        $x->{"${k}_sum"} = $s;
+    }
+    for my $k ((map { $_->[0] } @ccomp), 'idle', 'busy') {
+        my $col = $k eq 'busy' ? 'busy_cpu_s' : "cpu_$k";
+        $x->{"pct_$k"} = median(map { 100 * ($_->{$col} || 0) / $_->{wall} } @r);
+        # CPU microseconds per accepted message
+        $x->{"us_$k"} = median(map { $_->{accepted} ? 1e6 * ($_->{$col} || 0)
+                                                      / $_->{accepted} : () } @r);
+    }
+    # how the accepted messages split over the pods, summed over the rounds
+    my @per;
+    for (@r) {
+        my @v = split m{/}, $_->{per_pod} // '';
+        $per[$_] += $v[$_] || 0 for 0 .. $#v;
+    }
+    $x->{per_pod} = join ' / ', map { num($_) } @per[0 .. $n - 1];
+    # the largest other processes, CPU s summed over the rounds
+    my %o;
+    for (@r) {
+        for (split /,/, $_->{other_top} // '') {
+            $o{$1} += $2 if /^(.+) ([\d.]+)$/;
+        }
+    }
+    $x->{other_top} = join ', ', map { sprintf '%s %.1f s', $_, $o{$_} }
+                      grep { defined } (sort { $o{$b} <=> $o{$a} } keys %o)[0 .. 3];
+}
+my $crate = sub { $cmed{$_[0]} ? $cmed{$_[0]}{rate} : undef };
+my $cluster_ran = %cmeta && @cruns;
+
 # ------------------------------------------------------------- gnuplot data
 
 open(my $d, '>', "$data/publish.dat") or die "$data/publish.dat: $!\n";
@@ -532,6 +607,27 @@ for (['omnibus, 3 pods', 'omnibus'], ['nchan, 3 on Redis', 'nchan']) {
     my $x = $rfmed{$_->[1]} || {};    # no autovivification into %rfmed
     printf $d "\"%s\" %s %s %s\n", $_->[0], $nz->($x->{rate}),
         $nz->($x->{cpu}), $nz->($x->{rcpu});
+}
+close $d;
+
+# section 10: cluster_ok = 0 when there is nothing to plot; the ratios and
+# the latency for the panels' titles
+open($d, '>', "$data/cluster.gp") or die "$data/cluster.gp: $!\n";
+printf $d "cluster_ok = %d\n", $cluster_ran ? 1 : 0;
+printf $d "cluster_ratio2 = \"%s\"\ncluster_ratio3 = \"%s\"\n",
+    r2(ratio($crate->(2), $crate->(1))), r2(ratio($crate->(3), $crate->(1)));
+printf $d "cluster_lat = \"%s\"\n", defined $clat{p99_ms}
+    ? sprintf('publish -> webhook at %s msg/s, %s pods: p50 %s ms, p99 %s ms',
+              $clat{rate} // '?', $cmeta{pods} // '?', $clat{p50_ms}, $clat{p99_ms})
+    : 'publish -> webhook latency: n/a';
+close $d;
+open($d, '>', "$data/cluster.dat") or die "$data/cluster.dat: $!\n";
+print $d "# pods accepted_msgs_per_s (median) then CPU % of one core (medians): ",
+    join(' ', map { $_->[0] } @ccomp), " idle\n";
+for my $n (sort { $a <=> $b } keys %cmed) {
+    printf $d "\"%d pod%s\" %s %s\n", $n, $n == 1 ? '' : 's', $nz->($cmed{$n}{rate}),
+        join(' ', map { sprintf '%.1f', $cmed{$n}{"pct_$_"} // 0 }
+                  (map { $_->[0] } @ccomp), 'idle');
 }
 close $d;
 
@@ -1369,6 +1465,16 @@ if (!%rmeta) {
     redis_section($p);
 }
 
+# 10
+$p->('## 10. Cluster');
+$p->('');
+if (!%cmeta) {
+    $p->('Not run (`BENCH_CLUSTER=0`, or no data from an earlier run).');
+    $p->('');
+} else {
+    cluster_section($p);
+}
+
 # commands
 $p->('## Commands');
 $p->('');
@@ -1481,6 +1587,26 @@ for my $t (qw(omnibus nchan)) {
                             . ' events than were published', $t, num($x->{over}))
         if $x->{over};
 }
+push @problems, "cluster: $cmeta{status}"
+    if %cmeta && ($cmeta{status} // '') ne 'done';
+push @problems, "cluster: the harness's error.log checks: $cmeta{harness}"
+    if $cmeta{harness};
+push @problems, 'cluster: [alert]/[crit]/[emerg] or [error] lines in the error'
+                . ' logs of its nginx (see section 10)' if @$cerr;
+for my $n (sort keys %cmed) {
+    my $x = $cmed{$n};
+    my $bad = $x->{non2xx_sum} + $x->{sockerr_sum};
+    push @problems, "cluster: $n pod(s): $bad non-2xx answers or socket errors"
+        if $bad;
+    push @problems, "cluster: $n pod(s): $x->{fallbacks_sum} Redis fallbacks,"
+                    . " $x->{redis_errors_sum} Redis errors, $x->{store_errors_sum}"
+                    . ' store errors'
+        if $x->{fallbacks_sum} || $x->{redis_errors_sum} || $x->{store_errors_sum};
+}
+push @problems, "cluster: $clat{not_received} messages of the latency run did"
+                . ' not reach the webhook' if ($clat{not_received} // 0) > 0;
+push @problems, "cluster: $cmeta{open_rows_after} rows of the store left open"
+                . ' after the runs' if ($cmeta{open_rows_after} // 0) > 0;
 if (@problems) {
     $p->('');
     $p->("- $_") for @problems;
@@ -1913,4 +2039,306 @@ sub redis_section {
         $p->('```');
         $p->('');
     }
+}
+
+# ------------------------------------------------------------ section 10
+
+sub cluster_section {
+    my ($p) = @_;
+    my %m = %cmeta;
+    my @n = sort { $a <=> $b } keys %cmed;
+    my $cores = $m{nproc} // 2;
+    $p->(sprintf 'The production picture of `t/90-cluster.t`, built by the'
+                 . ' same harness (`t/lib/Omnibus/Cluster.pm`, from'
+                 . ' `bench/cluster.pl`): one redis-server %s (`%s`: every'
+                 . ' write fsynced before its reply), one PostgreSQL %s'
+                 . ' (initdb into a temp dir; `%s`), librdkafka\'s mock Kafka'
+                 . ' cluster (3 brokers, topic `cluster-orders` of 3'
+                 . ' partitions), %s omnibus pods of %s workers and a front'
+                 . ' nginx (2 workers, no module) whose upstream is the pods'
+                 . ' (`keepalive 32`). Every pod: `omnibus_node pod-x`, zone'
+                 . ' `bus` (64 MiB, 4 shards) with `omnibus_store ...'
+                 . ' mode=sync` (a publish is answered once its row is'
+                 . ' committed), `omnibus_redis` with dedup, rate limits and'
+                 . ' fan-out (each Idempotency-Key claimed in Redis), a webhook'
+                 . ' route and a Kafka route for `orders.>`, so that every'
+                 . ' message is one PostgreSQL row written and marked done,'
+                 . ' one Redis claim and one relay into the fan-out stream, one'
+                 . ' webhook POST and one Kafka record. The webhook receiver is'
+                 . ' an nginx `return 200` as in section 2 (1 worker), **not**'
+                 . ' the harness\'s Perl `Omnibus::Receiver`, which logs every'
+                 . ' request as JSON in one process and would be the'
+                 . ' bottleneck; the pods and the front log no request'
+                 . ' (`access_log off`, the harness\'s `access_log => 0`).'
+                 . ' All of it shares the machine\'s %s CPUs with wrk. Started'
+                 . ' %s (load average %s; module commit `%s`, built %s); the'
+                 . ' section took %s s.',
+         $m{redis} // '?', $m{redis_settings} // '?', $m{postgres} // '?',
+         $m{pg_settings} // '?', $m{pods} // '?', $m{workers} // 2, $cores,
+         $m{date} // '?', $m{loadavg} // '?', $m{commit} // '?',
+         $m{module_built} // '?', $m{elapsed_s} // '?');
+    $p->('');
+    if (($m{status} // '') ne 'done') {
+        $p->("**The cluster section did not complete: $m{status}.** What"
+             . ' follows, if anything, was measured before it stopped; the'
+             . ' output of `make bench` says why.');
+        $p->('');
+    }
+    if ($cpodconf =~ /(    omnibus_node.*)/s) {
+        (my $conf = $1) =~ s/\s+\}\s*\z/\n/;
+        $p->('A pod\'s configuration (the harness\'s `nginx.conf`, ports and'
+             . ' paths made generic; `bench/data/cluster-pod.conf` has it all):');
+        $p->('');
+        $p->('```nginx');
+        $p->($conf =~ s/\n+\z//r);
+        $p->('```');
+        $p->('');
+    }
+
+    $p->('### 10a. Accepted messages/s through the front: 1, 2 and 3 pods');
+    $p->('');
+    $p->(sprintf 'wrk as in section 9a (-t1, %s connections, %s s per run, 1'
+                 . ' KiB JSON bodies, 100 topics `orders.t0..99`,'
+                 . ' `bench/pub.lua` with `KEY_PREFIX`: every request has its'
+                 . ' own `Idempotency-Key`) against the front, with 1, 2 or 3'
+                 . ' pods in its upstream: all pods run all the time, the'
+                 . ' front is reloaded with the first N of them before each'
+                 . ' run, and every pod has settled first (nothing queued or'
+                 . ' in flight: the deliveries of the last run done). %s'
+                 . ' rounds in rotating order; msg/s = 2xx answers per second.',
+         $m{conns} // '?', $m{duration} // '?', $m{rounds} // 0);
+    $p->('');
+    $p->('| round | ' . join(' | ', map { "$_ pod" . ($_ == 1 ? '' : 's') . ' msg/s' } @n) . ' |');
+    $p->('|---|' . join('', map { '---|' } @n));
+    my %byr;
+    $byr{$_->{round}}{$_->{pods}} = $_ for @cruns;
+    for my $r (sort { $a <=> $b } keys %byr) {
+        $p->(sprintf '| %d | %s |', $r, join(' | ', map {
+            my $x = $byr{$r}{$_}; $x ? num($x->{rate}) : 'n/a' } @n));
+    }
+    $p->(sprintf '| median | %s |', join(' | ', map { num($crate->($_)) } @n));
+    $p->('');
+    $p->(sprintf '**Scaling: 2 pods / 1 pod = %s x, 3 pods / 1 pod = %s x.**',
+         r2(ratio($crate->(2), $crate->(1))), r2(ratio($crate->(3), $crate->(1))));
+    $p->('');
+    $p->('Per pod count (medians of the rounds; counts summed over them).'
+         . ' Accepted = `message_bus_published_total` of the pods around each'
+         . ' run, claimed = `message_bus_redis_answers_total{result="claimed"}`,'
+         . ' fallbacks / errors = `message_bus_redis_fallbacks_total`,'
+         . ' `message_bus_redis_errors_total`, `message_bus_store_errors_total`;'
+         . ' commits and rows per commit from `message_bus_store_batch_rows`'
+         . ' and `message_bus_store_rows_total` (a message is two rows: its'
+         . ' insert, and its done mark once both routes have it); Redis'
+         . ' commands = `total_commands_processed` of redis-server;'
+         . ' fan-out receptions = `message_bus_redis_relay_total{outcome='
+         . '"received"}` of all pods: every pod, in the front or not, reads'
+         . ' the others\' messages from the Redis stream into its retain ring'
+         . ' for its SSE subscribers; wake-ups = the voluntary context'
+         . ' switches of the pods\' workers (`/proc/PID/status`), one per'
+         . ' `epoll_wait` that had to wait.');
+    $p->('');
+    $p->('| pods | msg/s | wrk p50 / p99 ms | accepted | per pod | PostgreSQL commits | rows per commit | Redis commands per message | fan-out receptions per message | pod worker wake-ups per message | claimed in Redis | duplicates | fallbacks / Redis errors / store errors | non-2xx + socket errors |');
+    $p->('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for my $k (@n) {
+        my $x = $cmed{$k};
+        $p->(sprintf '| %d | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s |',
+             $k, num($x->{rate}), fx($x->{p50_ms}, 1), fx($x->{p99_ms}, 1),
+             num($x->{accepted_sum}), $x->{per_pod}, num($x->{commits_sum}),
+             fx(ratio($x->{store_rows_sum}, $x->{commits_sum}), 1),
+             fx(ratio($x->{redis_cmds_sum}, $x->{accepted_sum}), 1),
+             fx(ratio($x->{relayed_sum}, $x->{accepted_sum}), 1),
+             fx(ratio($x->{pod_wakeups_sum}, $x->{accepted_sum}), 2),
+             num($x->{claimed_sum}),
+             num($x->{duplicates_sum}), num($x->{fallbacks_sum}),
+             num($x->{redis_errors_sum}), num($x->{store_errors_sum}),
+             num($x->{non2xx_sum} + $x->{sockerr_sum}));
+    }
+    $p->('');
+    $p->(sprintf 'Where the CPU goes: utime + stime from `/proc/PID/stat` over'
+                 . ' each run, in %% of one core (%s cores = %d%%), medians:'
+                 . ' wrk (reaped child), the front\'s and the pods\' workers,'
+                 . ' redis-server, the postmaster and all its backends, the'
+                 . ' Kafka mock, the receiver\'s worker; interrupts + softirqs'
+                 . ' from `/proc/stat` (charged to no process: the loopback TCP'
+                 . ' traffic between all of these, block I/O completions); other'
+                 . ' = the machine\'s busy time minus all of these (other work'
+                 . ' on the machine, the bench\'s own scripts, kernel threads;'
+                 . ' 0 when the parts add up to more than the busy time: the'
+                 . ' softirqs run in a process\'s context are in its system time'
+                 . ' too, and the parts are medians); idle = the rest. Below it, the same per accepted'
+                 . ' message in CPU microseconds.',
+         $cores, 100 * $cores);
+    $p->('');
+    $p->('| pods | ' . join(' | ', map { $_->[1] } @ccomp) . ' | idle | busy |');
+    $p->('|---|' . join('', map { '---|' } @ccomp) . '---|---|');
+    for my $k (@n) {
+        my $x = $cmed{$k};
+        $p->(sprintf '| %d, %% of a core | %s | %s | %s |', $k,
+             join(' | ', map { fx($x->{"pct_$_->[0]"}, 0) } @ccomp),
+             fx($x->{pct_idle}, 0), fx($x->{pct_busy}, 0));
+    }
+    for my $k (@n) {
+        my $x = $cmed{$k};
+        $p->(sprintf '| %d, us per message | %s | - | %s |', $k,
+             join(' | ', map { fx($x->{"us_$_->[0]"}, 0) } @ccomp),
+             fx($x->{us_busy}, 0));
+    }
+    $p->('');
+    $p->('Other processes seen during the runs (CPU seconds summed over the'
+         . ' rounds; processes that exited within a run are not seen):'
+         . join(';', map { " $_ pod" . ($_ == 1 ? '' : 's') . ': '
+                           . ($cmed{$_}{other_top} || 'none') } @n) . '.'
+         . (grep({ defined $_->{forks} && length $_->{forks} } @cruns)
+            ? ' Processes and threads started on the machine during the runs'
+              . ' (`processes` of `/proc/stat`, wrk\'s not counted; of the'
+              . ' cluster only PostgreSQL may start some, autovacuum workers'
+              . ' and new backends): ' . join('; ', map { "$_ pod" . ($_ == 1 ? '' : 's')
+                . ': ' . num($cmed{$_}{forks_sum}) } @n) . '.'
+            : ''));
+    $p->('');
+    cluster_why($p, \@n, $cores);
+
+    $p->('### 10b. Publish-to-webhook latency in the cluster');
+    $p->('');
+    $p->(sprintf '%s pods in the front. %s processes of `bench/cluster.pl`'
+                 . ' publish 1 KiB messages through the front to'
+                 . ' `orders.lat.<i>`, each on one keepalive connection, open'
+                 . ' loop at %s msg/s in all for %s s (each with its'
+                 . ' Idempotency-Key), noting the time each request was'
+                 . ' written and the id of its answer; the receiver nginx logs'
+                 . ' `$msec $http_x_omnibus_id` of the `orders.lat.*` deliveries;'
+                 . ' `bench/latency.pl` joins them on the id. Publish -> webhook'
+                 . ' = receipt - the publish\'s start, so it holds the publish'
+                 . ' itself (front, pod, Redis claim, PostgreSQL commit) and the'
+                 . ' delivery; the receipt time is nginx\'s cached'
+                 . ' millisecond clock (+-1 ms). The publish answer is the'
+                 . ' client\'s own time from writing the request to reading the'
+                 . ' answer.',
+         $m{pods} // '?', $clat{clients} // '?', num($clat{rate}),
+         $clat{duration_s} // '?');
+    $p->('');
+    $p->('| rate msg/s | sent | accepted | at the webhook | redelivered | publish answer p50 / p99 ms | publish -> webhook p50 / p90 / p99 / p99.9 / max ms |');
+    $p->('|---|---|---|---|---|---|---|');
+    $p->(sprintf '| %s | %s | %s | %s | %s | %s / %s | **%s** / %s / **%s** / %s / %s |',
+         num($clat{rate}), num($clat{sent}), num($clat{accepted}),
+         num($clat{matched}), num($clat{redelivered}),
+         na($clat{publish_p50_ms}), na($clat{publish_p99_ms}),
+         map { na($clat{$_}) } qw(p50_ms p90_ms p99_ms p999_ms max_ms));
+    $p->('');
+    $p->('The webhook typically arrives before the publisher has its'
+         . ' answer (p50 publish -> webhook below the p50 publish answer): the'
+         . ' delivery starts once the row is committed, while the answer is'
+         . ' still on its way back through the front.')
+        if ($clat{p50_ms} // '') =~ /^[\d.]+$/ && ($clat{publish_p50_ms} // '') =~ /^[\d.]+$/
+           && $clat{p50_ms} < $clat{publish_p50_ms};
+    $p->('') if ($clat{p50_ms} // '') =~ /^[\d.]+$/ && ($clat{publish_p50_ms} // '') =~ /^[\d.]+$/
+                && $clat{p50_ms} < $clat{publish_p50_ms};
+    $p->(sprintf 'After the runs: %s rows of the store left open (messages not'
+                 . ' yet done with), %s keys in Redis, zone bytes used per pod %s.',
+         $m{open_rows_after} // 'n/a', num($m{redis_keys_after}),
+         $m{zone_bytes_used_after} // 'n/a');
+    $p->('');
+    if (@$cerr) {
+        $p->('Error log lines of the cluster\'s nginx:');
+        $p->('');
+        $p->('```');
+        $p->($_) for @$cerr;
+        $p->('```');
+        $p->('');
+    }
+}
+
+# why the scaling is what it is, from the CPU split: how busy the machine
+# was, who took the cores, and whose cost per message grew with the pods
+sub cluster_why {
+    my ($p, $n, $cores) = @_;
+    my ($lo, $hi) = ($cmed{$n->[0]}, $cmed{$n->[-1]});
+    return unless $lo && $hi && @$n > 1 && $lo->{us_busy} && $hi->{us_busy};
+    my $full = 100 * $cores;
+    my $pods = sub { "$_[0] pod" . ($_[0] == 1 ? '' : 's') };
+    my @top = sort { ($lo->{"pct_$b->[0]"} // 0) <=> ($lo->{"pct_$a->[0]"} // 0) } @ccomp;
+    my @text;
+    push @text, sprintf('**Why:** the machine is busy %s%% of %d%% with %s (the'
+                        . ' rest idle, or waiting for the disk: PostgreSQL\'s'
+                        . ' and Redis\'s fsyncs), and the pods are not the only'
+                        . ' consumer of its %d cores: with 1 pod the largest'
+                        . ' shares are %s. A pod more has no core of its own,'
+                        . ' so the rate can only grow with the idle CPU left,'
+                        . ' and only hold if the CPU per message stays the same.',
+                        join(', ', map { fx($cmed{$_}{pct_busy}, 0) } @$n), $full,
+                        join(', ', map { $pods->($_) } @$n), $cores,
+                        join(', ', map { sprintf '%s %s%%', $_->[1],
+                                             fx($lo->{"pct_$_->[0]"}, 0) } @top[0 .. 2]));
+    my $other = median(map { $cmed{$_}{pct_other} // 0 } @$n) // 0;
+    push @text, sprintf('**Other work on the machine took %s%% of a core**'
+                        . ' (median of the steps; see the processes above):'
+                        . ' the rates are lower than on a quiet machine, and'
+                        . ' their ratios noisier.', fx($other, 0))
+        if $other > 20;
+    my @grow = sort { $b->[2] <=> $a->[2] }
+               map { [$_->[1], $_->[0], abs(($hi->{"us_$_->[0]"} // 0) - ($lo->{"us_$_->[0]"} // 0))] }
+               grep { $_->[0] ne 'other' } @ccomp;
+    my $more = $hi->{us_busy} > 1.15 * $lo->{us_busy};
+    push @text, sprintf('%s: per accepted message the busy CPU goes from %s us'
+                        . ' (1 pod) to %s us (%s); the largest changes: %s,'
+                        . ' while redis-server %s %s -> %s us (%s -> %s'
+                        . ' commands per message).',
+                        $more ? 'It does not' : 'It roughly does',
+                        fx($lo->{us_busy}, 0), fx($hi->{us_busy}, 0), $pods->($n->[-1]),
+                        join(', ', map {
+                            sprintf '%s %s -> %s us', $_->[0],
+                                fx($lo->{"us_$_->[1]"}, 0), fx($hi->{"us_$_->[1]"}, 0)
+                        } @grow[0 .. 1]),
+                        abs(($hi->{us_redis} // 0) - ($lo->{us_redis} // 0))
+                            < 0.15 * ($lo->{us_redis} || 1) ? 'stays at' : 'goes',
+                        fx($lo->{us_redis}, 0), fx($hi->{us_redis}, 0),
+                        fx(ratio($lo->{redis_cmds_sum}, $lo->{accepted_sum}), 1),
+                        fx(ratio($hi->{redis_cmds_sum}, $hi->{accepted_sum}), 1));
+    my ($rl, $rh) = map { ratio($_->{store_rows_sum}, $_->{commits_sum}) } $lo, $hi;
+    my ($cl, $ch) = map { ratio($_->{commits_sum}, $_->{accepted_sum}) } $lo, $hi;
+    my ($wl, $wh) = map { ratio($_->{pod_wakeups_sum}, $_->{accepted_sum}) } $lo, $hi;
+    push @text, sprintf('The work per message is the same (%s -> %s rows, and'
+                        . ' the same Redis commands and fan-out receptions per'
+                        . ' message); what grows is the work per batch. Each'
+                        . ' pod batches only what it accepts itself: PostgreSQL'
+                        . ' gets %s rows per commit with 1 pod and %s with %s'
+                        . ' (%s -> %s commits per message, each a round trip'
+                        . ' from the pod and a WAL flush)%s.',
+                        fx(ratio($lo->{store_rows_sum}, $lo->{accepted_sum}), 1),
+                        fx(ratio($hi->{store_rows_sum}, $hi->{accepted_sum}), 1),
+                        fx($rl, 1), fx($rh, 1), $pods->($n->[-1]), fx($cl, 2), fx($ch, 2),
+                        $wl && $wh && $wh > 1.2 * $wl
+                        ? sprintf(', and the pods\' workers wake up %s -> %s'
+                                  . ' times per message (fewer messages per turn'
+                                  . ' of the event loop): the per-batch and'
+                                  . ' per-wake-up costs of PostgreSQL and of the'
+                                  . ' pods are spread over fewer messages',
+                                  fx($wl, 2), fx($wh, 2))
+                        : sprintf(': the per-commit cost is spread over fewer'
+                                  . ' messages (the pods\' workers wake up %s ->'
+                                  . ' %s times per message)', fx($wl, 2), fx($wh, 2)))
+        if $more && defined $rl && defined $rh && $rh < $rl;
+    my @out = grep { $_->{pods} < ($cmeta{pods} // 0) } @cruns;
+    push @text, sprintf('The pods outside the front are not free either: %s%%'
+                        . ' of a core each (median), reading the others\''
+                        . ' messages from the Redis stream.',
+                        fx(median(map { 100 * ($_->{"cpu_pod-" . chr(ord('a') + $_->{pods})} // 0)
+                                        / $_->{wall} } @out), 1))
+        if @out;
+    # rate = busy CPU / CPU per message: the ratio is the product of both
+    my ($fb, $fc) = (ratio($hi->{pct_busy}, $lo->{pct_busy}),
+                     ratio($lo->{us_busy}, $hi->{us_busy}));
+    push @text, sprintf('Together: %s / 1 pod = (busy CPU %s / %s = %s) x (CPU'
+                        . ' per message %s / %s = %s) = %s; measured %s.',
+                        $pods->($n->[-1]), fx($hi->{pct_busy}, 0),
+                        fx($lo->{pct_busy}, 0), r2($fb), fx($lo->{us_busy}, 0),
+                        fx($hi->{us_busy}, 0), r2($fc), r2($fb * $fc),
+                        r2(ratio($hi->{rate}, $lo->{rate})))
+        if $fb && $fc;
+    push @text, 'Pods add throughput when each has cores of its own and'
+                . ' PostgreSQL and Redis have headroom; on this 2-core machine'
+                . ' they share the cores with everything else, and a pod more'
+                . ' makes every message cost more.';
+    $p->(join ' ', @text);
+    $p->('');
 }

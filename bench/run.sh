@@ -32,12 +32,20 @@
 #      on Redis for context), and fan-out across three pods (publish on
 #      one, SSE subscribers on the two others) against nchan on Redis
 #      (BENCH_REDIS=0 skips it; knob BENCH_REDIS_SERVER in bench/redis.sh)
+#  10. cluster (bench/cluster.sh, bench/cluster.pl): the cluster of
+#      t/90-cluster.t (t/lib/Omnibus/Cluster.pm: redis-server with AOF,
+#      PostgreSQL, the mock Kafka cluster, pods with omnibus_store
+#      mode=sync, omnibus_redis and a webhook and a Kafka route, a front
+#      nginx): accepted messages/s through the front with 1, 2 and 3 pods
+#      and the CPU of every component, publish-to-webhook latency
+#      (BENCH_CLUSTER=0 skips it; knobs in bench/cluster.sh)
 # and writes bench/RESULTS.md, bench/results.png and the data files
 # they come from (bench/data/). Needs nginx, wrk, h2load, gnuplot, curl,
 # perl (core modules) and Debian's libnginx-mod-nchan; section 7 needs
 # kcat and librdkafka-dev too (BENCH_KAFKA=0 skips it), section 8
 # PostgreSQL's server binaries and pgbench (BENCH_STORE=0 skips it),
-# section 9 redis-server and redis-cli (BENCH_REDIS=0 skips it).
+# section 9 redis-server and redis-cli (BENCH_REDIS=0 skips it), section
+# 10 all of these but nchan (BENCH_CLUSTER=0 skips it).
 #
 # Knobs (environment): BENCH_DURATION (seconds per wrk run, 5),
 # BENCH_ROUNDS (3), BENCH_CONNS (wrk connections, 32), BENCH_FANOUT_SUBS
@@ -48,12 +56,14 @@
 # bench/soak.sh (SOAK_SECONDS=0 skips it), the Kafka section's in
 # bench/kafka.sh (BENCH_KAFKA=0 skips it), the store section's in
 # bench/store.sh (BENCH_STORE=0 skips it), the Redis section's in
-# bench/redis.sh (BENCH_REDIS=0 skips it).
+# bench/redis.sh (BENCH_REDIS=0 skips it), the cluster section's in
+# bench/cluster.sh (BENCH_CLUSTER=0 skips it).
 # `bench/run.sh publish` or PUBLISH_ONLY=1 runs only section 1 (and 1b),
 # `bench/run.sh soak` or SOAK_ONLY=1 only the soak, `bench/run.sh
 # kafka` or KAFKA_ONLY=1 only the Kafka section, `bench/run.sh store` or
 # STORE_ONLY=1 only the store section, `bench/run.sh redis` or
-# REDIS_ONLY=1 only the Redis section; each writes the report again with
+# REDIS_ONLY=1 only the Redis section, `bench/run.sh cluster` or
+# CLUSTER_ONLY=1 only the cluster section; each writes the report again with
 # the other sections' data files of the last full run.
 
 set -euo pipefail
@@ -87,15 +97,18 @@ SOAK_ONLY=${SOAK_ONLY:-0}
 KAFKA_ONLY=${KAFKA_ONLY:-0}
 STORE_ONLY=${STORE_ONLY:-0}
 REDIS_ONLY=${REDIS_ONLY:-0}
+CLUSTER_ONLY=${CLUSTER_ONLY:-0}
 [ "${1:-}" = publish ] && PUBLISH_ONLY=1
 [ "${1:-}" = soak ] && SOAK_ONLY=1
 [ "${1:-}" = kafka ] && KAFKA_ONLY=1
 [ "${1:-}" = store ] && STORE_ONLY=1
 [ "${1:-}" = redis ] && REDIS_ONLY=1
+[ "${1:-}" = cluster ] && CLUSTER_ONLY=1
 
 . "$BENCH/kafka.sh"
 . "$BENCH/store.sh"
 . "$BENCH/redis.sh"
+. "$BENCH/cluster.sh"
 
 for tool in "$NGINX" wrk h2load gnuplot curl perl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
@@ -114,11 +127,15 @@ if [ "$REDIS_ONLY" = 1 ] && [ "$BENCH_REDIS" = 0 ]; then
     echo "bench: BENCH_REDIS=0 and only the Redis section asked: nothing to do" >&2
     exit 1
 fi
-# KAFKA_ONLY, STORE_ONLY, REDIS_ONLY, SOAK_ONLY, PUBLISH_ONLY: the one
-# section run (the first of them set, as below)
+if [ "$CLUSTER_ONLY" = 1 ] && [ "$BENCH_CLUSTER" = 0 ]; then
+    echo "bench: BENCH_CLUSTER=0 and only the cluster section asked: nothing to do" >&2
+    exit 1
+fi
+# KAFKA_ONLY, STORE_ONLY, REDIS_ONLY, CLUSTER_ONLY, SOAK_ONLY,
+# PUBLISH_ONLY: the one section run (the first of them set, as below)
 ONLY=
-for only in kafka:$KAFKA_ONLY store:$STORE_ONLY redis:$REDIS_ONLY soak:$SOAK_ONLY \
-            publish:$PUBLISH_ONLY; do
+for only in kafka:$KAFKA_ONLY store:$STORE_ONLY redis:$REDIS_ONLY \
+            cluster:$CLUSTER_ONLY soak:$SOAK_ONLY publish:$PUBLISH_ONLY; do
     if [ "${only#*:}" = 1 ]; then
         ONLY=${only%%:*}
         break
@@ -132,6 +149,9 @@ if [ "$BENCH_STORE" != 0 ] && { [ -z "$ONLY" ] || [ "$ONLY" = store ]; }; then
 fi
 if [ "$BENCH_REDIS" != 0 ] && { [ -z "$ONLY" ] || [ "$ONLY" = redis ]; }; then
     redis_require || exit 1
+fi
+if [ "$BENCH_CLUSTER" != 0 ] && { [ -z "$ONLY" ] || [ "$ONLY" = cluster ]; }; then
+    cluster_require || exit 1
 fi
 
 if [ -n "$ONLY" ]; then
@@ -506,6 +526,15 @@ run_redis() {
         "$([ "$BENCH_REDIS" = 0 ] && echo "BENCH_REDIS=0")"
 }
 
+# ---------------------------------------------------------------- cluster
+
+# the cluster section's helpers are in bench/cluster.sh, its driver is
+# bench/cluster.pl
+run_cluster() {
+    run_section 10 cluster cluster \
+        "$([ "$BENCH_CLUSTER" = 0 ] && echo "BENCH_CLUSTER=0")"
+}
+
 write_report() {
     perl "$BENCH/report.pl" "$DATA" "$BENCH/RESULTS.md"
     (cd "$BENCH" && gnuplot chart.gp)
@@ -530,6 +559,13 @@ if [ "$REDIS_ONLY" = 1 ]; then
     run_redis
     write_report
     echo "bench: Redis only, total time $(calc "$(now) - $START" 0)s"
+    exit 0
+fi
+
+if [ "$CLUSTER_ONLY" = 1 ]; then
+    run_cluster
+    write_report
+    echo "bench: cluster only, total time $(calc "$(now) - $START" 0)s"
     exit 0
 fi
 
@@ -924,6 +960,10 @@ run_store
 # ----------------------------------------------------------------- 9. redis
 
 run_redis
+
+# --------------------------------------------------------------- 10. cluster
+
+run_cluster
 
 # ------------------------------------------------------------------ report
 
