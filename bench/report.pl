@@ -92,6 +92,8 @@ if (open(my $f, '<', "$data/publish-errors.txt")) {
 }
 my @mem = tsv('memory.tsv');
 my @fan = tsv('fanout-runs.tsv');
+# section 3's run data (a `bench/run.sh fanout` run keeps meta.tsv)
+my %fmeta = kv('fanout-meta.tsv');
 my @e2e = tsv('e2e-runs.tsv');
 my @backlog = tsv('backlog-runs.tsv');
 my @workers = tsv('workers-runs.tsv');
@@ -1167,6 +1169,12 @@ if (%low) {
 # 3
 $p->('## 3. Fan-out');
 $p->('');
+if ($fmeta{only}) {
+    $p->(sprintf 'Measured alone (`bench/run.sh fanout`) on %s, commit %s,'
+         . ' load average %s before it.', $fmeta{date} // '?',
+         $fmeta{commit} // '?', $fmeta{loadavg} // '?');
+    $p->('');
+}
 $p->("`bench/fanout.pl` opens $meta{fan_subs} SSE connections",
      ' (`Accept: text/event-stream`) to one topic, waits until all are',
      " answered, then one publisher (h2load, 1 connection) posts $meta{fan_msgs}",
@@ -1185,7 +1193,13 @@ for my $t (qw(omnibus nchan)) {
 }
 $p->('');
 $p->('The perl client parses every byte on the same two cores, so both',
-     ' numbers are partly bounded by the client; the ratio is the fair part.');
+     ' numbers are partly bounded by the client; the ratio is the fair part.',
+     ' Where the difference comes from (perf of the workers): a worker feeds',
+     ' its streams in rounds, each event rendered once per round and shared',
+     ' by every stream (no copy per subscriber), and a round that took d',
+     ' makes the next wait 2d (at most 50 ms), so that a burst of publishes',
+     ' goes out in a few writes per stream instead of one per message and',
+     ' stream; the kernel\'s TCP send path is most of what is left.');
 $p->('');
 
 # 4

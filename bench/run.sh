@@ -63,8 +63,9 @@
 # kafka` or KAFKA_ONLY=1 only the Kafka section, `bench/run.sh store` or
 # STORE_ONLY=1 only the store section, `bench/run.sh redis` or
 # REDIS_ONLY=1 only the Redis section, `bench/run.sh cluster` or
-# CLUSTER_ONLY=1 only the cluster section; each writes the report again with
-# the other sections' data files of the last full run.
+# CLUSTER_ONLY=1 only the cluster section, `bench/run.sh fanout` or
+# FANOUT_ONLY=1 only section 3; each writes the report again with the
+# other sections' data files of the last full run.
 
 set -euo pipefail
 
@@ -98,12 +99,14 @@ KAFKA_ONLY=${KAFKA_ONLY:-0}
 STORE_ONLY=${STORE_ONLY:-0}
 REDIS_ONLY=${REDIS_ONLY:-0}
 CLUSTER_ONLY=${CLUSTER_ONLY:-0}
+FANOUT_ONLY=${FANOUT_ONLY:-0}
 [ "${1:-}" = publish ] && PUBLISH_ONLY=1
 [ "${1:-}" = soak ] && SOAK_ONLY=1
 [ "${1:-}" = kafka ] && KAFKA_ONLY=1
 [ "${1:-}" = store ] && STORE_ONLY=1
 [ "${1:-}" = redis ] && REDIS_ONLY=1
 [ "${1:-}" = cluster ] && CLUSTER_ONLY=1
+[ "${1:-}" = fanout ] && FANOUT_ONLY=1
 
 . "$BENCH/kafka.sh"
 . "$BENCH/store.sh"
@@ -135,7 +138,8 @@ fi
 # PUBLISH_ONLY: the one section run (the first of them set, as below)
 ONLY=
 for only in kafka:$KAFKA_ONLY store:$STORE_ONLY redis:$REDIS_ONLY \
-            cluster:$CLUSTER_ONLY soak:$SOAK_ONLY publish:$PUBLISH_ONLY; do
+            cluster:$CLUSTER_ONLY soak:$SOAK_ONLY publish:$PUBLISH_ONLY \
+            fanout:$FANOUT_ONLY; do
     if [ "${only#*:}" = 1 ]; then
         ONLY=${only%%:*}
         break
@@ -601,9 +605,10 @@ commit_id() {  # the module's commit, and whether src/ has local changes
     echo "$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src config ngx_omnibus_module.c 2>/dev/null || echo ' (with local changes)')"
 }
 
-# a publish-only run keeps the full run's machine and run data (section 1
-# has its own in data/publish-meta.tsv)
-if [ "$PUBLISH_ONLY" != 1 ] || [ ! -s "$DATA/meta.tsv" ]; then
+# a publish-only or fan-out-only run keeps the full run's machine and run
+# data (sections 1 and 3 have their own in data/{publish,fanout}-meta.tsv)
+if { [ "$PUBLISH_ONLY" != 1 ] && [ "$FANOUT_ONLY" != 1 ]; } \
+   || [ ! -s "$DATA/meta.tsv" ]; then
 {
     echo "date	$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "uname	$(uname -a)"
@@ -632,6 +637,8 @@ start_nginx main "$PORT"
 say "nginx on 127.0.0.1:$PORT$([ "$PUBLISH_ONLY" = 1 ] || echo " (receiver $RPORT)")$([ "$NCHAN_SEPARATE" = 1 ] && echo ", nchan on $NCHAN_PORT")"
 
 # ----------------------------------------------- 1. publish throughput
+
+if [ "$FANOUT_ONLY" != 1 ]; then
 
 target_url() {  # target_url omnibus|raw|plain|nchan -> base URL, path prefix
     case $1 in
@@ -734,7 +741,11 @@ if [ "$PUBLISH_ONLY" = 1 ]; then
     exit 0
 fi
 
+fi    # FANOUT_ONLY
+
 # ---------------------------------------------------- 4. memory per message
+
+if [ "$FANOUT_ONLY" != 1 ]; then
 
 say "4. memory: shared memory per queued message at {$MEM_SIZES} B"
 printf 'payload\tqueued\tbytes_used_delta\tbytes_per_msg\tzone_full\trefused\n' \
@@ -764,7 +775,11 @@ for size in $MEM_SIZES; do
     wait_drained "$zone" 30
 done
 
+fi    # FANOUT_ONLY
+
 # --------------------------------------------------------------- 3. fan-out
+
+F3_START=$(now)
 
 say "3. fan-out: 1 publisher x $FAN_MSGS messages, $FAN_SUBS SSE subscribers, $ROUNDS rounds"
 printf 'round\ttarget\tsubscribers\tevents\texpected\telapsed_s\tdeliveries_per_s\tcpu_s\tcpu_s_per_100k\n' \
@@ -802,6 +817,21 @@ for ((r = 1; r <= ROUNDS; r++)); do
         sleep 0.5
     done
 done
+
+{
+    echo "date	$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "loadavg	$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "commit	$(commit_id)"
+    echo "only	$FANOUT_ONLY"
+    echo "elapsed_s	$(calc "$(now) - $F3_START" 0)"
+} > "$DATA/fanout-meta.tsv"
+
+if [ "$FANOUT_ONLY" = 1 ]; then
+    for n in "${STARTED[@]}"; do stop_nginx "$n"; done
+    write_report
+    echo "bench: fan-out only, total time $(calc "$(now) - $START" 0)s"
+    exit 0
+fi
 
 # ------------------------------------------------------------ 2. end to end
 
