@@ -360,16 +360,6 @@ my ($rate, $k, $dur) = @o{qw(lat-rate lat-clients lat-duration)};
 say("b. latency: $k clients x " . $rate / $k . " msg/s = $rate msg/s through"
     . " the front to $np pods for ${dur}s, publish -> webhook");
 
-# a process of its own, leaving without the harness's destructors
-sub child {
-    my ($code) = @_;
-    my $pid = fork // die "fork: $!\n";
-    return $pid if $pid;
-    Omnibus::Test::close_inherited_ports();
-    eval { $code->(); 1 } or print STDERR "child: $@";
-    POSIX::_exit(0);
-}
-
 my $body = do {
     my ($h, $t) = ('{"seq":0,"pad":"', '"}');
     $h . 'x' x ($o{size} - length($h) - length($t)) . $t;
@@ -377,7 +367,7 @@ my $body = do {
 my $start = time + 0.5;
 my @kids = map {
     my $i = $_;
-    child(sub {
+    Omnibus::Cluster::child(sub {
         open my $out, '>', "$TMP/cluster-lat-$i.log" or die $!;
         my $conn;
         my $gap = $k / $rate;
