@@ -25,7 +25,6 @@ use warnings;
 use Test::More;
 use Time::HiRes qw(sleep time);
 use JSON::PP;
-use POSIX ();
 use IO::Select;
 use lib 't/lib';
 use Omnibus::Test;
@@ -45,23 +44,12 @@ sub note_at { note(sprintf '%6.1f s  %s', time - $T0, $_[0]) }
 
 # ---------------------------------------------------------------- clients
 
-# a process of its own that leaves without running anyone's destructors
-# (they would stop the servers the test started)
-sub child {
-    my ($code) = @_;
-    my $pid = fork // die "fork: $!";
-    return $pid if $pid;
-    Omnibus::Test::close_inherited_ports();
-    eval { $code->(); 1 } or print STDERR "child: $@";
-    POSIX::_exit(0);
-}
-
 # a producer: sequential publishes to orders.<name>.<n % 4>, each retried
 # with its key until answered 202 or 200, one JSON line per message
 sub producer {
     my ($name) = @_;
     my $file = "$run/producer-$name.log";
-    my $pid = child(sub { produce($name, $file) });
+    my $pid = Omnibus::Cluster::child(sub { produce($name, $file) });
     return { pid => $pid, file => $file, name => $name };
 }
 
@@ -116,7 +104,7 @@ sub subscribers {
     my ($node) = @_;
     my $file = "$run/subs-$node.json";
     my $port = $c->t($node)->port(0);
-    my $pid = child(sub { listen_sse($port, $file) });
+    my $pid = Omnibus::Cluster::child(sub { listen_sse($port, $file) });
     return { pid => $pid, file => $file, node => $node };
 }
 
@@ -251,10 +239,11 @@ $c->redis->start;
 note_at('redis-server started');
 sleep 4;
 
-# 3. one Kafka broker of three down, then up
+# 3. one Kafka broker of three down, longer than the route's timeout
+# (2 s), then up
 $c->kafka->broker_down(1);
 note_at('kafka broker 1 down');
-sleep 3;
+sleep 5;
 $c->kafka->broker_up(1);
 note_at('kafka broker 1 up');
 sleep 3;
@@ -287,6 +276,7 @@ my @acc = grep { $_->{status} && $_->{status} < 300 } @msgs;
 my (%tries, %answers);
 $tries{$_->{key}} = scalar @{$_->{statuses}} for @msgs;
 $answers{$_->{key}} = $_->{statuses} for @msgs;
+my %sent = map { $_->{key} => $_->{sent} // $_->{t} } @msgs;
 is(scalar(grep { !$_->{status} || $_->{status} >= 300 } @msgs), 0,
    'every producer got an answer for every message')
     or diag explain [grep { !$_->{status} || $_->{status} >= 300 } @msgs];
@@ -324,7 +314,8 @@ ok(Omnibus::Test::wait_until(sub { $c->open_rows == 0 }, timeout => 30),
 my %adopters = map {
     my $log = $c->t($_)->error_log;
     my $n = 0;
-    $n += $1 while $log =~ /"bus": (\d+) message\(s\) of a silent node adopted/g;
+    $n += $1
+        while $log =~ /"bus": (\d+) message\(s\) of a silent node adopted/g;
     $n ? ($_ => $n) : ()
 } $c->all_pods;
 my $adopted = 0;
@@ -353,7 +344,8 @@ for my $sink ([webhook => $hook], [kafka => $kafka]) {
         if (keys %n > 1) {
             ($tries{$k} // 1) > 1 ? $why{retry}++ : push @odd, $k;
             note_at("$name: $k as " . join(' ', sort keys %n)
-                    . " after answers @{$answers{$k}}");
+                    . " after answers @{$answers{$k}}, sent at "
+                    . sprintf('%.1f s', $sent{$k} - $T0));
         }
         for my $id (grep { $n{$_} > 1 } keys %n) {
             my $p = $pod_of{$id};

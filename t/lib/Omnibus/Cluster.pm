@@ -26,9 +26,21 @@ use Omnibus::Receiver;
 use Omnibus::Pg;
 use Omnibus::Redis;
 use Omnibus::Kafka;
+use POSIX ();
 use Time::HiRes qw(sleep time);
 
 our $TOPIC = 'cluster-orders';
+
+# a process of its own (a producer, subscribers) that leaves without
+# running anyone's destructors: they would stop the servers started here
+sub child {
+    my ($code) = @_;
+    my $pid = fork // die "fork: $!\n";
+    return $pid if $pid;
+    Omnibus::Test::close_inherited_ports();
+    eval { $code->(); 1 } or print STDERR "child: $@";
+    POSIX::_exit(0);
+}
 
 # skips the file without PostgreSQL, redis-server or the Kafka tools
 sub require_tools {
