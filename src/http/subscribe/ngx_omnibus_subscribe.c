@@ -263,8 +263,10 @@ ngx_omnibus_subscribe_fanout(ngx_event_t *ev)
 
             if (matched.data == NULL
                 || sub->pattern.len != matched.len
-                || ngx_strncmp(sub->pattern.data, matched.data, matched.len)
-                   != 0)
+                || (matched.len
+                    && ngx_strncmp(sub->pattern.data, matched.data,
+                                   matched.len)
+                       != 0))
             {
                 for (i = 0; i < copies.nelts; i++) {
                     match[i] = (u_char) ngx_omnibus_pattern_match(
@@ -272,12 +274,15 @@ ngx_omnibus_subscribe_fanout(ngx_event_t *ev)
                                    c[i].topic.len);
                 }
 
-                matched.data = ngx_pstrdup(pool, &sub->pattern);
+                matched.len = sub->pattern.len;
+                matched.data = ngx_pnalloc(pool, matched.len + 1);
                 if (matched.data == NULL) {
                     break;
                 }
 
-                matched.len = sub->pattern.len;
+                if (matched.len) {
+                    ngx_memcpy(matched.data, sub->pattern.data, matched.len);
+                }
             }
 
             ngx_omnibus_sse_feed(sub, batch, match);

@@ -123,7 +123,12 @@ ngx_omnibus_sub_append(ngx_omnibus_sub_t *sub, u_char *p, size_t len)
 }
 
 
-/* event i of a round, not copied: next to the one before when it can */
+/*
+ * Event i of a round, not copied: next to the one before when it can.  A
+ * stream that has not sent what it had gets a copy instead: a reference
+ * would keep the whole round alive for the few bytes of it that match,
+ * round after round, for as long as its client does not read.
+ */
 
 ngx_int_t
 ngx_omnibus_sub_share(ngx_omnibus_sub_t *sub, ngx_omnibus_sub_batch_t *batch,
@@ -132,6 +137,11 @@ ngx_omnibus_sub_share(ngx_omnibus_sub_t *sub, ngx_omnibus_sub_batch_t *batch,
     ngx_buf_t              *b;
     ngx_chain_t            *cl;
     ngx_omnibus_sub_buf_t  *sb;
+
+    if (sub->busy) {
+        return ngx_omnibus_sub_append(sub, batch->data + batch->off[i],
+                                      batch->off[i + 1] - batch->off[i]);
+    }
 
     if (sub->last != &sub->out) {
         cl = (ngx_chain_t *) ((u_char *) sub->last
