@@ -528,7 +528,7 @@ $_->{t}->check_log for @all;
                               headers => { 'Idempotency-Key' => "r6-$run-2" });
         $id = $r->{json}{id} if $r && $r->{status} == 202;
         $id;
-    }, timeout => 20, interval => 0.5),
+    }, timeout => 40, interval => 0.5),
        'claim lapses: the retry of k2 accepted by pod-r6b');
     ok(wait_until(sub { +{ delivered($B->{rx}) }->{$id // ''} },
                   timeout => 20),

@@ -37,7 +37,7 @@ struct ngx_omnibus_store_s {
     /* mode=sync: messages are held in their queue until committed */
     ngx_uint_t                  sync;
 
-    /* the longest a write waits to be committed or refused */
+    /* the longest a write may wait to be committed or refused */
     ngx_msec_t                  timeout;
 
     /* can a publish be taken now: NGX_OK, or NGX_DECLINED and why */

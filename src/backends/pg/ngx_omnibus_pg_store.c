@@ -284,8 +284,11 @@ ngx_omnibus_pg_store_parse(ngx_conf_t *cf, ngx_omnibus_zone_t *zone,
         return NGX_CONF_ERROR;
     }
 
-    /* gathered for flush, a connection opened, a transaction run */
-    st->iface.timeout = st->flush + 2 * st->conf.timeout;
+    /*
+     * gathered for flush, behind a transaction, then a connection opened
+     * and a transaction run (its timer allows a second more)
+     */
+    st->iface.timeout = st->flush + 3 * (st->conf.timeout + 1000);
 
     st->iface.admit = ngx_omnibus_pg_store_admit;
     st->iface.write = ngx_omnibus_pg_store_write;

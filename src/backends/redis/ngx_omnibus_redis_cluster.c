@@ -19,6 +19,8 @@ static void ngx_omnibus_redis_claimed(ngx_omnibus_redis_conn_t *rc,
     redisReply *reply, void *data);
 static void ngx_omnibus_redis_confirm(ngx_omnibus_zone_t *zone,
     u_char *identity, u_char *id);
+static void ngx_omnibus_redis_confirmed(ngx_omnibus_redis_conn_t *rc,
+    redisReply *reply, void *data);
 static void ngx_omnibus_redis_unclaim(ngx_omnibus_zone_t *zone,
     u_char *identity, u_char *id);
 static ngx_int_t ngx_omnibus_redis_limit(ngx_omnibus_zone_t *zone,
@@ -396,7 +398,9 @@ ngx_omnibus_redis_claim(ngx_omnibus_zone_t *zone, u_char *identity,
     argv[5] = pending ? "PX" : "EX";
     len[5] = 2;
     argv[6] = (char *) ttl;
-    len[6] = (pending ? ngx_sprintf(ttl, "%M", pending)
+
+    /* it runs from now: the claim's own round trip is part of the wait */
+    len[6] = (pending ? ngx_sprintf(ttl, "%M", pending + rd->timeout)
                       : ngx_sprintf(ttl, "%T", zone->dedup_ttl))
              - ttl;
 
@@ -478,7 +482,7 @@ ngx_omnibus_redis_confirm(ngx_omnibus_zone_t *zone, u_char *identity,
     argv[1] = (char *) ttl;
     len[1] = ngx_sprintf(ttl, "%T", zone->dedup_ttl) - ttl;
 
-    if (ngx_omnibus_redis_script(&rd->cmd, NULL, NULL,
+    if (ngx_omnibus_redis_script(&rd->cmd, ngx_omnibus_redis_confirmed, NULL,
                                  NGX_OMNIBUS_REDIS_CONFIRM, key,
                                  ngx_omnibus_redis_key(rd, key, "d:",
                                                        identity),
@@ -490,6 +494,20 @@ ngx_omnibus_redis_confirm(ngx_omnibus_zone_t *zone, u_char *identity,
                       "omnibus_redis \"%V\": cannot confirm the idempotency "
                       "key of %*s", &zone->name,
                       (size_t) NGX_OMNIBUS_ID_LEN, id);
+    }
+}
+
+
+static void
+ngx_omnibus_redis_confirmed(ngx_omnibus_redis_conn_t *rc, redisReply *reply,
+    void *data)
+{
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        /* the claim lapsed and a retry took the key: both messages go on */
+        ngx_log_error(NGX_LOG_WARN, rc->rd->log, 0,
+                      "omnibus_redis \"%V\": an idempotency key was claimed "
+                      "again before its first message was committed, both "
+                      "are accepted", &rc->rd->zone->name);
     }
 }
 
