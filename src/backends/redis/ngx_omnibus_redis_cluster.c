@@ -23,6 +23,9 @@ static void ngx_omnibus_redis_confirmed(ngx_omnibus_redis_conn_t *rc,
     redisReply *reply, void *data);
 static void ngx_omnibus_redis_unclaim(ngx_omnibus_zone_t *zone,
     u_char *identity, u_char *id);
+static void ngx_omnibus_redis_settle(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_redis_script_e script, u_char *identity, u_char *id,
+    ngx_omnibus_redis_reply_pt handler, const char *what);
 static ngx_int_t ngx_omnibus_redis_limit(ngx_omnibus_zone_t *zone,
     ngx_omnibus_rate_t *rate, ngx_str_t *key,
     ngx_omnibus_cluster_wait_t *wait);
@@ -470,31 +473,9 @@ static void
 ngx_omnibus_redis_confirm(ngx_omnibus_zone_t *zone, u_char *identity,
     u_char *id)
 {
-    u_char                key[512], ttl[NGX_INT_T_LEN];
-    size_t                len[2];
-    const char           *argv[2];
-    ngx_omnibus_redis_t  *rd;
-
-    rd = zone->cluster->data;
-
-    argv[0] = (char *) id;
-    len[0] = NGX_OMNIBUS_ID_LEN;
-    argv[1] = (char *) ttl;
-    len[1] = ngx_sprintf(ttl, "%T", zone->dedup_ttl) - ttl;
-
-    if (ngx_omnibus_redis_script(&rd->cmd, ngx_omnibus_redis_confirmed, NULL,
-                                 NGX_OMNIBUS_REDIS_CONFIRM, key,
-                                 ngx_omnibus_redis_key(rd, key, "d:",
-                                                       identity),
-                                 2, argv, len, NULL)
-        != NGX_OK)
-    {
-        /* the claim lapses: a retry of the key is accepted once more */
-        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                      "omnibus_redis \"%V\": cannot confirm the idempotency "
-                      "key of %*s", &zone->name,
-                      (size_t) NGX_OMNIBUS_ID_LEN, id);
-    }
+    /* if it cannot be sent, the claim lapses: a retry is accepted again */
+    ngx_omnibus_redis_settle(zone, NGX_OMNIBUS_REDIS_CONFIRM, identity, id,
+                             ngx_omnibus_redis_confirmed, "confirm");
 }
 
 
@@ -516,27 +497,40 @@ static void
 ngx_omnibus_redis_unclaim(ngx_omnibus_zone_t *zone, u_char *identity,
     u_char *id)
 {
-    u_char                key[512];
-    size_t                len[1];
-    const char           *argv[1];
+    /* if it cannot be sent, the key stays: a retry is a duplicate */
+    ngx_omnibus_redis_settle(zone, NGX_OMNIBUS_REDIS_UNCLAIM, identity, id,
+                             NULL, "free");
+}
+
+
+/* the script on identity's key, with the id and the dedup ttl (s) */
+
+static void
+ngx_omnibus_redis_settle(ngx_omnibus_zone_t *zone,
+    ngx_omnibus_redis_script_e script, u_char *identity, u_char *id,
+    ngx_omnibus_redis_reply_pt handler, const char *what)
+{
+    u_char                key[512], ttl[NGX_INT_T_LEN];
+    size_t                len[2];
+    const char           *argv[2];
     ngx_omnibus_redis_t  *rd;
 
     rd = zone->cluster->data;
 
     argv[0] = (char *) id;
     len[0] = NGX_OMNIBUS_ID_LEN;
+    argv[1] = (char *) ttl;
+    len[1] = ngx_sprintf(ttl, "%T", zone->dedup_ttl) - ttl;
 
-    if (ngx_omnibus_redis_script(&rd->cmd, NULL, NULL,
-                                 NGX_OMNIBUS_REDIS_UNCLAIM, key,
+    if (ngx_omnibus_redis_script(&rd->cmd, handler, NULL, script, key,
                                  ngx_omnibus_redis_key(rd, key, "d:",
                                                        identity),
-                                 1, argv, len, NULL)
+                                 2, argv, len, NULL)
         != NGX_OK)
     {
-        /* the key stays for dedup_ttl: a retry of it is a duplicate */
         ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                      "omnibus_redis \"%V\": cannot free an idempotency key "
-                      "of a refused message %*s", &zone->name,
+                      "omnibus_redis \"%V\": cannot %s the idempotency key "
+                      "of %*s", &zone->name, what,
                       (size_t) NGX_OMNIBUS_ID_LEN, id);
     }
 }
