@@ -288,21 +288,20 @@ note_at(sprintf '%d messages accepted (%d duplicates), answers: %s',
 cmp_ok(scalar @acc, '>', 300, 'the producers got through');
 
 my @keys = map { $_->{key} } @acc;
-my ($hook, $kafka);
-Omnibus::Test::wait_until(sub {
-    $hook = $c->hooked;
-    !grep { !$hook->{$_} } @keys;
-}, timeout => 90, interval => 1);
-my @lost = grep { !$hook->{$_} } @keys;
-is(scalar @lost, 0, 'every accepted message reached the webhook')
-    or diag explain [grep { !$hook->{$_->{key}} } @acc];
-Omnibus::Test::wait_until(sub {
-    $kafka = $c->kafka_keys;
-    !grep { !$kafka->{$_} } @keys;
-}, timeout => 60, interval => 1);
-my @lost_k = grep { !$kafka->{$_} } @keys;
-is(scalar @lost_k, 0, 'every accepted message reached Kafka')
-    or diag explain [grep { !$kafka->{$_->{key}} } @acc];
+# each sink's keys once every accepted key is in it (or the wait ends)
+my ($hook, $kafka) = map {
+    my ($name, $read, $wait) = @$_;
+    my $got;
+    Omnibus::Test::wait_until(sub {
+        $got = $read->();
+        !grep { !$got->{$_} } @keys;
+    }, timeout => $wait, interval => 1);
+    my @lost = grep { !$got->{$_->{key}} } @acc;
+    is(scalar @lost, 0, "every accepted message reached $name")
+        or diag explain \@lost;
+    $got
+} ['the webhook', sub { $c->hooked }, 90],
+  ['Kafka', sub { $c->kafka_keys }, 60];
 
 ok(Omnibus::Test::wait_until(sub { $c->settled }, timeout => 60),
    'the live pods settled');
